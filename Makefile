@@ -1,0 +1,28 @@
+# Two entry points (README): `make run` runs the main job, `make test` runs the test suite.
+# Both create .venv and install everything on a fresh machine first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHOTS ?= 10%
+MODEL ?= test_resnet
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch torchvision
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/gaia-bench run --model $(MODEL) --shots $(SHOTS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/linear_probe.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

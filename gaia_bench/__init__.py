@@ -1,0 +1,46 @@
+"""gaia-bench: a plugin-based benchmark harness for general vision models.
+
+Plugins implement the hooks in :mod:`gaia_bench.hookspecs` with the :data:`hookimpl` marker and
+register the specs defined in :mod:`gaia_bench.api`. Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from gaia_bench.api import (
+    AdaptationResult,
+    AdaptationSpec,
+    BackboneCatalog,
+    BackboneSpec,
+    DatasetSpec,
+    ExecutorSpec,
+    InitSpec,
+    MetricInfo,
+    ReporterSpec,
+    Sample,
+    Samples,
+    SuiteSpec,
+    TaskSpec,
+    WeightsRef,
+)
+from gaia_bench.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaptationResult",
+    "AdaptationSpec",
+    "BackboneCatalog",
+    "BackboneSpec",
+    "DatasetSpec",
+    "ExecutorSpec",
+    "InitSpec",
+    "MetricInfo",
+    "ReporterSpec",
+    "Sample",
+    "Samples",
+    "SuiteSpec",
+    "TaskSpec",
+    "WeightsRef",
+    "__version__",
+    "hookimpl",
+]

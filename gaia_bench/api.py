@@ -1,0 +1,223 @@
+"""What a plugin registers. Plain frozen dataclasses holding names, metadata and callables.
+
+Nothing here imports torch: listing plugins must stay fast. Callables (``build``, ``run``, ...)
+import what they need when they are called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from gaia_bench.backbone import Backbone
+    from gaia_bench.jobs import JobContext
+
+
+# --------------------------------------------------------------------------- backbones & inits
+@dataclass(frozen=True)
+class WeightsRef:
+    """Published weights that an init can load, found only on local disk (never downloaded).
+
+    ``locate()`` returns the local file or None; the other fields make the "missing" message exact.
+    """
+
+    tag: str  # the official tag, e.g. "resnet50.a1_in1k" or "ResNet50_Weights.IMAGENET1K_V2"
+    locate: Callable[[], Path | None]
+    expected: str  # file name expected on disk
+    search_dirs: tuple[str, ...]  # directories searched, in order
+    fetch_command: str  # what fetches it on a machine with internet
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone architecture.
+
+    ``build(weights=None)`` returns a :class:`gaia_bench.backbone.Backbone`; ``weights`` is a local
+    file whose state dict the backbone knows how to load (its own published format), or None for
+    the architecture's own random initialization.
+    """
+
+    name: str
+    build: Callable[..., Backbone]
+    source: str = "third-party"  # the zoo or package that provides it
+    description: str = ""
+    # Evaluation input: square size in pixels and normalization (the weights' own, when published).
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # Published weights by init name ("imagenet", "clip", ...): what the matching init loads.
+    published_weights: Mapping[str, WeightsRef] = field(default_factory=dict)
+    # The init used when --init is not given: a name, or a callable deciding from local state.
+    default_init: str | Callable[[], str] = "random"
+
+    def resolve_default_init(self) -> str:
+        return self.default_init() if callable(self.default_init) else self.default_init
+
+
+@dataclass(frozen=True)
+class BackboneCatalog:
+    """A whole model zoo registered lazily: names are enumerated (and the zoo imported) only
+    when a backbone is looked up or listed. Unqualified names resolve to the first catalog that
+    has them, in registration order; ``SOURCE:name`` picks a catalog explicitly."""
+
+    source: str
+    description: str
+    names: Callable[[], Iterable[str]]
+    get: Callable[[str], BackboneSpec | None]
+    # Names with published weights (for ``gaia-bench models --pretrained``).
+    pretrained_names: Callable[[], Iterable[str]] = lambda: ()
+
+    @property
+    def name(self) -> str:
+        return self.source
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """An initialization of a backbone: published weights, or a pretraining method of its own.
+
+    ``weights_id(spec)`` names the exact weights (a content hash for files) without building the
+    model: it keys the feature cache and the job id, and raises MissingWeightsError early.
+    """
+
+    name: str
+    description: str
+    initialize: Callable[[BackboneSpec], Backbone]
+    weights_id: Callable[[BackboneSpec], str]
+    supports: Callable[[BackboneSpec], bool] = lambda spec: True
+    weights_source: str = ""  # where the weights come from, in words
+    applies_to: str = "any backbone"  # which backbones it can initialize, in words
+
+
+# --------------------------------------------------------------------------- tasks & datasets
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    higher_is_better: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task type: its metrics (official definitions) and which one is primary."""
+
+    name: str
+    description: str
+    metrics: Sequence[MetricInfo]
+    primary_metric: str
+    compute_metrics: Callable[..., dict[str, float]]
+
+    def metric(self, name: str) -> MetricInfo:
+        for info in self.metrics:
+            if info.name == name:
+                return info
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One item of a split. ``key`` is stable across machines and file orders (a relative path):
+    the percentage-shot sampler ranks samples by it. ``target`` is a class index for
+    classification, an annotation object for dense tasks."""
+
+    key: str
+    path: Path
+    target: Any
+
+
+@dataclass(frozen=True)
+class Samples:
+    samples: Sequence[Sample]
+    classes: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def labels(self) -> list[int]:
+        return [int(s.target) for s in self.samples]
+
+    def subset(self, indices: Sequence[int]) -> Samples:
+        return Samples([self.samples[i] for i in indices], self.classes)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset in its official on-disk layout under ``data_root / subdir``.
+
+    ``load(root, split)`` reads a split; ``prepare(root)`` materializes or lays out the files
+    (None when only manual steps exist, then ``prepare_hint`` says them); ``verify(root)`` returns
+    one line per problem, each naming the fix (empty list = all good).
+    """
+
+    name: str
+    task: str
+    description: str
+    load: Callable[[Path, str], Samples]
+    verify: Callable[[Path], list[str]]
+    prepare: Callable[[Path], None] | None = None
+    prepare_hint: str = ""
+    splits: Mapping[str, int] = field(default_factory=dict)  # expected sizes
+    num_classes: int | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    primary_metric: str | None = None  # overrides the task's primary metric (GV-B's choice)
+    version: str = "1"
+    subdir: str = ""
+
+    @property
+    def directory(self) -> str:
+        return self.subdir or self.name
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    description: str
+    datasets: Sequence[str]
+
+
+# --------------------------------------------------------------------------- adaptation
+@dataclass
+class AdaptationResult:
+    """What an adaptation returns for one job; the runner adds timings and provenance."""
+
+    metrics: dict[str, float]
+    n_train: int
+    n_test: int
+    details: dict[str, Any] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    trainable_params: int = 0
+
+
+@dataclass(frozen=True)
+class AdaptationSpec:
+    """An adaptation method. ``run(ctx)`` trains what it trains on the job's subset and evaluates."""
+
+    name: str
+    description: str
+    task_types: Sequence[str]
+    run: Callable[[JobContext], AdaptationResult]
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)  # names -> defaults
+
+
+# --------------------------------------------------------------------------- executors & reporters
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Runs planned jobs. ``execute(jobs, run_job)`` calls ``run_job(job)`` for each (or has it
+    called elsewhere) and yields the records as they finish."""
+
+    name: str
+    description: str
+    execute: Callable[..., Iterable[dict]]
+
+
+@dataclass(frozen=True)
+class ReporterSpec:
+    """Renders stored result records into one text format."""
+
+    name: str
+    description: str
+    extension: str
+    render: Callable[[list[dict]], str]

@@ -1,0 +1,120 @@
+"""The ``gaia-bench`` command line. Listing commands never import torch."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gaia_bench.cli.common import handle_errors
+from gaia_bench.console import console
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Benchmark vision backbones under percentage-shot protocols. Start with `gaia-bench run --model test_resnet --shots 10%`.",
+)
+
+
+def _registries():
+    from gaia_bench.manager import get_registries
+
+    return get_registries()
+
+
+@app.command()
+@handle_errors
+def plugins(all_: Annotated[bool, typer.Option("--all", help="also list the built-in plugins")] = True) -> None:
+    """List plugins: what each registers, its distribution and version, and whether it loaded."""
+    from gaia_bench.manager import get_host
+
+    host = get_host()
+    host.registries()  # runs every register hook, so registration errors show up here
+    table = Table("plugin", "distribution", "version", "status", "kinds", "registers")
+    broken = []
+    for record in host.plugins():
+        if record.builtin and not all_:
+            continue
+        kinds = ", ".join(sorted({k for k, _ in record.registered})) or "-"
+        names = ", ".join(n for _, n in record.registered) or "-"
+        status = "[green]ok[/]" if record.ok else "[red]broken[/]"
+        if not record.ok:
+            broken.append(record)
+        table.add_row(record.name, record.distribution, record.version, status, kinds, names)
+    console.print(table)
+    for record in broken:
+        console.print(f"[red]broken plugin {record.name}[/] ({record.distribution} {record.version}): {record.error}",
+                      highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+@handle_errors
+def list_all() -> None:
+    """List every registered name by kind (backbone zoos are summarized; see `gaia-bench models`)."""
+    regs = _registries()
+    table = Table("kind", "names")
+    catalogs = ", ".join(f"{c.source} (catalog)" for c in regs.backbones.catalogs)
+    singles = ", ".join(s.name for s in regs.backbones.single_specs())
+    table.add_row("backbones", ", ".join(x for x in (singles, catalogs) if x))
+    for kind in ("inits", "adaptations", "tasks", "datasets", "suites", "executors", "reporters"):
+        table.add_row(kind, ", ".join(getattr(regs, kind).names()))
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def models(
+    pattern: Annotated[str | None, typer.Argument(help="fnmatch pattern or substring, e.g. 'resnet*'")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="only backbones with published ImageNet weights")] = False,
+    source: Annotated[str | None, typer.Option("--source", help="only this zoo: timm, torchvision, …")] = None,
+) -> None:
+    """List backbones (all of timm and torchvision's classification models, plus plugins')."""
+    regs = _registries()
+    rows = regs.backbones.rows(pattern, pretrained=pretrained, source=source)
+    table = Table("backbone", "source", "imagenet weights", title=f"{len(rows)} backbones")
+    for row in rows:
+        table.add_row(row.name, row.source, "published" if row.pretrained else "-")
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def inits() -> None:
+    """List initializations (pretraining methods) and the backbones each can initialize."""
+    table = Table("init", "description", "backbones", "weights from")
+    for _, spec in _registries().inits.items():
+        table.add_row(spec.name, spec.description, spec.applies_to, spec.weights_source)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def adaptations() -> None:
+    """List adaptation methods, the task types they support and their hyper-parameters."""
+    table = Table("adaptation", "tasks", "hyper-parameters (defaults)", "description")
+    for _, spec in _registries().adaptations.items():
+        hps = ", ".join(f"{k}={v}" for k, v in spec.hyperparams.items())
+        table.add_row(spec.name, ", ".join(spec.task_types), hps, spec.description)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def tasks() -> None:
+    """List task types and their metrics (primary first; direction shown)."""
+    table = Table("task", "primary metric", "metrics", "description")
+    for _, spec in _registries().tasks.items():
+        metrics = ", ".join(f"{m.name} ({'↑' if m.higher_is_better else '↓'})" for m in spec.metrics)
+        table.add_row(spec.name, spec.primary_metric, metrics, spec.description)
+    console.print(table)
+
+
+from gaia_bench.cli import datasets as _datasets  # noqa: E402,F401  (registers the `datasets` group)
+from gaia_bench.cli import results as _results  # noqa: E402,F401  (registers the `results` group)
+from gaia_bench.cli import run as _run  # noqa: E402,F401  (registers `run`)
+
+
+def main() -> None:
+    app()

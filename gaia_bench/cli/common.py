@@ -1,0 +1,43 @@
+"""Shared CLI plumbing: the error-to-exit-code decorator and option types."""
+
+from __future__ import annotations
+
+import errno
+import functools
+from typing import Annotated, Any, Callable, TypeVar
+
+import typer
+
+from gaia_bench.console import print_error
+from gaia_bench.errors import GaiaBenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StoreOption = Annotated[str | None, typer.Option("--store", help="results database (default: ~/.cache/gaia-bench/results.db or $GAIA_BENCH_STORE)")]
+DataRootOption = Annotated[str | None, typer.Option("--data-root", help="where datasets live (default: ~/.cache/gaia-bench/data or $GAIA_BENCH_DATA)")]
+
+
+def handle_errors(fn: F) -> F:
+    """Turn user-caused errors into one 'error: … fix: …' message and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GaiaBenchError as exc:
+            print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                print_error(f"disk full: {exc.filename or exc}", "free some space or point the path at another disk; finished results are kept")
+                raise typer.Exit(1) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_store(path: str | None):
+    from gaia_bench.paths import default_store
+    from gaia_bench.store import ResultsStore
+
+    return ResultsStore(path or default_store())

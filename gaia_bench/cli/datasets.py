@@ -1,0 +1,133 @@
+"""`gaia-bench datasets`: list, prepare, verify and show percentage-shot statistics."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gaia_bench.cli import app
+from gaia_bench.cli.common import DataRootOption, handle_errors
+from gaia_bench.console import console, err_console, notice
+from gaia_bench.shots import SHOTS_HELP
+
+datasets_app = typer.Typer(help="List, prepare and verify datasets; show subset statistics.")
+app.add_typer(datasets_app, name="datasets")
+
+
+def _expand(regs, name: str) -> list:
+    """A dataset name, or a suite name standing for its datasets."""
+    if name in regs.suites and name not in regs.datasets:
+        return [regs.datasets.get(d) for d in regs.suites.get(name).datasets]
+    return [regs.datasets.get(name)]
+
+
+@datasets_app.callback(invoke_without_command=True)
+@handle_errors
+def datasets(ctx: typer.Context, data_root: DataRootOption = None) -> None:
+    """List datasets with task, classes, split sizes, metric and whether each is present."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gaia_bench.jobs import data_dir
+    from gaia_bench.paths import data_root as resolve
+    from gaia_bench.manager import get_registries
+
+    regs = get_registries()
+    root = resolve(data_root)
+    table = Table("dataset", "task", "classes", "splits", "primary metric", "present", title=f"data root: {root}")
+    for _, spec in regs.datasets.items():
+        task = regs.tasks.get(spec.task) if spec.task in regs.tasks else None
+        metric = spec.primary_metric or (task.primary_metric if task else "?")
+        splits = ", ".join(f"{k} {v}" for k, v in spec.splits.items())
+        present = "yes" if data_dir(root, spec).exists() else "no"
+        table.add_row(spec.name, spec.task, str(spec.num_classes or "-"), splits, metric, present)
+    console.print(table)
+    for _, suite in regs.suites.items():
+        console.print(f"suite [bold]{suite.name}[/]: {', '.join(suite.datasets)} — {suite.description}")
+
+
+@datasets_app.command()
+@handle_errors
+def prepare(
+    name: Annotated[str, typer.Argument(help="dataset or suite name")],
+    data_root: DataRootOption = None,
+    force: Annotated[bool, typer.Option("--force", help="delete and re-create what is there")] = False,
+) -> None:
+    """Materialize a dataset (or every dataset of a suite) under the data root."""
+    from gaia_bench.jobs import data_dir
+    from gaia_bench.paths import data_root as resolve
+    from gaia_bench.manager import get_registries
+
+    root = resolve(data_root)
+    for spec in _expand(get_registries(), name):
+        target = data_dir(root, spec)
+        if spec.prepare is None:
+            err_console.print(f"[yellow]{spec.name}[/] cannot be prepared automatically:\n{spec.prepare_hint}")
+            continue
+        if target.exists() and not force:
+            notice(f"{spec.name}: already at {target} (--force re-creates it)")
+            continue
+        if target.exists():
+            shutil.rmtree(target)
+        with err_console.status(f"preparing {spec.name} …"):
+            spec.prepare(target)
+        notice(f"{spec.name}: prepared at {target}")
+
+
+@datasets_app.command()
+@handle_errors
+def verify(
+    name: Annotated[str, typer.Argument(help="dataset or suite name")],
+    data_root: DataRootOption = None,
+) -> None:
+    """Check files, counts and checksums; one line per problem, with the fix."""
+    from gaia_bench.jobs import data_dir
+    from gaia_bench.paths import data_root as resolve
+    from gaia_bench.manager import get_registries
+
+    root = resolve(data_root)
+    bad = 0
+    for spec in _expand(get_registries(), name):
+        problems = spec.verify(data_dir(root, spec))
+        if problems:
+            bad += 1
+            for line in problems:
+                console.print(f"[red]{spec.name}:[/] {line}", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[green]{spec.name}: ok[/]")
+    if bad:
+        raise typer.Exit(1)
+
+
+@datasets_app.command()
+@handle_errors
+def stats(
+    name: Annotated[str, typer.Argument(help="dataset name")],
+    shots: Annotated[list[str], typer.Option("--shots", "-s", help=SHOTS_HELP)] = ["10%"],  # noqa: B006
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    data_root: DataRootOption = None,
+) -> None:
+    """Per-class sample counts (avg / min / max) of the training subset, as GV-B tabulates them."""
+    from gaia_bench.jobs import data_dir
+    from gaia_bench.paths import data_root as resolve
+    from gaia_bench.manager import get_registries
+    from gaia_bench.shots import parse_shots, sample_indices, subset_stats
+
+    specs = parse_shots(shots)
+    spec = get_registries().datasets.get(name)
+    target = data_dir(resolve(data_root), spec)
+    if not target.exists() and spec.prepare is not None:
+        spec.prepare(target)
+    train = spec.load(target, spec.train_split)
+    labels = train.labels()
+    keys = [s.key for s in train.samples]
+    table = Table("shots", "samples", "classes", "per-class avg", "min", "max", title=f"{spec.name} / {spec.train_split}, seed {seed}")
+    full = subset_stats([[y] for y in labels], len(train.classes))
+    table.add_row("full", str(full.n_samples), str(full.n_classes), f"{full.per_class_avg:.1f}", str(full.per_class_min), str(full.per_class_max))
+    for shot in specs:
+        idx = sample_indices(labels, keys, shot, seed)
+        st = subset_stats([[labels[i]] for i in idx], len(train.classes))
+        table.add_row(shot.label, str(st.n_samples), str(st.n_classes), f"{st.per_class_avg:.1f}", str(st.per_class_min), str(st.per_class_max))
+    console.print(table)

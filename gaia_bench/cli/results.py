@@ -1,0 +1,96 @@
+"""`gaia-bench results`: list, filter, export and import stored results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gaia_bench.cli import app
+from gaia_bench.cli.common import StoreOption, handle_errors, open_store
+from gaia_bench.console import console, notice
+from gaia_bench.errors import UsageError
+
+results_app = typer.Typer(help="List, filter, export and import stored results.", no_args_is_help=False)
+app.add_typer(results_app, name="results")
+
+Filter = lambda flag, what: Annotated[str | None, typer.Option(flag, help=f"only this {what} (* wildcards)")]  # noqa: E731
+
+
+def _query(store, **filters):
+    return store.query(**filters)
+
+
+@results_app.callback(invoke_without_command=True)
+@handle_errors
+def results(
+    ctx: typer.Context,
+    store: StoreOption = None,
+    model: Filter("--model", "model") = None,
+    init: Filter("--init", "init") = None,
+    adaptation: Filter("--adapt", "adaptation") = None,
+    dataset: Filter("--dataset", "dataset") = None,
+    shots: Filter("--shots", "shots label, e.g. 10%") = None,
+    status: Filter("--status", "status: done or failed") = None,
+    fmt: Annotated[str, typer.Option("--format", help="markdown, csv or json (any registered reporter)")] = "markdown",
+) -> None:
+    """List stored results (filters combine)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gaia_bench.manager import get_registries
+
+    reporter = get_registries().reporters.get(fmt)
+    with open_store(store) as s:
+        records = _query(s, model=model, init=init, adaptation=adaptation, dataset=dataset, shots=shots, status=status)
+    if not records:
+        notice(f"no results match in {s.path}")
+        return
+    sys.stdout.write(reporter.render(records))
+
+
+@results_app.command("export")
+@handle_errors
+def export(
+    store: StoreOption = None,
+    json_: Annotated[bool, typer.Option("--json", help="write JSON (the only export format; the default)")] = True,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default: stdout)")] = None,
+    model: Filter("--model", "model") = None,
+    dataset: Filter("--dataset", "dataset") = None,
+) -> None:
+    """Export results as JSON, with full configs and provenance, to move them between stores."""
+    from gaia_bench.plugins.reporters import render_json
+
+    with open_store(store) as s:
+        text = render_json(_query(s, model=model, dataset=dataset))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        notice(f"wrote {out}")
+
+
+@results_app.command("import")
+@handle_errors
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="JSON files from `gaia-bench results export --json` ('-' = stdin)")],
+    store: StoreOption = None,
+    replace: Annotated[bool, typer.Option("--replace", help="overwrite jobs already in the store")] = False,
+) -> None:
+    """Import exported results; identical ones are skipped, conflicting ones reported and kept as they were."""
+    from gaia_bench.store import merge_into, read_export
+
+    with open_store(store) as s:
+        for path in files:
+            if str(path) == "-":
+                text, name = sys.stdin.read(), "stdin"
+            else:
+                if not path.exists():
+                    raise UsageError(f"no such file: {path}", "pass a file written by `gaia-bench results export --json`")
+                text, name = path.read_text(), str(path)
+            added, same, conflicts = merge_into(s, read_export(text, name), replace=replace)
+            console.print(f"{name}: {added} imported, {same} already present")
+            for job_id in conflicts:
+                console.print(f"[yellow]conflict:[/] job {job_id} differs from the stored result; kept the stored one "
+                              "(--replace to overwrite)")

@@ -1,0 +1,103 @@
+"""Frozen-backbone features, extracted once per (backbone, weights, dataset, split, transform)
+and kept on disk, so a probe over many shots, seeds and hyper-parameters runs the backbone once."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from gaia_bench.api import Sample
+from gaia_bench.backbone import Backbone
+from gaia_bench.errors import DataError, GaiaBenchError
+from gaia_bench.imagedata import ImageSamples, eval_transform
+
+FEATURE_FORMAT = 1  # bump when the extraction changes what it stores
+
+
+def cache_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps({**parts, "format": FEATURE_FORMAT}, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def samples_fingerprint(samples: Sequence[Sample]) -> str:
+    """Hash of the split's sample keys and targets: a changed dataset never reuses stale features."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.key}\x00{s.target}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class FeatureCache:
+    """``<dir>/<key>.npz`` holding ``features`` (float32) and ``keys``; written atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.npz"
+
+    def load(self, key: str, expected_keys: Sequence[str]) -> np.ndarray | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if list(data["keys"]) != list(expected_keys):
+                    return None
+                return data["features"]
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged cache file is recomputed, never trusted
+
+    def save(self, key: str, features: np.ndarray, keys: Sequence[str], meta: dict) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, features=features, keys=np.asarray(keys), meta=np.asarray(json.dumps(meta)))
+            os.replace(tmp, self.path(key))
+        except OSError as exc:
+            if "tmp" in locals() and os.path.exists(tmp):
+                os.unlink(tmp)
+            if exc.errno == errno.ENOSPC:
+                raise GaiaBenchError(f"disk full while caching features in {self.directory}",
+                                     "free space, set GAIA_BENCH_FEATURES to another disk, or run with --no-cache") from None
+            raise
+
+
+@torch.inference_mode()
+def extract_features(
+    backbone: Backbone,
+    samples: Sequence[Sample],
+    *,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: str,
+    batch_size: int,
+    workers: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Pooled features of every sample, in order. An unreadable image stops with its path."""
+    dataset = ImageSamples(samples, eval_transform(image_size, mean, std), image_size)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    backbone.eval().to(device)
+    out = np.zeros((len(samples), backbone.num_features), dtype=np.float32)
+    for images, indices, errors in loader:
+        bad = [(int(i), e) for i, e in zip(indices, errors) if e]
+        if bad:
+            i, err = bad[0]
+            raise DataError(f"cannot read image {samples[i].path}: {err}",
+                            "replace or delete the file, or re-create the dataset with `gaia-bench datasets prepare`")
+        feats = backbone(images.to(device)).float().cpu().numpy()
+        out[indices.numpy()] = feats
+        if on_batch:
+            on_batch(len(indices))
+    return out

@@ -1,0 +1,50 @@
+"""Reading images for a split: a torch Dataset that reports unreadable files instead of crashing."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+from gaia_bench.api import Sample
+
+
+def eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> transforms.Compose:
+    """GV-B's evaluation pipeline: short side to ``size`` (bilinear), centre crop, normalize."""
+    return transforms.Compose([
+        transforms.Resize(size, interpolation=transforms.InterpolationMode.BILINEAR),
+        transforms.CenterCrop(size),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ])
+
+
+def transform_id(size: int, mean: Sequence[float], std: Sequence[float]) -> str:
+    """A stable name of :func:`eval_transform`'s output, for cache keys."""
+    fmt = lambda v: ",".join(f"{x:.6g}" for x in v)  # noqa: E731
+    return f"resize-short{size}-bilinear/center-crop{size}/mean({fmt(mean)})/std({fmt(std)})"
+
+
+class ImageSamples(Dataset):
+    """Yields ``(image, index, error)``: an unreadable image gives a zero tensor and its error text,
+    so the caller can name the file (this works the same inside DataLoader worker processes)."""
+
+    def __init__(self, samples: Sequence[Sample], transform: transforms.Compose, size: int) -> None:
+        self.samples = samples
+        self.transform = transform
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        sample = self.samples[index]
+        try:
+            with Image.open(sample.path) as img:
+                image = img.convert("RGB")
+            return self.transform(image), index, ""
+        except Exception as exc:  # noqa: BLE001 - reported by the caller with the path
+            return torch.zeros(3, self.size, self.size), index, f"{type(exc).__name__}: {exc}"

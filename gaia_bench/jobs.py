@@ -1,0 +1,197 @@
+"""Planning: the grid of jobs a command asks for, each with a stable id, and the context a job runs in."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitSpec, Samples, TaskSpec
+from gaia_bench.errors import UsageError
+from gaia_bench.shots import ShotSpec, sample_indices, subset_stats
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gaia_bench.backbone import Backbone
+    from gaia_bench.runner import Session
+
+PROTOCOL_VERSION = "gaia-bench-shots-v1"
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything that determines a job's result. Its hash is the job id; knobs that do not change
+    the result (device, batch size, workers, paths) are deliberately not part of it."""
+
+    model: str
+    init: str
+    weights_id: str
+    adaptation: str
+    hyperparams: dict[str, Any]
+    dataset: str
+    dataset_version: str
+    task: str
+    shots: str
+    seed: int
+    image_size: int
+    protocol: str = PROTOCOL_VERSION
+
+    @property
+    def job_id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Job:
+    config: JobConfig
+    shot: ShotSpec
+    backbone: BackboneSpec
+    init: InitSpec
+    adaptation: AdaptationSpec
+    dataset: DatasetSpec
+    task: TaskSpec
+
+    @property
+    def job_id(self) -> str:
+        return self.config.job_id
+
+    @property
+    def primary_metric(self) -> str:
+        return self.dataset.primary_metric or self.task.primary_metric
+
+
+@dataclass
+class Progress:
+    """How a job reports long steps; the CLI supplies a rich-backed one."""
+
+    start: Callable[[str, int | None], Callable[[int], None]] = lambda description, total: (lambda n: None)
+    finish: Callable[[], None] = lambda: None
+
+
+@dataclass
+class JobContext:
+    """What an adaptation plugin gets: the job, its specs, and helpers for data and features."""
+
+    job: Job
+    session: Session
+    progress: Progress = field(default_factory=Progress)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def config(self) -> JobConfig:
+        return self.job.config
+
+    @property
+    def hyperparams(self) -> dict[str, Any]:
+        return self.job.config.hyperparams
+
+    @property
+    def device(self) -> str:
+        return self.session.device
+
+    def load(self, split: str) -> Samples:
+        return self.session.load_split(self.job.dataset, split)
+
+    def train_subset(self) -> tuple[Samples, list[int]]:
+        """The full training split and the indices of this job's percentage-shot subset."""
+        train = self.load(self.job.dataset.train_split)
+        keys = [s.key for s in train.samples]
+        indices = sample_indices(train.labels(), keys, self.job.shot, self.config.seed)
+        return train, indices
+
+    def subset_stats(self, train: Samples, indices: Sequence[int]) -> dict:
+        labels = train.labels()
+        return subset_stats([[labels[i]] for i in indices], len(train.classes)).as_dict()
+
+    def build_backbone(self) -> Backbone:
+        return self.session.backbone(self.job)
+
+    def features(self, split: str) -> np.ndarray:
+        """Pooled features of every sample of ``split`` (from the feature cache when present)."""
+        return self.session.features(self, split)
+
+
+def _split_names(values: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if part and part not in names:
+                names.append(part)
+    return names
+
+
+def plan(
+    registries: Any,
+    *,
+    models: Sequence[str],
+    inits: Sequence[str],
+    adaptations: Sequence[str],
+    datasets: Sequence[str],
+    shots: Sequence[ShotSpec],
+    seeds: Sequence[int],
+    image_size: int | None = None,
+    notice: Callable[[str], None] = lambda msg: None,
+) -> list[Job]:
+    """Resolve every name (failing early, with suggestions) and expand the grid into jobs."""
+    model_names = _split_names(models)
+    if not model_names:
+        raise UsageError("no --model given", "e.g. --model test_resnet; see `gaia-bench models`")
+    backbone_specs = [registries.backbones.get(m) for m in model_names]
+    adaptation_specs = [registries.adaptations.get(a) for a in _split_names(adaptations)]
+    dataset_specs = [registries.datasets.get(d) for d in _split_names(datasets)]
+    explicit_inits = [registries.inits.get(i) for i in _split_names(inits)]
+    for seed in seeds:
+        if seed < 0:
+            raise UsageError(f"--seed {seed} is negative", "seeds are integers >= 0")
+    if image_size is not None and not 8 <= image_size <= 4096:
+        raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
+
+    jobs: list[Job] = []
+    for backbone in backbone_specs:
+        init_specs = explicit_inits
+        if not init_specs:
+            default = backbone.resolve_default_init()
+            init_specs = [registries.inits.get(default)]
+            notice(f"{backbone.name}: init '{default}' (the backbone's default; choose with --init)")
+        for init in init_specs:
+            if not init.supports(backbone):
+                raise UsageError(f"init '{init.name}' cannot initialize backbone '{backbone.name}'",
+                                 "see `gaia-bench inits` for the backbones each init supports")
+            weights_id = init.weights_id(backbone)
+            for adaptation, dataset in itertools.product(adaptation_specs, dataset_specs):
+                task = registries.tasks.get(dataset.task)
+                if dataset.task not in adaptation.task_types:
+                    raise UsageError(
+                        f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset '{dataset.name}')",
+                        f"it supports: {', '.join(adaptation.task_types)}",
+                    )
+                for shot, seed in itertools.product(shots, seeds):
+                    config = JobConfig(
+                        model=backbone.name, init=init.name, weights_id=weights_id,
+                        adaptation=adaptation.name, hyperparams=dict(adaptation.hyperparams),
+                        dataset=dataset.name, dataset_version=dataset.version, task=dataset.task,
+                        shots=shot.label, seed=seed, image_size=image_size or backbone.input_size,
+                    )
+                    jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task))
+    return jobs
+
+
+def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | None) -> list[str]:
+    """--dataset wins; else the --suite's datasets; else the default suite 'mini'."""
+    names = _split_names(datasets)
+    if names:
+        return names
+    return list(registries.suites.get(suite or "mini").datasets)
+
+
+def data_dir(root: Path, dataset: DatasetSpec) -> Path:
+    return root / dataset.directory

@@ -1,0 +1,256 @@
+"""Plugin discovery and loading.
+
+Built-in plugins are ordinary modules of ``@hookimpl`` functions listed in ``BUILTIN_PLUGINS``;
+third-party ones come from the ``gaia_bench`` entry-point group. Both go through
+:meth:`PluginHost.add_plugin`, which calls ``PluginManager.register`` and ``check_pending`` (so a
+typo'd hook name is rejected). A plugin that fails to import, validate or register is recorded as
+broken with its error, and everything else keeps working.
+
+Environment:
+  GAIA_BENCH_DISABLE_PLUGINS=a,b   never load these plugins (by entry-point or module name)
+  GAIA_BENCH_NO_ENTRYPOINTS=1      load only the built-ins (tests, debugging)
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pluggy
+
+from gaia_bench import hookspecs
+from gaia_bench.api import (
+    AdaptationSpec,
+    BackboneCatalog,
+    BackboneSpec,
+    DatasetSpec,
+    ExecutorSpec,
+    InitSpec,
+    ReporterSpec,
+    SuiteSpec,
+    TaskSpec,
+)
+from gaia_bench.backbones import BackboneRegistry
+from gaia_bench.errors import GaiaBenchError, PluginError
+from gaia_bench.registry import Registry
+
+ENTRY_POINT_GROUP = "gaia_bench"
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "gaia_bench.plugins.timm_backbones",
+    "gaia_bench.plugins.torchvision_backbones",
+    "gaia_bench.plugins.inits",
+    "gaia_bench.plugins.linear_probe",
+    "gaia_bench.plugins.local_executor",
+    "gaia_bench.plugins.reporters",
+    "gaia_bench.tasks.classification",
+    "gaia_bench.tasks.digits",
+    "gaia_bench.tasks.suites",
+)
+
+# hook name -> (kind shown to users, accepted types, Registries attribute)
+HOOK_KINDS: dict[str, tuple[str, tuple[type, ...], str]] = {
+    "register_backbones": ("backbone", (BackboneSpec, BackboneCatalog), "backbones"),
+    "register_inits": ("init", (InitSpec,), "inits"),
+    "register_adaptations": ("adaptation", (AdaptationSpec,), "adaptations"),
+    "register_tasks": ("task", (TaskSpec,), "tasks"),
+    "register_datasets": ("dataset", (DatasetSpec,), "datasets"),
+    "register_suites": ("suite", (SuiteSpec,), "suites"),
+    "register_executors": ("executor", (ExecutorSpec,), "executors"),
+    "register_reporters": ("reporter", (ReporterSpec,), "reporters"),
+}
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as `gaia-bench plugins` shows it."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool
+    error: str | None = None
+    registered: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Registries:
+    """Everything the plugins registered, by kind."""
+
+    backbones: BackboneRegistry = field(default_factory=BackboneRegistry)
+    inits: Registry[InitSpec] = field(default_factory=lambda: Registry("init", "gaia-bench inits"))
+    adaptations: Registry[AdaptationSpec] = field(
+        default_factory=lambda: Registry("adaptation", "gaia-bench adaptations")
+    )
+    tasks: Registry[TaskSpec] = field(default_factory=lambda: Registry("task", "gaia-bench tasks"))
+    datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset", "gaia-bench datasets"))
+    suites: Registry[SuiteSpec] = field(default_factory=lambda: Registry("suite", "gaia-bench datasets"))
+    executors: Registry[ExecutorSpec] = field(default_factory=lambda: Registry("executor", "gaia-bench plugins"))
+    reporters: Registry[ReporterSpec] = field(default_factory=lambda: Registry("reporter", "gaia-bench plugins"))
+
+    def add(self, attr: str, item: Any, origin: str, dry_run: bool = False) -> None:
+        registry = getattr(self, attr)
+        if isinstance(registry, BackboneRegistry):
+            registry.add(item, origin, dry_run=dry_run)
+        else:
+            registry.add(item.name, item, origin, dry_run=dry_run)
+
+
+def _short_error(exc: BaseException) -> str:
+    if isinstance(exc, GaiaBenchError):
+        return str(exc)
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {frame[0].filename}:{frame[0].lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class PluginHost:
+    """Owns the pluggy manager and the record of every plugin it tried to load."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.records: dict[str, PluginRecord] = {}
+        self._order: list[str] = []
+
+    # ------------------------------------------------------------------ loading
+    def add_plugin(self, plugin: object, name: str, distribution: str, version: str, builtin: bool = False) -> PluginRecord:
+        """Register one plugin object (module or instance); a failure marks it broken."""
+        record = PluginRecord(name, distribution, version, builtin)
+        self.records[name] = record
+        if name not in self._order:
+            self._order.append(name)
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the host
+            if self.pm.get_plugin(name) is not None:
+                self.pm.unregister(name=name)
+            record.error = _short_error(exc)
+        return record
+
+    def remove_plugin(self, name: str) -> None:
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        self.records.pop(name, None)
+        if name in self._order:
+            self._order.remove(name)
+
+    def load_builtins(self) -> None:
+        from gaia_bench import __version__
+
+        for modname in BUILTIN_PLUGINS:
+            if modname in self.records or self._blocked(modname):
+                continue
+            try:
+                module = importlib.import_module(modname)
+            except Exception as exc:  # noqa: BLE001
+                self.records[modname] = PluginRecord(modname, "gaia-bench", __version__, True, _short_error(exc))
+                self._order.append(modname)
+                continue
+            self.add_plugin(module, modname, "gaia-bench", __version__, builtin=True)
+
+    def load_entrypoints(self) -> None:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in self.records or self._blocked(ep.name):
+                continue
+            dist = ep.dist.metadata["Name"] if ep.dist is not None else "?"
+            version = ep.dist.version if ep.dist is not None else "?"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001
+                self.records[ep.name] = PluginRecord(ep.name, dist, version, False, f"import failed: {_short_error(exc)}")
+                self._order.append(ep.name)
+                continue
+            self.add_plugin(plugin, ep.name, dist, version)
+
+    @staticmethod
+    def _blocked(name: str) -> bool:
+        blocked = {n.strip() for n in os.environ.get("GAIA_BENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
+        return name in blocked
+
+    # ------------------------------------------------------------------ registries
+    def plugins(self) -> list[PluginRecord]:
+        return [self.records[n] for n in self._order if n in self.records]
+
+    def registries(self) -> Registries:
+        """Call every plugin's register hooks, one plugin at a time, in load order.
+
+        A plugin whose hook raises, registers a wrong type or a duplicate name is marked broken
+        and none of its registrations are kept.
+        """
+        registries = Registries()
+        for record in self.plugins():
+            if not record.ok:
+                continue
+            record.registered = []
+            plugin = self.pm.get_plugin(record.name)
+            collected: list[tuple[str, Any]] = []
+            try:
+                for hook_name, (kind, types, attr) in HOOK_KINDS.items():
+                    impl = self._impl(hook_name, plugin)
+                    if impl is None:
+                        continue
+                    impl(register=self._collector(collected, hook_name, kind, types, attr, record.name))
+                staged = Registries()
+                for attr, item in collected:  # check all (within the plugin and against others) first
+                    staged.add(attr, item, record.name)
+                    registries.add(attr, item, record.name, dry_run=True)
+                for attr, item in collected:
+                    registries.add(attr, item, record.name)
+            except Exception as exc:  # noqa: BLE001
+                record.error = f"registration failed: {_short_error(exc)}"
+                record.registered = []
+                continue
+            record.registered = [(HOOK_KINDS_BY_ATTR[attr], _item_name(item)) for attr, item in collected]
+        return registries
+
+    def _impl(self, hook_name: str, plugin: object) -> Callable[..., Any] | None:
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if impl.plugin is plugin:
+                return impl.function
+        return None
+
+    @staticmethod
+    def _collector(collected: list, hook_name: str, kind: str, types: tuple[type, ...], attr: str, origin: str) -> Callable[[Any], None]:
+        def register(item: Any) -> None:
+            if not isinstance(item, types):
+                expected = " or ".join(t.__name__ for t in types)
+                raise PluginError(f"{origin}.{hook_name} registered {type(item).__name__}, expected {expected}")
+            collected.append((attr, item))
+
+        return register
+
+
+HOOK_KINDS_BY_ATTR = {attr: kind for kind, _, attr in HOOK_KINDS.values()}
+
+
+def _item_name(item: Any) -> str:
+    return f"{item.source} (catalog)" if isinstance(item, BackboneCatalog) else item.name
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _HOST
+    if _HOST is None:
+        host = PluginHost()
+        host.load_builtins()
+        if not os.environ.get("GAIA_BENCH_NO_ENTRYPOINTS"):
+            host.load_entrypoints()
+        _HOST = host
+    return _HOST
+
+
+def get_registries() -> Registries:
+    return get_host().registries()

@@ -1,0 +1,77 @@
+"""Name -> thing registries with loud duplicates and "did you mean" errors."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Generic, Iterable, Iterator, TypeVar
+
+from gaia_bench.errors import PluginError, UnknownNameError
+
+T = TypeVar("T")
+
+
+def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Closest registered names to a mistyped one (case-insensitive)."""
+    pool = {c.lower(): c for c in candidates}
+    return [pool[m] for m in difflib.get_close_matches(name.lower(), list(pool), n=n, cutoff=0.6)]
+
+
+def unknown_name(kind: str, name: str, candidates: Iterable[str], list_command: str) -> UnknownNameError:
+    candidates = list(candidates)
+    close = suggest(name, candidates)
+    if close:
+        hint = "did you mean " + " or ".join(f"'{c}'" for c in close) + f"? See `{list_command}`"
+    elif len(candidates) <= 12:
+        hint = "valid: " + ", ".join(sorted(candidates))
+    else:
+        hint = f"see `{list_command}`"
+    return UnknownNameError(f"unknown {kind} '{name}'", hint)
+
+
+class Registry(Generic[T]):
+    """Registered specs of one kind, each remembering the plugin that registered it."""
+
+    def __init__(self, kind: str, list_command: str) -> None:
+        self.kind = kind
+        self.list_command = list_command
+        self._items: dict[str, T] = {}
+        self._origin: dict[str, str] = {}
+
+    def add(self, name: str, item: T, origin: str, dry_run: bool = False) -> None:
+        """Add ``item``; with ``dry_run`` only check that it could be added."""
+        if not name or not isinstance(name, str):
+            raise PluginError(f"{origin} registered a {self.kind} without a name")
+        if name in self._items:
+            raise PluginError(
+                f"{self.kind} '{name}' is registered twice: by {self._origin[name]} and by {origin}",
+                "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)",
+            )
+        if not dry_run:
+            self._items[name] = item
+            self._origin[name] = origin
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise unknown_name(self.kind, name, self._items, self.list_command) from None
+
+    def origin(self, name: str) -> str:
+        return self._origin[name]
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        names = sorted(self._items)
+        return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(n, self._items[n]) for n in self.names()]
