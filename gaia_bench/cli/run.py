@@ -80,13 +80,13 @@ def run(
     if workers < 0:
         raise UsageError(f"--workers {workers} is out of range", "use 0 or more")
     shot_specs = parse_shots(shots)
+    resolved_device = resolve_device(device)
     host = get_host()
     regs = host.registries()
     executor_spec = regs.executors.get(executor)
     datasets = dataset_names_for(regs, dataset, suite)
     jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
                 seeds=seed, image_size=image_size, notice=notice)
-    resolved_device = resolve_device(device)
 
     from gaia_bench.features import FeatureCache
     from gaia_bench.runner import Session, run_job

@@ -1,0 +1,57 @@
+"""Every bad value a user can type gets one clear line naming the fix, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import cli
+
+BASE = ["run", "--model", "test_resnet", "--shots", "10%"]
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["run", "--model", "resnt50"], ["unknown backbone 'resnt50'", "'resnet50'"]),
+    (["run", "--model", "torchvision:resnt18"], ["unknown torchvision backbone 'resnt18'", "'resnet18'"]),
+    (["run", "--model", "test_resnet", "--shots", "150%"], ["out of range", "(0%, 100%]"]),
+    (["run", "--model", "test_resnet", "--shots", "0"], ["out of range", "(0, 1]"]),
+    (["run", "--model", "test_resnet", "--shots", "ten"], ["cannot read --shots 'ten'", "5/class"]),
+    (["run", "--model", "test_resnet", "--shots", "0/class"], ["at least 1 sample per class"]),
+    (BASE + ["--init", "imagenett"], ["unknown init 'imagenett'", "'imagenet'"]),
+    (BASE + ["--adapt", "linear_probe"], ["unknown adaptation 'linear_probe'", "'linear-probe'"]),
+    (BASE + ["--dataset", "digits"], ["unknown dataset 'digits'", "'digits-lt'"]),
+    (BASE + ["--suite", "minii"], ["unknown suite 'minii'", "'mini'"]),
+    (BASE + ["--executor", "slurm"], ["unknown executor 'slurm'", "local"]),
+    (BASE + ["--device", "gpu"], ["unknown --device 'gpu'", "cuda:N"]),
+    (BASE + ["--device", "cuda"], ["no CUDA device", "--device cpu"]),
+    (BASE + ["--batch-size", "0"], ["--batch-size 0 is out of range", "1 or more"]),
+    (BASE + ["--workers", "-1"], ["--workers -1 is out of range"]),
+    (BASE + ["--seed", "-3"], ["--seed -3 is negative"]),
+    (BASE + ["--image-size", "2"], ["--image-size 2 is out of range"]),
+    (["run", "--model", "resnet50", "--init", "imagenet", "--shots", "10%"],
+     ["ImageNet weights 'resnet50.", "model.safetensors", "huggingface", "timm.create_model", "--init random"]),
+    (["datasets", "stats", "digitz"], ["unknown dataset 'digitz'", "'digits-lt'"]),
+    (["results", "--format", "xml"], ["unknown reporter 'xml'", "markdown"]),
+    (["results", "import", "nope.json"], ["no such file: nope.json"]),
+])
+def test_bad_input_gives_one_clear_error(args, needles, tmp_path):
+    result = cli(args + (["--store", str(tmp_path / "r.db")] if args[0] == "run" else []))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    text = " ".join(result.stderr.split())
+    assert text.count("error:") == 1
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_init_without_published_weights(tmp_path):
+    result = cli(["run", "--model", "test_vit3", "--init", "imagenet", "--store", str(tmp_path / "r.db")])
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "Traceback" not in text
+    assert "init 'imagenet' cannot initialize backbone 'test_vit3'" in text or "ImageNet" in text
+
+
+def test_import_rejects_a_file_that_is_not_an_export(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    result = cli(["results", "import", str(bad), "--store", str(tmp_path / "r.db")])
+    assert result.returncode == 2 and "not a gaia-bench results export" in result.stderr

@@ -1,0 +1,139 @@
+"""The plugin manager: real plugins registered in-process and through entry points of an
+installed distribution; broken plugins are isolated; listing commands stay torch-free."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import gaia_bench
+from gaia_bench.cli import app
+from gaia_bench.manager import get_registries
+from tests.helpers import cli, fake_distribution
+
+runner = CliRunner()
+
+
+def _tiny_backbone(name: str) -> gaia_bench.BackboneSpec:
+    def build(weights=None):
+        import torch
+
+        from gaia_bench.backbone import Backbone
+
+        trunk = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        return Backbone(trunk, 4, name=name)
+
+    return gaia_bench.BackboneSpec(name=name, build=build, source="tests", input_size=16)
+
+
+class ToyBackbones:
+    @gaia_bench.hookimpl
+    def register_backbones(self, register):
+        register(_tiny_backbone("toy_net"))
+
+
+def test_registered_plugin_is_listed_and_resolvable(register_plugin):
+    record = register_plugin(ToyBackbones(), "toy-backbones", "gaia-bench-toy", "1.2.3")
+    assert record.ok
+    spec = get_registries().backbones.get("toy_net")
+    assert spec.source == "tests" and spec.build().num_features == 4
+    out = runner.invoke(app, ["plugins"], env={"COLUMNS": "250"}).output
+    line = next(l for l in out.splitlines() if "toy-backbones" in l)
+    assert "gaia-bench-toy" in line and "1.2.3" in line and "ok" in line and "toy_net" in line
+    assert "toy_net" in runner.invoke(app, ["models", "toy*"], env={"COLUMNS": "250"}).output
+
+
+def test_typo_in_hook_name_is_rejected(register_plugin):
+    class Typo:
+        @gaia_bench.hookimpl
+        def register_backbone(self, register):  # missing "s"
+            register(_tiny_backbone("never"))
+
+    record = register_plugin(Typo(), "typo-plugin")
+    assert not record.ok and "register_backbone" in record.error
+    assert "never" not in [s.name for s in get_registries().backbones.single_specs()]
+
+
+@pytest.mark.parametrize("plugin,needle", [
+    (type("Raises", (), {"register_inits": gaia_bench.hookimpl(lambda self, register: 1 / 0)})(), "ZeroDivisionError"),
+    (type("WrongType", (), {"register_inits": gaia_bench.hookimpl(lambda self, register: register("x"))})(), "expected InitSpec"),
+])
+def test_plugin_failing_at_registration_is_broken_and_cli_still_works(register_plugin, plugin, needle):
+    register_plugin(plugin, "bad-plugin")
+    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    assert "broken plugin bad-plugin" in result.output and needle in result.output
+    assert "random" in get_registries().inits  # the rest still registers
+    assert runner.invoke(app, ["inits"]).exit_code == 0
+
+
+def test_duplicate_name_marks_the_later_plugin_broken(register_plugin):
+    class Dup:
+        @gaia_bench.hookimpl
+        def register_adaptations(self, register):
+            from gaia_bench.plugins.linear_probe import LINEAR_PROBE
+
+            register(LINEAR_PROBE)
+
+    register_plugin(Dup(), "dup-plugin")
+    regs = get_registries()
+    assert regs.adaptations.origin("linear-probe") == "gaia_bench.plugins.linear_probe"
+    from gaia_bench.manager import get_host
+
+    assert "registered twice" in get_host().records["dup-plugin"].error
+
+
+def test_entry_point_plugins_load_from_an_installed_distribution(tmp_path):
+    env = fake_distribution(
+        tmp_path / "site", "gaia-bench-acme", "2.0.1",
+        modules={
+            "acme_plugin": """
+                import gaia_bench
+
+                @gaia_bench.hookimpl
+                def register_inits(register):
+                    register(gaia_bench.InitSpec(name="acme-init", description="from a package",
+                             initialize=lambda spec: spec.build(), weights_id=lambda spec: "acme"))
+            """,
+            "acme_broken": "raise ImportError('acme_broken needs libfoo')\n",
+        },
+        entry_points={"acme": "acme_plugin", "acme-broken": "acme_broken"},
+    )
+    result = cli(["plugins"], env=env)
+    assert result.returncode == 0, result.stderr
+    acme = next(l for l in result.stdout.splitlines() if l.startswith("│ acme "))
+    assert "gaia-bench-acme" in acme and "2.0.1" in acme and "acme-init" in acme and "ok" in acme
+    assert "broken plugin acme-broken" in result.stdout and "libfoo" in result.stdout
+    assert "acme-init" in cli(["inits"], env=env).stdout
+    blocked = cli(["plugins"], env={**env, "GAIA_BENCH_DISABLE_PLUGINS": "acme"})
+    assert "acme-init" not in blocked.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["list"], ["inits"], ["adaptations"], ["tasks"], ["datasets"]])
+def test_listing_commands_do_not_import_torch(args):
+    code = (
+        "import sys\nfrom gaia_bench.cli import app\n"
+        f"try:\n    app({json.dumps(args)})\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stderr.strip().endswith("NO-TORCH"), out.stderr
+
+
+def test_every_hook_is_documented_and_registered_by_a_builtin():
+    from gaia_bench import hookspecs
+    from gaia_bench.manager import HOOK_KINDS, get_host
+
+    hooks = [n for n in dir(hookspecs) if n.startswith("register_")]
+    assert sorted(hooks) == sorted(HOOK_KINDS)
+    for name in hooks:
+        assert getattr(hookspecs, name).__doc__.strip()
+    host = get_host()
+    host.registries()
+    kinds = {k for r in host.plugins() if r.builtin for k, _ in r.registered}
+    assert kinds == {kind for kind, _, _ in HOOK_KINDS.values()}
