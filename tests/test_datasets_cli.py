@@ -1,0 +1,58 @@
+"""`gaia-bench datasets`: listing, deterministic preparation, verification and subset statistics."""
+
+from __future__ import annotations
+
+import hashlib
+
+from typer.testing import CliRunner
+
+from gaia_bench.cli import app
+
+runner = CliRunner()
+WIDE = {"COLUMNS": "200"}
+
+
+def _tree_digest(root) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_prepare_is_deterministic_and_verifies(tmp_path):
+    for name in ("a", "b"):
+        result = runner.invoke(app, ["datasets", "prepare", "mini", "--data-root", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    assert _tree_digest(tmp_path / "a" / "digits-lt") == _tree_digest(tmp_path / "b" / "digits-lt")
+    ok = runner.invoke(app, ["datasets", "verify", "mini", "--data-root", str(tmp_path / "a")])
+    assert ok.exit_code == 0 and "digits-lt: ok" in ok.output
+    listing = runner.invoke(app, ["datasets", "--data-root", str(tmp_path / "a")], env=WIDE).output
+    row = next(l for l in listing.splitlines() if "digits-lt" in l and "classification" in l)
+    assert "train 514" in row and "test 539" in row and "top1" in row and "yes" in row
+
+
+def test_verify_names_each_problem(tmp_path):
+    runner.invoke(app, ["datasets", "prepare", "digits-lt", "--data-root", str(tmp_path)])
+    root = tmp_path / "digits-lt"
+    (root / "train" / "0" / sorted(p.name for p in (root / "train" / "0").iterdir())[0]).unlink()
+    (root / "stray.txt").write_text("x")
+    lines = (root / "test_meta.list").read_text().splitlines()
+    (root / "test_meta.list").write_text("\n".join(lines[:-1]) + "\n")
+    result = runner.invoke(app, ["datasets", "verify", "digits-lt", "--data-root", str(tmp_path)], env=WIDE)
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert "missing file" in out and "unexpected file" in out and "lists 538 images, expected 539" in out
+    assert "gaia-bench datasets prepare digits-lt --force" in out
+    missing = runner.invoke(app, ["datasets", "verify", "digits-lt", "--data-root", str(tmp_path / "nowhere")], env=WIDE)
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+def test_stats_show_per_class_counts(tmp_path):
+    result = runner.invoke(app, ["datasets", "stats", "digits-lt", "--shots", "1%,10%,100%", "--data-root", str(tmp_path)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    rows = {l.split("│")[1].strip(): [c.strip() for c in l.split("│")[2:-1]] for l in result.output.splitlines()
+            if l.startswith("│")}
+    assert rows["full"] == ["514", "10", "51.4", "13", "125"]
+    assert rows["10%"] == ["53", "10", "5.3", "1", "13"]
+    assert rows["1%"][3] == "1" and rows["100%"] == rows["full"]

@@ -1,0 +1,113 @@
+"""The classification metrics against scikit-learn and hand counts; the linear probe on separable
+data through a real dataset plugin; the backbone plugins' contract (pooled features, pyramid)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from typer.testing import CliRunner
+
+import gaia_bench
+from gaia_bench.api import Sample, Samples
+from gaia_bench.cli import app
+from gaia_bench.manager import get_registries
+from gaia_bench.store import ResultsStore
+from gaia_bench.tasks.classification import classification_metrics
+
+runner = CliRunner()
+
+
+def test_metrics_by_hand():
+    m = classification_metrics([0, 0, 0, 0, 1, 2], [0, 0, 0, 1, 1, 0], num_classes=4)
+    assert m["top1"] == pytest.approx(400 / 6)
+    assert m["mean_per_class_acc"] == pytest.approx(100 * (3 / 4 + 1 + 0) / 3)  # class 3 absent: not averaged
+
+
+def test_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 500)
+    p = np.where(rng.random(500) < 0.6, y, rng.integers(0, 7, 500))
+    m = classification_metrics(y, p, 7)
+    assert m["top1"] == pytest.approx(100 * accuracy_score(y, p))
+    assert m["mean_per_class_acc"] == pytest.approx(100 * balanced_accuracy_score(y, p))
+
+
+COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 230, 40)]
+
+
+def _colour_dataset(name: str) -> gaia_bench.DatasetSpec:
+    """Four classes of noisy solid colours: linearly separable even from random features."""
+
+    def prepare(root):
+        rng = np.random.default_rng(0)
+        for split, n in (("train", 40), ("test", 15)):
+            for c, colour in enumerate(COLOURS):
+                (root / split / str(c)).mkdir(parents=True, exist_ok=True)
+                for i in range(n):
+                    img = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
+                    Image.fromarray(img).save(root / split / str(c) / f"{i}.png")
+
+    def load(root, split):
+        samples = [Sample(f"{split}/{c}/{i}.png", root / split / str(c) / f"{i}.png", c)
+                   for c in range(4) for i in range(40 if split == "train" else 15)]
+        return Samples(samples, [str(c) for c in range(4)])
+
+    return gaia_bench.DatasetSpec(name=name, task="classification", description="colours", load=load,
+                                  verify=lambda root: [] if root.exists() else ["missing"], prepare=prepare,
+                                  splits={"train": 160, "test": 60}, num_classes=4)
+
+
+class ColourPlugin:
+    @gaia_bench.hookimpl
+    def register_datasets(self, register):
+        register(_colour_dataset("colours"))
+
+
+def test_linear_probe_separates_separable_data(register_plugin, tmp_path):
+    register_plugin(ColourPlugin(), "colour-plugin")
+    store = tmp_path / "r.db"
+    result = runner.invoke(app, ["run", "--model", "test_resnet", "--dataset", "colours", "--shots", "25%",
+                                 "--image-size", "32", "--store", str(store), "--data-root", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    with ResultsStore(store) as s:
+        rec = s.query()[0]
+    assert rec["n_train"] == 40 and rec["metrics"]["top1"] >= 95.0
+    assert rec["details"]["probe"]["weight_decay"] is not None and rec["details"]["probe"]["n_val"] > 0
+
+
+def test_timm_backbone_contract():
+    import torch
+
+    spec = get_registries().backbones.get("test_resnet")
+    assert spec.source == "timm" and spec.input_size == 160 and "imagenet" in spec.published_weights
+    backbone = spec.build()
+    x = torch.randn(2, 3, 64, 64)
+    assert backbone(x).shape == (2, backbone.num_features)
+    maps = backbone.pyramid(x)
+    assert [m.shape[1] for m in maps] == list(backbone.pyramid_channels)
+    assert [64 // m.shape[-1] for m in maps] == list(backbone.pyramid_reductions)
+
+
+def test_torchvision_backbone_contract():
+    import torch
+
+    regs = get_registries()
+    spec = regs.backbones.get("torchvision:resnet18")
+    assert spec.source == "torchvision" and regs.backbones.get("resnet18").source == "timm"
+    backbone = spec.build()
+    assert backbone(torch.randn(1, 3, 64, 64)).shape == (1, 512)
+    assert [m.shape[1] for m in backbone.pyramid(torch.randn(1, 3, 64, 64))] == [64, 128, 256, 512]
+    no_pyramid = regs.backbones.get("torchvision:mobilenet_v3_small").build()
+    with pytest.raises(gaia_bench.errors.GaiaBenchError, match="gives no feature pyramid"):
+        no_pyramid.pyramid(torch.randn(1, 3, 64, 64))
+
+
+def test_models_listing_and_filters():
+    out = runner.invoke(app, ["models", "test_*"], env={"COLUMNS": "200"}).output
+    assert "test_resnet" in out and "test_vit" in out
+    tv = runner.invoke(app, ["models", "resnet18", "--source", "torchvision"], env={"COLUMNS": "200"}).output
+    assert "torchvision:resnet18" in tv
+    pre = runner.invoke(app, ["models", "vgg1*", "--pretrained"], env={"COLUMNS": "200"}).output
+    assert "vgg16" in pre and "published" in pre
