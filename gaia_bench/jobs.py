@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitSpec, Samples, TaskSpec
-from gaia_bench.errors import UsageError
+from gaia_bench.errors import PluginError, UsageError
 from gaia_bench.shots import ShotSpec, sample_indices, subset_stats
 
 if TYPE_CHECKING:
@@ -169,6 +169,11 @@ def plan(
             weights_id = init.weights_id(backbone)
             for adaptation, dataset in itertools.product(adaptation_specs, dataset_specs):
                 task = registries.tasks.get(dataset.task)
+                primary = dataset.primary_metric or task.primary_metric
+                if primary not in {m.name for m in task.metrics}:
+                    raise PluginError(f"dataset '{dataset.name}' declares primary metric '{primary}', "
+                                      f"which task '{task.name}' does not compute",
+                                      f"it computes: {', '.join(m.name for m in task.metrics)}")
                 if dataset.task not in adaptation.task_types:
                     raise UsageError(
                         f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset '{dataset.name}')",
