@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
-from gaia_bench.plugins.weights_files import hf_cached_file, hf_hub_cache, torch_hub_checkpoints
+from gaia_bench.plugins.weights_files import hf_cached_file, hf_hub_cache, imagenet_if_cached, torch_hub_checkpoints
 
 IMAGENET_TAG_MARKERS = ("in1k", "in12k", "in21k", "in22k")
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -115,14 +115,10 @@ def get_spec(name: str) -> BackboneSpec | None:
     mean = tuple(cfg.mean) if cfg is not None else (0.485, 0.456, 0.406)
     std = tuple(cfg.std) if cfg is not None else (0.229, 0.224, 0.225)
 
-    def default_init() -> str:
-        ref = refs.get("imagenet")
-        return "imagenet" if ref is not None and ref.locate() is not None else "random"
-
     return BackboneSpec(
         name=name, build=functools.partial(build_timm, name), source="timm",
         description=f"timm {name}", input_size=input_size, mean=mean, std=std,
-        published_weights=refs, default_init=default_init,
+        published_weights=refs, default_init=functools.partial(imagenet_if_cached, refs),
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError
-from gaia_bench.plugins.weights_files import torch_hub_checkpoints
+from gaia_bench.plugins.weights_files import imagenet_if_cached, torch_hub_checkpoints
 
 
 @functools.lru_cache(maxsize=1)
@@ -111,13 +111,10 @@ def get_spec(name: str) -> BackboneSpec | None:
     if weights is not None:
         size = int(getattr(weights.transforms, "keywords", {}).get("crop_size", 224))
 
-    def default_init() -> str:
-        ref = refs.get("imagenet")
-        return "imagenet" if ref is not None and ref.locate() is not None else "random"
-
     return BackboneSpec(
         name=name, build=functools.partial(build_torchvision, name), source="torchvision",
-        description=f"torchvision {name}", input_size=size, published_weights=refs, default_init=default_init,
+        description=f"torchvision {name}", input_size=size, published_weights=refs,
+        default_init=functools.partial(imagenet_if_cached, refs),
     )
 
 

@@ -6,6 +6,9 @@ import functools
 import hashlib
 import os
 from pathlib import Path
+from typing import Mapping
+
+from gaia_bench.api import WeightsRef
 
 
 def torch_hub_checkpoints() -> Path:
@@ -45,3 +48,9 @@ def file_sha256(path: Path) -> str:
     """Content hash of a weight file (memoized per path, size and mtime)."""
     st = path.stat()
     return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+def imagenet_if_cached(refs: Mapping[str, WeightsRef]) -> str:
+    """A zoo backbone's default init: its ImageNet weights when they are on this machine, else random."""
+    ref = refs.get("imagenet")
+    return "imagenet" if ref is not None and ref.locate() is not None else "random"
