@@ -6,12 +6,16 @@ STAMP := $(VENV)/.installed
 SHOTS ?= 10%
 MODEL ?= test_resnet
 
-.PHONY: run test bench clean
+.PHONY: run test bench sources clean
 
-$(STAMP): pyproject.toml constraints.txt
+sources:
+	bash scripts/fetch_sources.sh
+
+$(STAMP): pyproject.toml constraints.txt scripts/fetch_sources.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch torchvision
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	bash scripts/fetch_sources.sh
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -49,6 +49,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.reporters",
     "gaia_bench.tasks.classification",
     "gaia_bench.tasks.digits",
+    "gaia_bench.tasks.fashion_mnist",
+    "gaia_bench.tasks.lfw_faces",
+    "gaia_bench.tasks.textures",
     "gaia_bench.tasks.suites",
 )
 

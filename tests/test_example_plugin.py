@@ -23,7 +23,7 @@ def test_example_plugin_end_to_end(register_plugin, tmp_path, monkeypatch):
     module = importlib.import_module(target)
     assert register_plugin(module, "tinynets", meta["project"]["name"], meta["project"]["version"]).ok
     store = tmp_path / "r.db"
-    result = CliRunner().invoke(app, ["run", "--model", "tinynet", "--shots", "10%", "--store", str(store),
+    result = CliRunner().invoke(app, ["run", "--model", "tinynet", "--dataset", "digits-lt", "--shots", "10%", "--store", str(store),
                                       "--data-root", str(tmp_path / "data")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     with ResultsStore(store) as s:

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Fetch the Debian packages whose real data the embedded mini suite uses, and extract them
+# (no root needed) into $GAIA_BENCH_SOURCES or ~/.local/share/gaia-bench/sources.
+# Already-present data (installed by apt, or extracted before) is left alone.
+set -euo pipefail
+dest="${GAIA_BENCH_SOURCES:-${XDG_DATA_HOME:-$HOME/.local/share}/gaia-bench/sources}"
+mkdir -p "$dest"
+fetch() {  # package, a path inside it that proves it is there
+  local package=$1 probe=$2
+  if [ -e "/$probe" ] || [ -e "$dest/$probe" ]; then return 0; fi
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download "$package" >/dev/null 2>&1) || {
+    echo "warning: could not download Debian package $package; datasets that need it will say so" >&2
+    rm -rf "$tmp"; return 0; }
+  dpkg-deb -x "$tmp"/*.deb "$dest"
+  rm -rf "$tmp"
+  echo "extracted $package into $dest"
+}
+fetch dataset-fashion-mnist usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
