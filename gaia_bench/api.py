@@ -173,9 +173,12 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class SuiteSpec:
+    """Datasets run together; ``upstream`` names the pool its pretraining methods train on."""
+
     name: str
     description: str
     datasets: Sequence[str]
+    upstream: str | None = None
 
 
 # --------------------------------------------------------------------------- adaptation

@@ -139,9 +139,14 @@ def plan(
     shots: Sequence[ShotSpec],
     seeds: Sequence[int],
     image_size: int | None = None,
+    skip_unsupported: bool = False,
     notice: Callable[[str], None] = lambda msg: None,
 ) -> list[Job]:
-    """Resolve every name (failing early, with suggestions) and expand the grid into jobs."""
+    """Resolve every name (failing early, with suggestions) and expand the grid into jobs.
+
+    A dataset whose task an adaptation does not support is an error when asked for by name, and
+    skipped with a notice when it came from a suite (``skip_unsupported``).
+    """
     model_names = _split_names(models)
     if not model_names:
         raise UsageError("no --model given", "e.g. --model test_resnet; see `gaia-bench models`")
@@ -175,6 +180,10 @@ def plan(
                                       f"which task '{task.name}' does not compute",
                                       f"it computes: {', '.join(m.name for m in task.metrics)}")
                 if dataset.task not in adaptation.task_types:
+                    if skip_unsupported:
+                        notice(f"skipping {dataset.name} ({dataset.task}) for {adaptation.name}, which supports "
+                               f"{', '.join(adaptation.task_types)}")
+                        continue
                     raise UsageError(
                         f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset '{dataset.name}')",
                         f"it supports: {', '.join(adaptation.task_types)}",
@@ -190,12 +199,13 @@ def plan(
     return jobs
 
 
-def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | None) -> list[str]:
-    """--dataset wins; else the --suite's datasets; else the default suite 'mini'."""
+def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | None) -> tuple[list[str], bool]:
+    """(names, whether they came from a suite): --dataset wins; else the --suite's datasets; else
+    the default suite 'mini'."""
     names = _split_names(datasets)
     if names:
-        return names
-    return list(registries.suites.get(suite or "mini").datasets)
+        return names, False
+    return list(registries.suites.get(suite or "mini").datasets), True
 
 
 def data_dir(root: Path, dataset: DatasetSpec) -> Path:

@@ -52,6 +52,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.tasks.fashion_mnist",
     "gaia_bench.tasks.lfw_faces",
     "gaia_bench.tasks.textures",
+    "gaia_bench.tasks.upstream_pool",
     "gaia_bench.tasks.suites",
 )
 

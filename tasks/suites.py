@@ -14,7 +14,7 @@ def load_suites() -> list[SuiteSpec]:
     for entry in sorted(resources.files("gaia_bench.tasks").joinpath("suites").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
             doc = tomllib.loads(entry.read_text())
-            suites.append(SuiteSpec(doc["name"], doc.get("description", ""), tuple(doc["datasets"])))
+            suites.append(SuiteSpec(doc["name"], doc.get("description", ""), tuple(doc["datasets"]), doc.get("upstream")))
     return suites
 
 

@@ -18,9 +18,11 @@ app.add_typer(datasets_app, name="datasets")
 
 
 def _expand(regs, name: str) -> list:
-    """A dataset name, or a suite name standing for its datasets."""
+    """A dataset name, or a suite name standing for its datasets and its upstream pool."""
     if name in regs.suites and name not in regs.datasets:
-        return [regs.datasets.get(d) for d in regs.suites.get(name).datasets]
+        suite = regs.suites.get(name)
+        names = list(suite.datasets) + ([suite.upstream] if suite.upstream else [])
+        return [regs.datasets.get(d) for d in names]
     return [regs.datasets.get(name)]
 
 
@@ -39,13 +41,14 @@ def datasets(ctx: typer.Context, data_root: DataRootOption = None) -> None:
     table = Table("dataset", "task", "classes", "splits", "primary metric", "present", title=f"data root: {root}")
     for _, spec in regs.datasets.items():
         task = regs.tasks.get(spec.task) if spec.task in regs.tasks else None
-        metric = spec.primary_metric or (task.primary_metric if task else "?")
+        metric = spec.primary_metric or (task.primary_metric if task else "-")
         splits = ", ".join(f"{k} {v}" for k, v in spec.splits.items())
         present = "yes" if data_dir(root, spec).exists() else "no"
         table.add_row(spec.name, spec.task, str(spec.num_classes or "-"), splits, metric, present)
     console.print(table)
     for _, suite in regs.suites.items():
-        console.print(f"suite [bold]{suite.name}[/]: {', '.join(suite.datasets)} — {suite.description}")
+        upstream = f" (upstream pool: {suite.upstream})" if suite.upstream else ""
+        console.print(f"suite [bold]{suite.name}[/]: {', '.join(suite.datasets)}{upstream} — {suite.description}")
 
 
 @datasets_app.command()

@@ -84,9 +84,12 @@ def run(
     host = get_host()
     regs = host.registries()
     executor_spec = regs.executors.get(executor)
-    datasets = dataset_names_for(regs, dataset, suite)
+    datasets, from_suite = dataset_names_for(regs, dataset, suite)
     jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
-                seeds=seed, image_size=image_size, notice=notice)
+                seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice)
+    if not jobs:
+        raise UsageError(f"nothing to run: no dataset of suite '{suite or 'mini'}' has a task that "
+                         f"{', '.join(adapt)} supports", "choose --adapt or --dataset; see `gaia-bench adaptations`")
 
     from gaia_bench.features import FeatureCache
     from gaia_bench.runner import Session, run_job
