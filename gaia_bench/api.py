@@ -138,6 +138,18 @@ class Samples:
     def labels(self) -> list[int]:
         return [int(s.target) for s in self.samples]
 
+    @property
+    def single_label(self) -> bool:
+        """Classification-style targets (one class index each)."""
+        return all(isinstance(s.target, int) for s in self.samples)
+
+    def label_sets(self) -> list[list[int]]:
+        """The classes in each sample: ``[target]`` for class indices, ``target.labels`` for dense
+        annotations that list them (detection), ``[]`` when the target names none (depth)."""
+        if self.single_label:
+            return [[int(s.target)] for s in self.samples]
+        return [list(getattr(s.target, "labels", ()) or ()) for s in self.samples]
+
     def subset(self, indices: Sequence[int]) -> Samples:
         return Samples([self.samples[i] for i in indices], self.classes)
 

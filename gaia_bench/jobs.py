@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitSpec, Samples, TaskSpec
 from gaia_bench.errors import PluginError, UsageError
-from gaia_bench.shots import ShotSpec, sample_indices, subset_stats
+from gaia_bench.shots import ShotSpec, sample_subset, subset_stats
 
 if TYPE_CHECKING:
     import numpy as np
@@ -104,12 +104,12 @@ class JobContext:
         """The full training split and the indices of this job's percentage-shot subset."""
         train = self.load(self.job.dataset.train_split)
         keys = [s.key for s in train.samples]
-        indices = sample_indices(train.labels(), keys, self.job.shot, self.config.seed)
+        indices = sample_subset(train.label_sets(), keys, self.job.shot, self.config.seed, train.single_label)
         return train, indices
 
     def subset_stats(self, train: Samples, indices: Sequence[int]) -> dict:
-        labels = train.labels()
-        return subset_stats([[labels[i]] for i in indices], len(train.classes)).as_dict()
+        sets = train.label_sets()
+        return subset_stats([sets[i] for i in indices], len(train.classes) or None).as_dict()
 
     def build_backbone(self) -> Backbone:
         return self.session.backbone(self.job)
@@ -161,6 +161,7 @@ def plan(
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
 
     jobs: list[Job] = []
+    skipped: set[tuple[str, str]] = set()
     for backbone in backbone_specs:
         init_specs = explicit_inits
         if not init_specs:
@@ -173,14 +174,11 @@ def plan(
                                  "see `gaia-bench inits` for the backbones each init supports")
             weights_id = init.weights_id(backbone)
             for adaptation, dataset in itertools.product(adaptation_specs, dataset_specs):
-                task = registries.tasks.get(dataset.task)
-                primary = dataset.primary_metric or task.primary_metric
-                if primary not in {m.name for m in task.metrics}:
-                    raise PluginError(f"dataset '{dataset.name}' declares primary metric '{primary}', "
-                                      f"which task '{task.name}' does not compute",
-                                      f"it computes: {', '.join(m.name for m in task.metrics)}")
                 if dataset.task not in adaptation.task_types:
                     if skip_unsupported:
+                        if (dataset.name, adaptation.name) in skipped:
+                            continue
+                        skipped.add((dataset.name, adaptation.name))
                         notice(f"skipping {dataset.name} ({dataset.task}) for {adaptation.name}, which supports "
                                f"{', '.join(adaptation.task_types)}")
                         continue
@@ -188,6 +186,12 @@ def plan(
                         f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset '{dataset.name}')",
                         f"it supports: {', '.join(adaptation.task_types)}",
                     )
+                task = registries.tasks.get(dataset.task)
+                primary = dataset.primary_metric or task.primary_metric
+                if primary not in {m.name for m in task.metrics}:
+                    raise PluginError(f"dataset '{dataset.name}' declares primary metric '{primary}', "
+                                      f"which task '{task.name}' does not compute",
+                                      f"it computes: {', '.join(m.name for m in task.metrics)}")
                 for shot, seed in itertools.product(shots, seeds):
                     config = JobConfig(
                         model=backbone.name, init=init.name, weights_id=weights_id,

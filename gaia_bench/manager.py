@@ -53,6 +53,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.tasks.lfw_faces",
     "gaia_bench.tasks.textures",
     "gaia_bench.tasks.upstream_pool",
+    "gaia_bench.tasks.mini_dense",
     "gaia_bench.tasks.suites",
 )
 

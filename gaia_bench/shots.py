@@ -156,6 +156,14 @@ def sample_images(label_sets: Sequence[Iterable[int]], keys: Sequence[str], shot
     return sorted(chosen)
 
 
+def sample_subset(label_sets: Sequence[Sequence[int]], keys: Sequence[str], shot: ShotSpec, seed: int,
+                  single_label: bool) -> list[int]:
+    """The protocol's subset: per-class for single-label data, whole images otherwise."""
+    if single_label:
+        return sample_indices([s[0] for s in label_sets], keys, shot, seed)
+    return sample_images(label_sets, keys, shot, seed)
+
+
 @dataclass(frozen=True)
 class SubsetStats:
     """Per-class sample counts of a subset: the numbers GV-B tabulates for its 10% lists."""

@@ -116,7 +116,7 @@ def stats(
     from gaia_bench.jobs import data_dir
     from gaia_bench.paths import data_root as resolve
     from gaia_bench.manager import get_registries
-    from gaia_bench.shots import parse_shots, sample_indices, subset_stats
+    from gaia_bench.shots import parse_shots, sample_subset, subset_stats
 
     specs = parse_shots(shots)
     spec = get_registries().datasets.get(name)
@@ -124,13 +124,18 @@ def stats(
     if not target.exists() and spec.prepare is not None:
         spec.prepare(target)
     train = spec.load(target, spec.train_split)
-    labels = train.labels()
+    sets = train.label_sets()
     keys = [s.key for s in train.samples]
-    table = Table("shots", "samples", "classes", "per-class avg", "min", "max", title=f"{spec.name} / {spec.train_split}, seed {seed}")
-    full = subset_stats([[y] for y in labels], len(train.classes))
-    table.add_row("full", str(full.n_samples), str(full.n_classes), f"{full.per_class_avg:.1f}", str(full.per_class_min), str(full.per_class_max))
+    n_classes = len(train.classes) or None
+    unit = "per-class" if train.single_label else "images per class"
+    table = Table("shots", "samples", "classes", f"{unit} avg", "min", "max", title=f"{spec.name} / {spec.train_split}, seed {seed}")
+
+    def add(label: str, indices: list[int]) -> None:
+        st = subset_stats([sets[i] for i in indices], n_classes)
+        table.add_row(label, str(st.n_samples), str(st.n_classes), f"{st.per_class_avg:.1f}", str(st.per_class_min),
+                      str(st.per_class_max))
+
+    add("full", list(range(len(train))))
     for shot in specs:
-        idx = sample_indices(labels, keys, shot, seed)
-        st = subset_stats([[labels[i]] for i in idx], len(train.classes))
-        table.add_row(shot.label, str(st.n_samples), str(st.n_classes), f"{st.per_class_avg:.1f}", str(st.per_class_min), str(st.per_class_max))
+        add(shot.label, sample_subset(sets, keys, shot, seed, train.single_label))
     console.print(table)
