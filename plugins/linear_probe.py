@@ -1,6 +1,7 @@
 """``linear-probe``: frozen backbone (eval mode), cached pooled features, then a multinomial
 logistic-regression probe whose weight decay is chosen on a held-out part of the training subset
-and refit on the whole subset (the protocol of CLIP / CLIP_benchmark, on GV-B's shots).
+and refit on the whole subset (the protocol of CLIP / CLIP_benchmark, on GV-B's shots). The sweep
+runs from strong to weak decay, warm-starting each fit, and stops after ``patience`` worse points.
 
 Weight decay ``wd`` means the objective ``mean cross-entropy + wd/2 * ||W||^2`` on standardized
 features (scikit-learn's ``C = 1 / (wd * n)``), minimized with L-BFGS. Hold-out: ``val_share`` of each class that has at
@@ -16,7 +17,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
 
-HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000}
+HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2}
 
 
 def holdout_split(y: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +60,7 @@ class Probe:
             bias = torch.zeros(num_classes, dtype=torch.float64)
         weight.requires_grad_(True)
         bias.requires_grad_(True)
-        optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=self.max_iter, tolerance_grad=1e-7,
+        optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=self.max_iter, tolerance_grad=1e-6,
                                       tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
 
         def objective():
@@ -81,19 +82,26 @@ class Probe:
 
 
 def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: list[float], val_share: float,
-                        max_iter: int, seed: int) -> dict:
-    """The grid point with the best held-out accuracy (None when no class can spare a sample)."""
+                        max_iter: int, seed: int, patience: int) -> dict:
+    """The grid point with the best held-out accuracy (None when no class can spare a sample).
+
+    The sweep goes from the strongest to the weakest decay and stops once ``patience`` points in a
+    row score below the best so far; ties prefer the stronger decay."""
     fit, val = holdout_split(y, val_share, seed)
     if len(val) == 0:
         return {"weight_decay": None, "n_val": 0, "val_top1": None}
     scores: dict[float, float] = {}
     previous = None
+    worse = 0
     for wd in sorted(grid, reverse=True):
         previous = Probe(wd, max_iter).fit(x[fit], y[fit], num_classes, warm_from=previous)
         scores[wd] = float((previous.predict(x[val]) == y[val]).mean() * 100)
-    best = max(grid, key=lambda wd: (scores[wd], wd))
+        worse = worse + 1 if scores[wd] < max(scores.values()) else 0
+        if worse >= patience:
+            break
+    best = max(scores, key=lambda wd: (scores[wd], wd))
     return {"weight_decay": best, "n_val": int(len(val)), "val_top1": scores[best],
-            "val_top1_by_wd": {f"{w:g}": scores[w] for w in grid}}
+            "val_top1_by_wd": {f"{w:g}": scores[w] for w in sorted(scores)}}
 
 
 def run(ctx) -> AdaptationResult:
@@ -109,7 +117,7 @@ def run(ctx) -> AdaptationResult:
     start = time.perf_counter()
     num_classes = len(train.classes)
     selection = select_weight_decay(x_train, y_train, num_classes, hp["wd_grid"], hp["val_share"], hp["max_iter"],
-                                    ctx.config.seed)
+                                    ctx.config.seed, hp["patience"])
     wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(hp["wd_grid"]))
     probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
     fit_seconds = time.perf_counter() - start

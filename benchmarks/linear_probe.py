@@ -1,0 +1,118 @@
+"""Linear-probe performance, measured against baselines taken in the same run.
+
+1. Feature cache: a grid of 3 shots x 3 seeds on one dataset, run through the real planner and
+   runner (a) with the on-disk feature cache — the backbone runs once per split — and (b) the way a
+   harness without caching runs it: no cache and a fresh session per job, so every job runs the
+   backbone again. Prints both wall times, their ratio, and whether the 9 metrics agree.
+2. Extraction overhead: images/s of ``extract_features`` (PNG decoding, transforms, DataLoader,
+   backbone) over the training split vs the backbone's bare forward on ready-made tensors of the
+   same shape and batch size. Best of 3 after a warm-up.
+
+Usage: python benchmarks/linear_probe.py [--model test_resnet] [--dataset digits-lt]
+       [--batch-size 64] [--image-size N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gaia_bench.features import FeatureCache, extract_features
+from gaia_bench.jobs import plan
+from gaia_bench.manager import get_registries
+from gaia_bench.runner import Session, run_job
+from gaia_bench.shots import parse_shots
+
+SHOTS = "1%,10%,100%"
+SEEDS = (0, 1, 2)
+
+
+def session(data_root: Path, cache: FeatureCache | None, batch_size: int) -> Session:
+    return Session(data_root=data_root, device="cpu", batch_size=batch_size, workers=0, feature_cache=cache,
+                   plugin_versions={})
+
+
+def grid(args: argparse.Namespace):
+    return plan(get_registries(), models=[args.model], inits=["random"], adaptations=["linear-probe"],
+                datasets=[args.dataset], shots=parse_shots([SHOTS]), seeds=SEEDS, image_size=args.image_size)
+
+
+def time_grid(args: argparse.Namespace, data_root: Path, cached: bool) -> tuple[float, list[dict]]:
+    jobs = grid(args)
+    start = time.perf_counter()
+    if cached:
+        shared = session(data_root, FeatureCache(Path(tempfile.mkdtemp(prefix="feature-cache-"))), args.batch_size)
+        records = [run_job(job, shared) for job in jobs]
+    else:
+        records = [run_job(job, session(data_root, None, args.batch_size)) for job in jobs]
+    return time.perf_counter() - start, records
+
+
+def best_of(n: int, fn) -> float:
+    fn()  # warm-up
+    return min(_timed(fn) for _ in range(n))
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="test_resnet")
+    parser.add_argument("--dataset", default="digits-lt")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    data_root = Path(tempfile.mkdtemp(prefix="gaia-bench-data-"))
+
+    regs = get_registries()
+    spec = regs.backbones.get(args.model)
+    size = args.image_size or spec.input_size
+    dataset = regs.datasets.get(args.dataset)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; model {args.model} at {size}px; "
+          f"dataset {args.dataset}; batch {args.batch_size}")
+
+    warm = session(data_root, None, args.batch_size)
+    train = warm.load_split(dataset, dataset.train_split)  # prepares the data outside the timings
+
+    cached_s, cached = time_grid(args, data_root, cached=True)
+    uncached_s, uncached = time_grid(args, data_root, cached=False)
+    agree = all(a["metrics"] == b["metrics"] for a, b in zip(cached, uncached))
+    print(f"\n1. linear probe, {len(cached)} jobs ({SHOTS} x seeds {SEEDS})")
+    print(f"   {'backbone every job (no cache)':34s} {uncached_s:8.2f} s")
+    print(f"   {'feature cache':34s} {cached_s:8.2f} s")
+    print(f"   {'ratio uncached / cached':34s} {uncached_s / cached_s:8.1f} x   (metrics identical: {agree})")
+    for name, records in (("no cache", uncached), ("cache", cached)):
+        parts = {k: sum(r["timings"].get(k, 0.0) for r in records) for k in ("features", "probe_fit")}
+        print(f"   {name:>10s}: backbone {parts['features']:6.2f} s, probe fits {parts['probe_fit']:6.2f} s, "
+              f"rest {sum(r['timings']['total_s'] for r in records) - sum(parts.values()):6.2f} s")
+
+    backbone = regs.inits.get("random").initialize(spec).eval()
+    n = len(train)
+    extract_s = best_of(3, lambda: extract_features(backbone, train.samples, image_size=size, mean=spec.mean,
+                                                      std=spec.std, device="cpu", batch_size=args.batch_size, workers=0))
+    batches = [torch.randn(min(args.batch_size, n - i), 3, size, size) for i in range(0, n, args.batch_size)]
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for batch in batches:
+                backbone(batch)
+
+    bare_s = best_of(3, bare)
+    print(f"\n2. feature extraction over {n} training images")
+    print(f"   {'bare forward on ready tensors':34s} {n / bare_s:8.1f} images/s")
+    print(f"   {'extract_features (decode+transform)':34s} {n / extract_s:8.1f} images/s")
+    print(f"   {'ratio extraction / bare':34s} {bare_s / extract_s:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
