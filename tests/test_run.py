@@ -69,6 +69,8 @@ def test_results_list_filter_export_import(env, tmp_path):
     exported = cli(["results", "export", "--json", "--store", str(store)], env=env)
     doc = json.loads(exported.stdout)
     assert doc["kind"] == "gaia-bench-results" and len(doc["results"]) == 2
+    group_level = cli(["results", "--store", str(store), "export", "--json"], env=env)  # --store before the verb
+    assert json.loads(group_level.stdout) == doc
     path = tmp_path / "export.json"
     assert cli(["results", "export", "--json", "--store", str(store), "--out", str(path)], env=env).returncode == 0
 

@@ -26,7 +26,9 @@ def _registries():
 
 @app.command()
 @handle_errors
-def plugins(all_: Annotated[bool, typer.Option("--all", help="also list the built-in plugins")] = True) -> None:
+def plugins(
+    third_party: Annotated[bool, typer.Option("--third-party", help="only plugins from other distributions")] = False,
+) -> None:
     """List plugins: what each registers, its distribution and version, and whether it loaded."""
     from gaia_bench.manager import get_host
 
@@ -35,7 +37,7 @@ def plugins(all_: Annotated[bool, typer.Option("--all", help="also list the buil
     table = Table("plugin", "distribution", "version", "status", "kinds", "registers")
     broken = []
     for record in host.plugins():
-        if record.builtin and not all_:
+        if record.builtin and third_party:
             continue
         kinds = ", ".join(sorted({k for k, _ in record.registered})) or "-"
         names = ", ".join(n for _, n in record.registered) or "-"

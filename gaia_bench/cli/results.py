@@ -19,10 +19,6 @@ app.add_typer(results_app, name="results")
 Filter = lambda flag, what: Annotated[str | None, typer.Option(flag, help=f"only this {what} (* wildcards)")]  # noqa: E731
 
 
-def _query(store, **filters):
-    return store.query(**filters)
-
-
 @results_app.callback(invoke_without_command=True)
 @handle_errors
 def results(
@@ -37,13 +33,14 @@ def results(
     fmt: Annotated[str, typer.Option("--format", help="markdown, csv or json (any registered reporter)")] = "markdown",
 ) -> None:
     """List stored results (filters combine)."""
+    ctx.obj = {"store": store}  # `results --store X export` means X for the subcommand too
     if ctx.invoked_subcommand is not None:
         return
     from gaia_bench.manager import get_registries
 
     reporter = get_registries().reporters.get(fmt)
     with open_store(store) as s:
-        records = _query(s, model=model, init=init, adaptation=adaptation, dataset=dataset, shots=shots, status=status)
+        records = s.query(model=model, init=init, adaptation=adaptation, dataset=dataset, shots=shots, status=status)
     if not records:
         notice(f"no results match in {s.path}")
         return
@@ -53,6 +50,7 @@ def results(
 @results_app.command("export")
 @handle_errors
 def export(
+    ctx: typer.Context,
     store: StoreOption = None,
     json_: Annotated[bool, typer.Option("--json", help="write JSON (the only export format; the default)")] = True,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default: stdout)")] = None,
@@ -62,8 +60,8 @@ def export(
     """Export results as JSON, with full configs and provenance, to move them between stores."""
     from gaia_bench.plugins.reporters import render_json
 
-    with open_store(store) as s:
-        text = render_json(_query(s, model=model, dataset=dataset))
+    with open_store(store or (ctx.obj or {}).get("store")) as s:
+        text = render_json(s.query(model=model, dataset=dataset))
     if out is None:
         sys.stdout.write(text)
     else:
@@ -74,6 +72,7 @@ def export(
 @results_app.command("import")
 @handle_errors
 def import_(
+    ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="JSON files from `gaia-bench results export --json` ('-' = stdin)")],
     store: StoreOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="overwrite jobs already in the store")] = False,
@@ -81,7 +80,7 @@ def import_(
     """Import exported results; identical ones are skipped, conflicting ones reported and kept as they were."""
     from gaia_bench.store import merge_into, read_export
 
-    with open_store(store) as s:
+    with open_store(store or (ctx.obj or {}).get("store")) as s:
         for path in files:
             if str(path) == "-":
                 text, name = sys.stdin.read(), "stdin"
