@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SHOTS ?= 10%
 MODEL ?= test_resnet
 
-.PHONY: run test bench sources clean
+.PHONY: run test bench sources leaderboard clean
 
 sources:
 	bash scripts/fetch_sources.sh
@@ -22,10 +22,20 @@ run: $(STAMP)
 	$(VENV)/bin/gaia-bench run --model $(MODEL) --shots $(SHOTS)
 
 test: $(STAMP)
+	bash scripts/install_test_browser.sh
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/linear_probe.py
+
+# The published leaderboard of the embedded suite (leaderboards/mini/), rebuilt from scratch.
+LB_MODELS ?= test_resnet,test_convnext,test_efficientnet
+LB_STORE ?= build/leaderboard-mini.db
+leaderboard: $(STAMP)
+	mkdir -p build
+	$(VENV)/bin/gaia-bench run --model $(LB_MODELS) --init random --shots 1%,10%,100% --seed 0 --seed 1 --store $(LB_STORE)
+	$(VENV)/bin/gaia-bench profile --model $(LB_MODELS) --store $(LB_STORE)
+	$(VENV)/bin/gaia-bench leaderboard --suite mini --store $(LB_STORE) --out leaderboards/mini
 
 clean:
 	rm -rf $(VENV) build *.egg-info

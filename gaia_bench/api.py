@@ -230,9 +230,12 @@ class ExecutorSpec:
 
 @dataclass(frozen=True)
 class ReporterSpec:
-    """Renders stored result records into one text format."""
+    """An output format. ``render(records)`` turns stored result records into one text (used by
+    `gaia-bench results --format`); ``write_leaderboard(board, out_dir)`` writes a built leaderboard
+    (:class:`gaia_bench.leaderboard.Leaderboard`) into a directory and returns the files written."""
 
     name: str
     description: str
-    extension: str
-    render: Callable[[list[dict]], str]
+    extension: str = ""
+    render: Callable[[list[dict]], str] | None = None
+    write_leaderboard: Callable[[Any, Path], list[Path]] | None = None

@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.linear_probe",
     "gaia_bench.plugins.local_executor",
     "gaia_bench.plugins.reporters",
+    "gaia_bench.plugins.leaderboard_formats",
     "gaia_bench.tasks.classification",
     "gaia_bench.tasks.digits",
     "gaia_bench.tasks.fashion_mnist",

@@ -34,6 +34,6 @@ def render_json(records: list[dict]) -> str:
 
 @hookimpl
 def register_reporters(register):
-    register(ReporterSpec("markdown", "GitHub-flavoured markdown table", "md", render_markdown))
-    register(ReporterSpec("csv", "one CSV row per result", "csv", render_csv))
-    register(ReporterSpec("json", "full records with config and provenance", "json", render_json))
+    register(ReporterSpec("markdown", "GitHub-flavoured markdown table", "md", render=render_markdown))
+    register(ReporterSpec("csv", "one CSV row per result", "csv", render=render_csv))
+    register(ReporterSpec("json", "full records with config and provenance", "json", render=render_json))

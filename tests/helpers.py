@@ -3,6 +3,7 @@ with `gaia_bench` entry points onto a PYTHONPATH (exactly what pip would leave i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -29,3 +30,12 @@ def fake_distribution(site: Path, dist: str, version: str, modules: dict[str, st
     (info / "entry_points.txt").write_text(f"[gaia_bench]\n{lines}")
     pythonpath = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     return {"PYTHONPATH": pythonpath, "GAIA_BENCH_NO_ENTRYPOINTS": ""}
+
+
+def tree_digest(root: Path) -> str:
+    """One hash over every file's relative path and bytes: equal trees, equal digests."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
+from tests.helpers import tree_digest
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200"}
 
 
-def _tree_digest(root) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
-    return h.hexdigest()
-
-
 def test_prepare_is_deterministic_and_verifies(tmp_path):
     for name in ("a", "b"):
-        result = runner.invoke(app, ["datasets", "prepare", "mini", "--data-root", str(tmp_path / name)])
+        result = runner.invoke(app, ["datasets", "prepare", "digits-lt", "--data-root", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
-    assert _tree_digest(tmp_path / "a" / "digits-lt") == _tree_digest(tmp_path / "b" / "digits-lt")
-    ok = runner.invoke(app, ["datasets", "verify", "mini", "--data-root", str(tmp_path / "a")])
+    assert tree_digest(tmp_path / "a" / "digits-lt") == tree_digest(tmp_path / "b" / "digits-lt")
+    ok = runner.invoke(app, ["datasets", "verify", "digits-lt", "--data-root", str(tmp_path / "a")])
     assert ok.exit_code == 0 and "digits-lt: ok" in ok.output
     listing = runner.invoke(app, ["datasets", "--data-root", str(tmp_path / "a")], env=WIDE).output
     row = next(l for l in listing.splitlines() if "digits-lt" in l and "classification" in l)

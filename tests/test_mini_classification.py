@@ -3,8 +3,6 @@ real (learnable, not trivial) problems — a probe on a random-init tiny net bea
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 from typer.testing import CliRunner
 
@@ -14,6 +12,7 @@ from gaia_bench.manager import get_registries
 from gaia_bench.shots import ShotSpec, sample_indices, subset_stats
 from gaia_bench.store import ResultsStore
 from gaia_bench.tasks.sources import debian_path
+from tests.helpers import tree_digest
 
 runner = CliRunner()
 DATASETS = ["digits-lt", "fashion-mnist-lt", "lfw-faces", "textures-lt"]
@@ -27,14 +26,6 @@ def _needs_sources(name: str) -> None:
             pytest.skip(str(exc))
 
 
-def _digest(root) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
-    return h.hexdigest()
-
-
 def test_mini_suite_lists_the_classification_sets():
     assert list(get_registries().suites.get("mini").datasets)[:4] == DATASETS
 
@@ -45,7 +36,7 @@ def test_prepare_is_deterministic_and_verifies(name, tmp_path):
     spec = get_registries().datasets.get(name)
     spec.prepare(tmp_path / "a")
     spec.prepare(tmp_path / "b")
-    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
     assert spec.verify(tmp_path / "a") == []
     for split, size in spec.splits.items():
         samples = spec.load(tmp_path / "a", split)

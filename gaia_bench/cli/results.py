@@ -39,6 +39,9 @@ def results(
     from gaia_bench.manager import get_registries
 
     reporter = get_registries().reporters.get(fmt)
+    if reporter.render is None:
+        raise UsageError(f"reporter '{fmt}' does not render result lists",
+                         "use --format markdown, csv or json (or another reporter that renders results)")
     with open_store(store) as s:
         records = s.query(model=model, init=init, adaptation=adaptation, dataset=dataset, shots=shots, status=status)
     if not records:
