@@ -8,6 +8,7 @@
    backbone) over the training split vs the backbone's bare forward on ready-made tensors of the
    same shape and batch size. Best of 3 after a warm-up.
 
+Run it on an otherwise idle machine: on 2 cores any other load changes the numbers a lot.
 Usage: python benchmarks/linear_probe.py [--model test_resnet] [--dataset digits-lt]
        [--batch-size 64] [--image-size N]
 """
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -37,7 +40,7 @@ def session(data_root: Path, cache: FeatureCache | None, batch_size: int) -> Ses
                    plugin_versions={})
 
 
-def grid(args: argparse.Namespace):
+def grid(args: argparse.Namespace) -> list:
     return plan(get_registries(), models=[args.model], inits=["random"], adaptations=["linear-probe"],
                 datasets=[args.dataset], shots=parse_shots([SHOTS]), seeds=SEEDS, image_size=args.image_size)
 
@@ -46,19 +49,23 @@ def time_grid(args: argparse.Namespace, data_root: Path, cached: bool) -> tuple[
     jobs = grid(args)
     start = time.perf_counter()
     if cached:
-        shared = session(data_root, FeatureCache(Path(tempfile.mkdtemp(prefix="feature-cache-"))), args.batch_size)
+        shared = session(data_root, FeatureCache(data_root / "feature-cache"), args.batch_size)
         records = [run_job(job, shared) for job in jobs]
     else:
         records = [run_job(job, session(data_root, None, args.batch_size)) for job in jobs]
-    return time.perf_counter() - start, records
+    elapsed = time.perf_counter() - start
+    failed = [r for r in records if r["status"] != "done"]
+    if failed:
+        raise SystemExit(f"{len(failed)} benchmark job(s) failed, e.g.: {failed[0].get('error')}")
+    return elapsed, records
 
 
-def best_of(n: int, fn) -> float:
+def best_of(n: int, fn: Callable[[], object]) -> float:
     fn()  # warm-up
     return min(_timed(fn) for _ in range(n))
 
 
-def _timed(fn) -> float:
+def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -72,8 +79,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    data_root = Path(tempfile.mkdtemp(prefix="gaia-bench-data-"))
+    data_root = Path(tempfile.mkdtemp(prefix="gaia-bench-bench-"))
+    try:
+        measure(args, data_root)
+    finally:
+        shutil.rmtree(data_root, ignore_errors=True)
 
+
+def measure(args: argparse.Namespace, data_root: Path) -> None:
     regs = get_registries()
     spec = regs.backbones.get(args.model)
     size = args.image_size or spec.input_size
