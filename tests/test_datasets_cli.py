@@ -33,7 +33,7 @@ def test_verify_names_each_problem(tmp_path):
     result = runner.invoke(app, ["datasets", "verify", "digits-lt", "--data-root", str(tmp_path)], env=WIDE)
     out = " ".join(result.output.split())
     assert result.exit_code == 1
-    assert "missing file" in out and "unexpected file" in out and "lists 538 images, expected 539" in out
+    assert "missing file" in out and "unexpected file" in out and "test split has 538 images, expected 539" in out and "test_meta.list has sha256" in out
     assert "gaia-bench datasets prepare digits-lt --force" in out
     missing = runner.invoke(app, ["datasets", "verify", "digits-lt", "--data-root", str(tmp_path / "nowhere")], env=WIDE)
     assert missing.exit_code == 1 and "does not exist" in missing.output
