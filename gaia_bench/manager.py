@@ -49,6 +49,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.reporters",
     "gaia_bench.plugins.leaderboard_formats",
     "gaia_bench.tasks.classification",
+    "gaia_bench.tasks.segmentation",
+    "gaia_bench.tasks.depth",
     "gaia_bench.tasks.digits",
     "gaia_bench.tasks.fashion_mnist",
     "gaia_bench.tasks.lfw_faces",

@@ -6,6 +6,9 @@ runs from strong to weak decay, warm-starting each fit, and stops after ``patien
 Weight decay ``wd`` means the objective ``mean cross-entropy + wd/2 * ||W||^2`` on standardized
 features (scikit-learn's ``C = 1 / (wd * n)``), minimized with L-BFGS. Hold-out: ``val_share`` of each class that has at
 least 2 samples (at least 1 of them), chosen by the job seed; ties prefer the larger ``wd``.
+
+Segmentation and depth datasets go to :func:`gaia_bench.plugins.dense_probe.run_dense` (a light
+decoder over the frozen backbone's feature pyramid); classification is the probe above.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
 
-HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2}
+HYPERPARAMS = {
+    "wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2,
+    # segmentation / depth head (gaia_bench.plugins.dense_probe); listed here so they enter job ids
+    "dense_epochs": 40, "dense_min_iters": 100, "dense_max_iters": 600, "dense_batch": 8,
+    "dense_lr": 1e-3, "dense_weight_decay": 1e-4,
+}
 
 
 def holdout_split(y: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +113,14 @@ def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: li
 
 
 def run(ctx) -> AdaptationResult:
+    if ctx.job.dataset.task in ("segmentation", "depth"):
+        from gaia_bench.plugins.dense_probe import run_dense
+
+        return run_dense(ctx)
+    return run_classification(ctx)
+
+
+def run_classification(ctx) -> AdaptationResult:
     hp = ctx.hyperparams
     dataset = ctx.job.dataset
     train, indices = ctx.train_subset()
@@ -135,8 +151,9 @@ def run(ctx) -> AdaptationResult:
 
 LINEAR_PROBE = AdaptationSpec(
     name="linear-probe",
-    description="frozen backbone, cached features, logistic-regression probe with weight decay chosen on a hold-out",
-    task_types=("classification",),
+    description="frozen backbone, cached features, logistic-regression probe with weight decay chosen on a hold-out; "
+                "segmentation / depth: a light FPN decoder over the frozen pyramid (see gaia_bench.plugins.dense_probe)",
+    task_types=("classification", "segmentation", "depth"),
     run=run,
     hyperparams=HYPERPARAMS,
 )

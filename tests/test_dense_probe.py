@@ -1,0 +1,89 @@
+"""linear-probe on the dense mini datasets, end to end through the CLI: a frozen backbone and a light
+FPN decoder trained on 10% of mini-voc-seg / mini-kitti-depth, scored with the official metrics on
+the test split; it must beat a trivial baseline and be deterministic under --force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gaia_bench.cli import app
+from gaia_bench.plugins.dense_probe import read_target, schedule_iterations
+from gaia_bench.store import ResultsStore
+from gaia_bench.tasks import mini_dense
+from gaia_bench.tasks.depth import compute_depth_metrics
+from gaia_bench.tasks.metrics_segmentation import dataset_confusion
+from gaia_bench.tasks.segmentation import compute_segmentation_metrics
+
+runner = CliRunner()
+SEG_KEYS = {"mIoU", "pixel_acc", "mean_class_acc"}
+DEPTH_KEYS = {"rmse", "abs_rel", "sq_rel", "rmse_log", "log10", "silog", "d1", "d2", "d3"}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("dense-data")
+
+
+def _run(store, data_root, dataset: str, *extra: str) -> dict:
+    result = runner.invoke(app, ["run", "--model", "test_resnet", "--dataset", dataset, "--adapt", "linear-probe",
+                                 "--shots", "10%", "--store", str(store), "--data-root", str(data_root), *extra])
+    assert result.exit_code == 0, result.output
+    with ResultsStore(store) as s:
+        records = s.query()
+    assert len(records) == 1
+    return records[0]
+
+
+def test_schedule_rule():
+    assert schedule_iterations(24) == 120  # 40 epochs x 3 batches of 8
+    assert schedule_iterations(1) == 100 and schedule_iterations(240) == 600  # clamped
+
+
+def _check_record(rec: dict, keys: set[str]) -> None:
+    assert rec["status"] == "done", rec.get("error")
+    assert keys <= set(rec["metrics"]) and all(np.isfinite(rec["metrics"][k]) for k in keys)
+    assert rec["n_train"] == 24
+    details = rec["details"]
+    assert details["schedule"]["iterations"] == 120 and details["schedule"]["batch"] == 8
+    assert details["loss_end"] < details["loss_start"]
+    assert rec["trainable_params"] == details["trainable_params"] > 0
+    assert {"pyramid", "head_train", "evaluate"} <= set(rec["timings"])
+
+
+def test_segmentation_probe_beats_all_background_and_is_deterministic(tmp_path, data_root):
+    store = tmp_path / "r.db"
+    rec = _run(store, data_root, "mini-voc-seg")
+    _check_record(rec, SEG_KEYS)
+    assert rec["primary_metric"] == "mIoU" and rec["higher_is_better"]
+    assert rec["n_test"] == mini_dense.N_TEST
+
+    val = mini_dense.MINI_VOC_SEG.load(data_root / "mini-voc-seg", "val")
+    masks = [read_target(s.target) for s in val.samples]
+    baseline = compute_segmentation_metrics(dataset_confusion(((m, np.zeros_like(m)) for m in masks), len(val.classes)),
+                                            val.classes)
+    assert rec["metrics"]["mIoU"] > baseline["mIoU"] + 5.0, (rec["metrics"], baseline)
+
+    again = _run(store, data_root, "mini-voc-seg", "--force")
+    assert again["metrics"] == rec["metrics"]
+
+
+def test_depth_probe_beats_constant_median_and_is_deterministic(tmp_path, data_root):
+    store = tmp_path / "r.db"
+    rec = _run(store, data_root, "mini-kitti-depth")
+    _check_record(rec, DEPTH_KEYS)
+    assert rec["primary_metric"] == "rmse" and rec["higher_is_better"] is False
+    assert rec["n_test"] == mini_dense.N_TEST
+
+    root = data_root / "mini-kitti-depth"
+    train = mini_dense.MINI_KITTI_DEPTH.load(root, "train")
+    test = mini_dense.MINI_KITTI_DEPTH.load(root, "test")
+    train_depths = np.concatenate([d[d > 0] for d in (read_target(s.target) for s in train.samples)])
+    gts = [read_target(s.target) for s in test.samples]
+    baseline = compute_depth_metrics(gts, [np.full(g.shape, float(np.median(train_depths))) for g in gts], "kitti")
+    assert rec["metrics"]["rmse"] < 0.9 * baseline["rmse"], (rec["metrics"], baseline)
+    assert rec["metrics"]["d1"] > baseline["d1"]
+
+    again = _run(store, data_root, "mini-kitti-depth", "--force")
+    assert again["metrics"] == rec["metrics"]
