@@ -57,6 +57,7 @@ class FeatureCache:
             return None  # a damaged cache file is recomputed, never trusted
 
     def save(self, key: str, features: np.ndarray, keys: Sequence[str], meta: dict) -> None:
+        tmp: str | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
@@ -64,7 +65,7 @@ class FeatureCache:
                 np.savez(f, features=features, keys=np.asarray(keys), meta=np.asarray(json.dumps(meta)))
             os.replace(tmp, self.path(key))
         except OSError as exc:
-            if "tmp" in locals() and os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
             if exc.errno == errno.ENOSPC:
                 raise GaiaBenchError(f"disk full while caching features in {self.directory}",

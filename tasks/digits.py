@@ -22,11 +22,12 @@ from pathlib import Path
 
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Samples
-from gaia_bench.tasks.generated_sets import verify_counts
+from gaia_bench.tasks.generated_sets import rank, verify_counts
 from gaia_bench.tasks.manifest import write_manifest
 from gaia_bench.tasks.meta_list import read_meta_list, write_meta_list
 
 NAME = "digits-lt"
+NAME_SALT = "digits"  # the ranking salt the pinned list checksums were made with
 CLASSES = [str(d) for d in range(10)]
 TEST_SHARE = 0.3
 IMBALANCE = 0.1
@@ -39,10 +40,6 @@ LIST_SHA256 = {
 }
 
 
-def _rank(index: int) -> bytes:
-    return hashlib.blake2b(f"digits:{index}".encode(), digest_size=8).digest()
-
-
 def build_splits() -> dict[str, list[tuple[int, int]]]:
     """(sklearn index, label) pairs of each split."""
     from sklearn.datasets import load_digits
@@ -50,7 +47,7 @@ def build_splits() -> dict[str, list[tuple[int, int]]]:
     target = load_digits().target
     splits: dict[str, list[tuple[int, int]]] = {"train": [], "test": []}
     for label in range(10):
-        members = sorted((i for i in range(len(target)) if target[i] == label), key=_rank)
+        members = sorted((i for i in range(len(target)) if target[i] == label), key=lambda i: rank(NAME_SALT, i))
         n_test = round(TEST_SHARE * len(members))
         pool = members[n_test:]
         keep = max(1, round(len(pool) * IMBALANCE ** (label / 9)))
