@@ -208,13 +208,20 @@ class AdaptationResult:
 
 @dataclass(frozen=True)
 class AdaptationSpec:
-    """An adaptation method. ``run(ctx)`` trains what it trains on the job's subset and evaluates."""
+    """An adaptation method. ``run(ctx)`` trains what it trains on the job's subset and evaluates.
+
+    A job's hyper-parameters are ``hyperparams`` plus ``task_hyperparams[task]`` (those of a head
+    that only one task type uses), so a detection knob does not change a classification job's id."""
 
     name: str
     description: str
     task_types: Sequence[str]
     run: Callable[[JobContext], AdaptationResult]
     hyperparams: Mapping[str, Any] = field(default_factory=dict)  # names -> defaults
+    task_hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # task -> names -> defaults
+
+    def hyperparams_for(self, task: str) -> dict[str, Any]:
+        return {**self.hyperparams, **self.task_hyperparams.get(task, {})}
 
 
 # --------------------------------------------------------------------------- executors & reporters

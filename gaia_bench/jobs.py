@@ -129,6 +129,44 @@ def _split_names(values: Sequence[str]) -> list[str]:
     return names
 
 
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict; VALUE is read as JSON (``0.01``, ``[1, 2]``, ``true``) and
+    kept as a string when it is not JSON."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--hp {item!r} is not KEY=VALUE", "e.g. --hp det_max_iters=200")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _cast(key: str, value: Any, default: Any) -> Any:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, cast = isinstance(value, bool), value
+    elif isinstance(default, int):
+        ok, cast = number and float(value).is_integer(), int(value) if number else value
+    elif isinstance(default, float):
+        ok, cast = number, float(value) if number else value
+    else:
+        ok, cast = True, value
+    if not ok:
+        raise UsageError(f"--hp {key}={json.dumps(value)} does not fit its default {json.dumps(default)}",
+                         f"give a value of type {type(default).__name__}")
+    return cast
+
+
+def apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The defaults with the overrides of the keys they have, each cast to its default's type
+    (``--hp lr=1`` and ``--hp lr=1.0`` must give the same job id)."""
+    return {key: _cast(key, overrides[key], default) if key in overrides else default
+            for key, default in defaults.items()}
+
+
 def plan(
     registries: Any,
     *,
@@ -141,12 +179,16 @@ def plan(
     image_size: int | None = None,
     skip_unsupported: bool = False,
     notice: Callable[[str], None] = lambda msg: None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[Job]:
     """Resolve every name (failing early, with suggestions) and expand the grid into jobs.
 
     A dataset whose task an adaptation does not support is an error when asked for by name, and
-    skipped with a notice when it came from a suite (``skip_unsupported``).
+    skipped with a notice when it came from a suite (``skip_unsupported``). ``overrides`` replace
+    hyper-parameter defaults wherever a job has that key; a key no planned job has is an error.
     """
+    overrides = dict(overrides or {})
+    used: set[str] = set()
     model_names = _split_names(models)
     if not model_names:
         raise UsageError("no --model given", "e.g. --model test_resnet; see `gaia-bench models`")
@@ -192,14 +234,22 @@ def plan(
                     raise PluginError(f"dataset '{dataset.name}' declares primary metric '{primary}', "
                                       f"which task '{task.name}' does not compute",
                                       f"it computes: {', '.join(m.name for m in task.metrics)}")
+                defaults = adaptation.hyperparams_for(dataset.task)
+                hyperparams = apply_overrides(defaults, overrides)
+                used.update(k for k in overrides if k in defaults)
                 for shot, seed in itertools.product(shots, seeds):
                     config = JobConfig(
                         model=backbone.name, init=init.name, weights_id=weights_id,
-                        adaptation=adaptation.name, hyperparams=dict(adaptation.hyperparams),
+                        adaptation=adaptation.name, hyperparams=hyperparams,
                         dataset=dataset.name, dataset_version=dataset.version, task=dataset.task,
                         shots=shot.label, seed=seed, image_size=image_size or backbone.input_size,
                     )
                     jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task))
+    unknown = sorted(set(overrides) - used)
+    if unknown and jobs:
+        known = sorted({k for job in jobs for k in job.config.hyperparams})
+        raise UsageError(f"--hp {', '.join(unknown)}: no planned job has such a hyper-parameter",
+                         f"the planned jobs take: {', '.join(known)}")
     return jobs
 
 

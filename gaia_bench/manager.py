@@ -49,6 +49,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.reporters",
     "gaia_bench.plugins.leaderboard_formats",
     "gaia_bench.tasks.classification",
+    "gaia_bench.tasks.detection",
     "gaia_bench.tasks.segmentation",
     "gaia_bench.tasks.depth",
     "gaia_bench.tasks.digits",

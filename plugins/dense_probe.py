@@ -1,5 +1,8 @@
-"""The dense half of ``linear-probe``: semantic segmentation and monocular depth with a FROZEN
-backbone (eval mode, no gradients) and a light decoder trained on the job's percentage-shot subset.
+"""Semantic segmentation and monocular depth heads: a light decoder over the backbone's pyramid,
+trained on the job's percentage-shot subset. Under ``linear-probe`` the backbone is FROZEN (eval
+mode, no gradients); under ``finetune`` (``train_backbone=True``) it trains too, at
+``backbone_lr_scale`` x the decoder's learning rate, BatchNorm statistics frozen for pretrained
+inits (batch statistics for un-pretrained ones), early-stopped on a held-out part of the subset.
 
 Decoder (a small FPN, as in semantic-FPN heads): 1x1 lateral convolutions to ``WIDTH`` (64)
 channels on the last ``LEVELS`` (4) maps of :meth:`Backbone.pyramid` (fewer when the backbone has
@@ -27,12 +30,13 @@ the job seed (head initialization too), so a job is deterministic. The number of
 ``clamp(EPOCHS * ceil(n_train / BATCH), MIN_ITERS, MAX_ITERS)`` with 40 epochs, 100 and 600: it grows
 with the shot fraction (10% of mini-voc-seg = 24 images -> 120 iterations; 100% = 240 -> 600).
 Defaults can be overridden with the adaptation hyper-parameters ``dense_epochs``, ``dense_min_iters``,
-``dense_max_iters``, ``dense_batch``, ``dense_lr``, ``dense_weight_decay``.
+``dense_max_iters``, ``dense_batch``, ``dense_lr``, ``dense_weight_decay``; fine-tuning an
+un-pretrained init triples the schedule (:mod:`gaia_bench.plugins.schedules`).
 """
 
 from __future__ import annotations
 
-import math
+import copy
 import time
 from typing import Any, Sequence
 
@@ -51,10 +55,18 @@ MIN_DEPTH = 1e-3
 IGNORE_INDEX = 255
 
 
+DENSE_HYPERPARAMS = {
+    "dense_epochs": EPOCHS, "dense_min_iters": MIN_ITERS, "dense_max_iters": MAX_ITERS, "dense_batch": BATCH,
+    "dense_lr": LR, "dense_weight_decay": WEIGHT_DECAY, "dense_eval_every": 50,
+}
+
+
 def schedule_iterations(n_train: int, batch: int = BATCH, epochs: int = EPOCHS, min_iters: int = MIN_ITERS,
                         max_iters: int = MAX_ITERS) -> int:
-    """``clamp(epochs * ceil(n_train / batch), min_iters, max_iters)``."""
-    return int(min(max(epochs * math.ceil(max(n_train, 1) / batch), min_iters), max_iters))
+    """``clamp(epochs * ceil(n_train / batch), min_iters, max_iters)`` (see :mod:`.schedules`)."""
+    from gaia_bench.plugins.schedules import schedule_iterations as rule
+
+    return rule(n_train, batch, epochs, min_iters, max_iters)
 
 
 def fixed_size(height: int, width: int, multiple: int = MULTIPLE) -> tuple[int, int]:
@@ -156,14 +168,96 @@ def silog_loss(log_pred, gt, lam: float = SILOG_LAMBDA):
     return 10.0 * torch.sqrt(torch.clamp((d ** 2).mean() - lam * d.mean() ** 2, min=1e-12))
 
 
+# ----------------------------------------------------------------------------- shared by the dense heads
+def set_batchnorm_mode(module, train_statistics: bool) -> None:
+    """Every BatchNorm layer in eval mode (frozen running statistics) unless asked to train them."""
+    from torch import nn
+
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train(train_statistics)
+
+
+def batchnorm_trains(init_name: str) -> bool:
+    """Fine-tuning keeps pretrained BatchNorm statistics frozen (small batches); an un-pretrained
+    init's statistics mean nothing, so there BatchNorm normalizes with batch statistics."""
+    from gaia_bench.plugins.schedules import UNPRETRAINED_INITS
+
+    return init_name in UNPRETRAINED_INITS
+
+
+def holdout_positions(n: int, val_share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(fit, val) positions: ``max(1, round(val_share * n))`` images held out (none when n < 2)."""
+    rng = np.random.default_rng([seed, n])
+    order = rng.permutation(n)
+    n_val = min(n - 1, max(1, round(val_share * n))) if n >= 2 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
 # ----------------------------------------------------------------------------- the job
-def run_dense(ctx, iterations: int | None = None) -> AdaptationResult:
-    """Train the decoder on the job's subset and evaluate it on the dataset's test split.
-    ``iterations`` overrides the schedule (0 = the untrained decoder, for comparisons)."""
+def stack_targets(task: str, samples, size: tuple[int, int], device: str):
+    """Training targets at the fixed input size: class maps (int64) or depth [N,1,H,W] (metres)."""
+    import torch
+
+    raw = np.stack([_resize_nearest(read_target(s.target), size) for s in samples])
+    if task == "segmentation":
+        return torch.from_numpy(raw.astype(np.int64)).to(device)
+    return torch.from_numpy(raw.astype(np.float32))[:, None].to(device)
+
+
+def evaluate_dense(task_spec, task: str, head, backbone, samples, size, spec, levels: int, out_channels: int,
+                   class_names, batch: int, device: str, advance=lambda n: None) -> tuple[dict, float]:
+    """The task's metrics over ``samples`` at each ground truth's resolution, and the seconds spent
+    in the model (backbone + head) as opposed to reading files and scoring."""
+    import torch
+
+    from gaia_bench.tasks.metrics_segmentation import confusion_matrix
+
+    head.eval()
+    backbone.eval()
+    confusion = np.zeros((out_channels, out_channels), dtype=np.int64) if task == "segmentation" else None
+    gts: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
+    model_seconds = 0.0
+    with torch.no_grad():
+        for s in range(0, len(samples), batch):
+            chunk = samples[s:s + batch]
+            x = torch.stack([load_image(sample.path, size, spec.mean, spec.std) for sample in chunk]).to(device)
+            truths = [read_target(sample.target) for sample in chunk]
+            tick = time.perf_counter()
+            pyramid = [f.float() for f in backbone.pyramid(x)[-levels:]]
+            outs = [head([f[i:i + 1] for f in pyramid], tuple(gt.shape)) for i, gt in enumerate(truths)]
+            model_seconds += time.perf_counter() - tick
+            for sample, gt, out in zip(chunk, truths, outs):
+                if task == "segmentation":
+                    pred = out[0].argmax(dim=0).cpu().numpy()
+                    confusion += confusion_matrix(gt, pred, out_channels, getattr(sample.target, "ignore_index", IGNORE_INDEX))
+                else:
+                    cap = float(getattr(sample.target, "max_depth", 80.0))
+                    preds.append(torch.exp(out[0, 0]).clamp(MIN_DEPTH, cap).cpu().numpy().astype(np.float64))
+                    gts.append(gt)
+            advance(len(chunk))
+    if task == "segmentation":
+        return task_spec.compute_metrics(confusion, class_names), model_seconds
+    kind = getattr(samples[0].target, "kind", "kitti")
+    return task_spec.compute_metrics(gts, preds, kind), model_seconds
+
+
+def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) -> AdaptationResult:
+    """Train the decoder (and, with ``train_backbone``, the backbone at ``backbone_lr_scale`` x the
+    decoder's lr) on the job's subset and evaluate it on the dataset's test split. ``iterations``
+    overrides the schedule (0 = the untrained decoder, for comparisons).
+
+    With ``train_backbone`` (``finetune``), ``val_share`` of the subset's images are held out, the
+    task's primary metric on them is checked every ``dense_eval_every`` iterations, and the best
+    weights are tested (early stopping after ``patience`` checks without improvement); the frozen
+    case trains on the whole subset from cached pyramids."""
     import torch
     import torch.nn.functional as F
 
-    hp = ctx.hyperparams
+    from gaia_bench.plugins.schedules import scaled_schedule
+
+    hp = {**DENSE_HYPERPARAMS, "backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5, **ctx.hyperparams}
     job = ctx.job
     dataset = job.dataset
     task = dataset.task
@@ -172,44 +266,64 @@ def run_dense(ctx, iterations: int | None = None) -> AdaptationResult:
     spec = job.backbone
     device = ctx.device
     seed = int(ctx.config.seed)
-    epochs = int(hp.get("dense_epochs", EPOCHS))
-    batch = int(hp.get("dense_batch", BATCH))
-    min_iters, max_iters = int(hp.get("dense_min_iters", MIN_ITERS)), int(hp.get("dense_max_iters", MAX_ITERS))
-    lr, wd = float(hp.get("dense_lr", LR)), float(hp.get("dense_weight_decay", WEIGHT_DECAY))
+    batch = int(hp["dense_batch"])
+    lr, wd = float(hp["dense_lr"]), float(hp["dense_weight_decay"])
 
     train, indices = ctx.train_subset()
     test = ctx.load(dataset.test_split)
     subset = [train.samples[i] for i in indices]
     if not subset:
         raise ValueError("the training subset is empty")
-    n_iters = schedule_iterations(len(subset), batch, epochs, min_iters, max_iters) if iterations is None else int(iterations)
+    fit, val = (holdout_positions(len(subset), float(hp["val_share"]), seed) if train_backbone
+                else (list(range(len(subset))), []))
+    fit_samples, val_samples = [subset[i] for i in fit], [subset[i] for i in val]
+    n_iters, schedule = scaled_schedule(len(fit_samples), batch, float(hp["dense_epochs"]), int(hp["dense_min_iters"]),
+                                        int(hp["dense_max_iters"]), ctx.config.init, train_backbone)
+    if iterations is not None:
+        n_iters = schedule["iterations"] = int(iterations)
 
     from PIL import Image
 
     with Image.open(subset[0].path) as first:
         size = fixed_size(first.height, first.width)
 
-    # --- frozen backbone: one pyramid per training image
+    # --- inputs: cached pyramids of the frozen backbone, or the images themselves when it trains
     start = time.perf_counter()
-    backbone = ctx.build_backbone()
+    backbone = ctx.build_backbone().to(device)
+    if not backbone.has_pyramid:
+        backbone.pyramid(torch.zeros(1, 3, *size))  # raises the backbone's own clear error
     levels = min(LEVELS, len(backbone.pyramid_channels)) if backbone.pyramid_channels else LEVELS
-    advance = ctx.progress.start(f"pyramid {spec.name} / {dataset.name}:{dataset.train_split}", len(subset))
-    feats = compute_pyramids(backbone, subset, size, spec.mean, spec.std, device, ctx.session.batch_size, levels, advance)
-    ctx.progress.finish()
-    raw_targets = [read_target(s.target) for s in subset]
-    if task == "segmentation":
-        num_classes = len(train.classes) or int(dataset.num_classes or 0)
-        targets = torch.from_numpy(np.stack([_resize_nearest(t, size) for t in raw_targets]).astype(np.int64)).to(device)
-        out_channels = num_classes
+    backbone.eval()
+    for p in backbone.parameters():
+        p.requires_grad_(train_backbone)
+    advance = ctx.progress.start(f"{'images' if train_backbone else 'pyramid'} {spec.name} / "
+                                 f"{dataset.name}:{dataset.train_split}", len(fit_samples))
+    if train_backbone:
+        images = []
+        for sample in fit_samples:
+            images.append(load_image(sample.path, size, spec.mean, spec.std))
+            advance(1)
+        images_t = torch.stack(images).to(device)
+        feats = None
     else:
-        targets = torch.from_numpy(np.stack([_resize_nearest(t, size) for t in raw_targets]).astype(np.float32))
-        targets = targets[:, None].to(device)
-        out_channels = 1
+        feats = compute_pyramids(backbone, fit_samples, size, spec.mean, spec.std, device, ctx.session.batch_size,
+                                 levels, advance)
+    ctx.progress.finish()
+    targets = stack_targets(task, fit_samples, size, device)
+    num_classes = len(train.classes) or int(dataset.num_classes or 0)
+    out_channels = num_classes if task == "segmentation" else 1
+    class_names = list(train.classes) or None
     pyramid_seconds = time.perf_counter() - start
 
-    # --- the decoder
+    def pyramid_of(idx):
+        if feats is not None:
+            return [f[idx] for f in feats]
+        return [f.float() for f in backbone.pyramid(images_t[idx])[-levels:]]
+
+    # --- the decoder (and backbone)
     start = time.perf_counter()
-    head = build_decoder([f.shape[1] for f in feats], out_channels, seed).to(device)
+    head = build_decoder(list(backbone.pyramid_channels[-levels:]) if backbone.pyramid_channels
+                         else [f.shape[1] for f in feats], out_channels, seed).to(device)
     if task == "depth":
         valid = targets > MIN_DEPTH
         log_init = float(torch.log(targets[valid]).mean()) if valid.any() else 0.0
@@ -225,75 +339,86 @@ def run_dense(ctx, iterations: int | None = None) -> AdaptationResult:
 
     def full_loss() -> float:
         head.eval()
+        backbone.eval()
         total, count = 0.0, 0
         with torch.no_grad():
-            for s in range(0, len(subset), batch):
-                idx = slice(s, s + batch)
-                out = head([f[idx] for f in feats], size)
-                n = out.shape[0]
-                total += float(loss_of(out, targets[idx])) * n
-                count += n
-        head.train()
+            for s in range(0, len(fit_samples), batch):
+                idx = torch.arange(s, min(s + batch, len(fit_samples)))
+                out = head(pyramid_of(idx), size)
+                total += float(loss_of(out, targets[idx])) * out.shape[0]
+                count += out.shape[0]
         return total / max(count, 1)
 
-    loss_start = full_loss()
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=wd)
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(subset), generator=generator)
-    pointer = 0
-    head.train()
-    advance = ctx.progress.start(f"decoder {dataset.name}", n_iters) if n_iters else (lambda n: None)
-    for _ in range(n_iters):
-        if pointer >= len(subset):
-            order, pointer = torch.randperm(len(subset), generator=generator), 0
-        idx = order[pointer:pointer + batch].to(device)
-        pointer += batch
-        loss = loss_of(head([f[idx] for f in feats], size), targets[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        advance(1)
-    if n_iters:
-        ctx.progress.finish()
-    loss_end = full_loss()
-    head.eval()
+    primary = job.primary_metric
+    higher = job.task.metric(primary).higher_is_better
+    train_bn = train_backbone and batchnorm_trains(ctx.config.init)
+    val_curve: list[list[float]] = []
+    best: dict[str, Any] = {"value": None, "iteration": 0, "state": None}
+    bad_checks, stopped_early, done = 0, False, 0
+    model_seconds = 0.0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loss_start = full_loss()
+        groups = [{"params": list(head.parameters()), "lr": lr}]
+        if train_backbone:
+            groups.append({"params": list(backbone.parameters()), "lr": lr * float(hp["backbone_lr_scale"])})
+        optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(fit_samples), generator=generator)
+        pointer = 0
+        advance = ctx.progress.start(f"{'finetune' if train_backbone else 'decoder'} {dataset.name}", n_iters) \
+            if n_iters else (lambda n: None)
+        for step in range(n_iters):
+            head.train()
+            if train_backbone:
+                backbone.train()
+                set_batchnorm_mode(backbone, train_bn)
+            if pointer >= len(fit_samples):
+                order, pointer = torch.randperm(len(fit_samples), generator=generator), 0
+            idx = order[pointer:pointer + batch]
+            pointer += batch
+            tick = time.perf_counter()
+            loss = loss_of(head(pyramid_of(idx.to(device)), size), targets[idx.to(device)])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            model_seconds += time.perf_counter() - tick
+            done = step + 1
+            advance(1)
+            if val_samples and (done % int(hp["dense_eval_every"]) == 0 or done == n_iters):
+                value = evaluate_dense(job.task, task, head, backbone, val_samples, size, spec, levels, out_channels,
+                                       class_names, batch, device)[0][primary]
+                val_curve.append([done, value])
+                if best["value"] is None or (value > best["value"] if higher else value < best["value"]):
+                    best.update(value=value, iteration=done,
+                                state=(copy.deepcopy(head.state_dict()), copy.deepcopy(backbone.state_dict())))
+                    bad_checks = 0
+                else:
+                    bad_checks += 1
+                if bad_checks >= int(hp["patience"]):
+                    stopped_early = done < n_iters
+                    break
+        if n_iters:
+            ctx.progress.finish()
+        if best["state"] is not None:
+            head.load_state_dict(best["state"][0])
+            backbone.load_state_dict(best["state"][1])
+        loss_end = full_loss()
     train_seconds = time.perf_counter() - start
-    del feats
+    feats = None  # free the cached pyramids before the test split
 
     # --- evaluation on the whole test split, at ground-truth resolution
     start = time.perf_counter()
     advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
-    confusion = np.zeros((out_channels, out_channels), dtype=np.int64) if task == "segmentation" else None
-    gts: list[np.ndarray] = []
-    preds: list[np.ndarray] = []
-    eval_batch = max(1, ctx.session.batch_size)
-    from gaia_bench.tasks.metrics_segmentation import confusion_matrix
-
-    with torch.no_grad():
-        for s in range(0, len(test), eval_batch):
-            chunk = test.samples[s:s + eval_batch]
-            x = torch.stack([load_image(sample.path, size, spec.mean, spec.std) for sample in chunk]).to(device)
-            pyramid = [f.float() for f in backbone.pyramid(x)[-levels:]]
-            for i, sample in enumerate(chunk):
-                gt = read_target(sample.target)
-                out = head([f[i:i + 1] for f in pyramid], tuple(gt.shape))
-                if task == "segmentation":
-                    pred = out[0].argmax(dim=0).cpu().numpy()
-                    confusion += confusion_matrix(gt, pred, out_channels, getattr(sample.target, "ignore_index", IGNORE_INDEX))
-                else:
-                    cap = float(getattr(sample.target, "max_depth", 80.0))
-                    preds.append(torch.exp(out[0, 0]).clamp(MIN_DEPTH, cap).cpu().numpy().astype(np.float64))
-                    gts.append(gt)
-            advance(len(chunk))
+    metrics, eval_model_seconds = evaluate_dense(job.task, task, head, backbone, list(test.samples), size, spec, levels,
+                                                 out_channels, class_names, max(1, ctx.session.batch_size), device,
+                                                 advance)
     ctx.progress.finish()
-    if task == "segmentation":
-        metrics = job.task.compute_metrics(confusion, list(train.classes) or None)
-    else:
-        kind = getattr(test.samples[0].target, "kind", "kitti")
-        metrics = job.task.compute_metrics(gts, preds, kind)
     eval_seconds = time.perf_counter() - start
 
-    trainable = int(sum(p.numel() for p in head.parameters() if p.requires_grad))
+    trainable = int(sum(p.numel() for p in head.parameters()))
+    if train_backbone:
+        trainable += int(sum(p.numel() for p in backbone.parameters()))
     details = {
         "subset": ctx.subset_stats(train, indices),
         "decoder": {
@@ -303,16 +428,21 @@ def run_dense(ctx, iterations: int | None = None) -> AdaptationResult:
             "output": "log-depth" if task == "depth" else f"{out_channels} class logits",
             "loss": f"silog (lambda {SILOG_LAMBDA})" if task == "depth" else f"cross-entropy (ignore {IGNORE_INDEX})",
         },
-        "schedule": {
-            "rule": "iterations = clamp(epochs * ceil(n_train / batch), min_iters, max_iters)",
-            "epochs": epochs, "batch": batch, "min_iters": min_iters, "max_iters": max_iters,
-            "iterations": n_iters, "optimizer": "adam", "lr": lr, "weight_decay": wd,
-        },
+        "schedule": {**schedule, "iterations_run": done, "optimizer": "adam", "lr": lr, "weight_decay": wd},
+        "backbone": {"trained": train_backbone,
+                     "lr_scale": float(hp["backbone_lr_scale"]) if train_backbone else 0.0,
+                     "batchnorm": ("batch statistics" if train_bn else "frozen statistics") if train_backbone else "frozen"},
+        "early_stopping": {"n_fit": len(fit), "n_val": len(val), "metric": primary, "val_curve": val_curve,
+                           "best_iteration": best["iteration"], "best_val": best["value"],
+                           "stopped_early": stopped_early} if train_backbone else None,
         "input_size": list(size),
         "loss_start": loss_start,
         "loss_end": loss_end,
+        "throughput": {"train_images": done * batch, "train_seconds": train_seconds,
+                       "train_model_seconds": model_seconds, "eval_images": len(test), "eval_seconds": eval_seconds,
+                       "eval_model_seconds": eval_model_seconds},
         "trainable_params": trainable,
-        "frozen_backbone": True,
+        "frozen_backbone": not train_backbone,
     }
     return AdaptationResult(
         metrics=metrics,

@@ -8,7 +8,9 @@ features (scikit-learn's ``C = 1 / (wd * n)``), minimized with L-BFGS. Hold-out:
 least 2 samples (at least 1 of them), chosen by the job seed; ties prefer the larger ``wd``.
 
 Segmentation and depth datasets go to :func:`gaia_bench.plugins.dense_probe.run_dense` (a light
-decoder over the frozen backbone's feature pyramid); classification is the probe above.
+decoder over the frozen backbone's feature pyramid), detection to
+:func:`gaia_bench.plugins.detection_head.run_detection` (Faster R-CNN + FPN over the frozen
+pyramid); classification is the probe above.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import numpy as np
 
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
+from gaia_bench.plugins.dense_probe import DENSE_HYPERPARAMS
+from gaia_bench.plugins.detection_head import DETECTION_HYPERPARAMS
 
-HYPERPARAMS = {
-    "wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2,
-    # segmentation / depth head (gaia_bench.plugins.dense_probe); listed here so they enter job ids
-    "dense_epochs": 40, "dense_min_iters": 100, "dense_max_iters": 600, "dense_batch": 8,
-    "dense_lr": 1e-3, "dense_weight_decay": 1e-4,
-}
+HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2}
+# The dense heads' knobs enter only their own tasks' job ids (held-out early stopping is finetune's).
+_DENSE = {k: v for k, v in DENSE_HYPERPARAMS.items() if k != "dense_eval_every"}
+_DETECTION = {k: v for k, v in DETECTION_HYPERPARAMS.items() if k != "det_eval_every"}
+TASK_HYPERPARAMS = {"classification": HYPERPARAMS, "segmentation": _DENSE, "depth": _DENSE, "detection": _DETECTION}
 
 
 def holdout_split(y: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +116,10 @@ def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: li
 
 
 def run(ctx) -> AdaptationResult:
+    if ctx.job.dataset.task == "detection":
+        from gaia_bench.plugins.detection_head import run_detection
+
+        return run_detection(ctx)
     if ctx.job.dataset.task in ("segmentation", "depth"):
         from gaia_bench.plugins.dense_probe import run_dense
 
@@ -152,10 +159,10 @@ def run_classification(ctx) -> AdaptationResult:
 LINEAR_PROBE = AdaptationSpec(
     name="linear-probe",
     description="frozen backbone, cached features, logistic-regression probe with weight decay chosen on a hold-out; "
-                "segmentation / depth: a light FPN decoder over the frozen pyramid (see gaia_bench.plugins.dense_probe)",
-    task_types=("classification", "segmentation", "depth"),
+                "segmentation / depth: a light FPN decoder, detection: Faster R-CNN + FPN, over the frozen pyramid",
+    task_types=("classification", "detection", "segmentation", "depth"),
     run=run,
-    hyperparams=HYPERPARAMS,
+    task_hyperparams=TASK_HYPERPARAMS,
 )
 
 

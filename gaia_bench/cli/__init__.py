@@ -98,6 +98,8 @@ def adaptations() -> None:
     table = Table("adaptation", "tasks", "hyper-parameters (defaults)", "description")
     for _, spec in _registries().adaptations.items():
         hps = ", ".join(f"{k}={v}" for k, v in spec.hyperparams.items())
+        for task, extra in spec.task_hyperparams.items():
+            hps += f"\n{task}: " + ", ".join(f"{k}={v}" for k, v in extra.items())
         table.add_row(spec.name, ", ".join(spec.task_types), hps, spec.description)
     console.print(table)
 

@@ -67,9 +67,11 @@ def run(
     executor: Annotated[str, typer.Option("--executor", help="how jobs run; see `gaia-bench plugins`")] = "local",
     force: Annotated[bool, typer.Option("--force", help="rerun jobs already finished in the store")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the feature cache")] = False,
+    hp: Annotated[list[str], typer.Option("--hp", help="override an adaptation hyper-parameter, KEY=VALUE (JSON value); "
+                                          "repeat for several; see `gaia-bench adaptations`")] = [],  # noqa: B006
 ) -> None:
     """Run model × init × adaptation × dataset × shots × seed and store one result per job."""
-    from gaia_bench.jobs import dataset_names_for, plan
+    from gaia_bench.jobs import dataset_names_for, parse_overrides, plan
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.paths import feature_cache_dir
     from gaia_bench.manager import get_host
@@ -86,7 +88,8 @@ def run(
     executor_spec = regs.executors.get(executor)
     datasets, from_suite = dataset_names_for(regs, dataset, suite)
     jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
-                seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice)
+                seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
+                overrides=parse_overrides(hp))
     if not jobs:
         raise UsageError(f"nothing to run: no dataset of suite '{suite or 'mini'}' has a task that "
                          f"{', '.join(adapt)} supports", "choose --adapt or --dataset; see `gaia-bench adaptations`")
