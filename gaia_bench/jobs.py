@@ -112,7 +112,15 @@ class JobContext:
         return subset_stats([sets[i] for i in indices], len(train.classes) or None).as_dict()
 
     def build_backbone(self) -> Backbone:
+        """The session's backbone for this job, shared with the command's other jobs: use it frozen."""
         return self.session.backbone(self.job)
+
+    def trainable_backbone(self) -> Backbone:
+        """A private copy of the backbone that the adaptation may train (every parameter requires
+        grad); the shared one, and so every later job of the command, stays untouched."""
+        import copy
+
+        return copy.deepcopy(self.session.backbone(self.job)).requires_grad_(True)
 
     def features(self, split: str) -> np.ndarray:
         """Pooled features of every sample of ``split`` (from the feature cache when present)."""

@@ -45,6 +45,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.torchvision_backbones",
     "gaia_bench.plugins.inits",
     "gaia_bench.plugins.linear_probe",
+    "gaia_bench.plugins.finetune",
     "gaia_bench.plugins.local_executor",
     "gaia_bench.plugins.reporters",
     "gaia_bench.plugins.leaderboard_formats",

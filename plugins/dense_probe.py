@@ -289,13 +289,11 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
 
     # --- inputs: cached pyramids of the frozen backbone, or the images themselves when it trains
     start = time.perf_counter()
-    backbone = ctx.build_backbone().to(device)
+    backbone = (ctx.trainable_backbone() if train_backbone else ctx.build_backbone()).to(device)
     if not backbone.has_pyramid:
         backbone.pyramid(torch.zeros(1, 3, *size))  # raises the backbone's own clear error
     levels = min(LEVELS, len(backbone.pyramid_channels)) if backbone.pyramid_channels else LEVELS
     backbone.eval()
-    for p in backbone.parameters():
-        p.requires_grad_(train_backbone)
     advance = ctx.progress.start(f"{'images' if train_backbone else 'pyramid'} {spec.name} / "
                                  f"{dataset.name}:{dataset.train_split}", len(fit_samples))
     if train_backbone:

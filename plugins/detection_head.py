@@ -270,14 +270,12 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
 
     stage: dict[str, float] = {}
     start = time.perf_counter()
-    backbone = ctx.build_backbone()
+    backbone = ctx.trainable_backbone() if train_backbone else ctx.build_backbone()
     if not backbone.has_pyramid:
         backbone.pyramid(torch.zeros(1, 3, *size))  # raises the backbone's own clear error
     levels = min(LEVELS, len(backbone.pyramid_channels)) if backbone.pyramid_channels else LEVELS
     backbone.to(device)
     backbone.eval()
-    for p in backbone.parameters():
-        p.requires_grad_(train_backbone)
     fit_samples = [subset[i] for i in fit]
     source = PyramidSource(backbone, fit_samples, size, spec.mean, spec.std, device, levels, train_backbone)
     cache_mb = 2 * len(fit_samples) * pyramid_bytes(backbone, size, levels) / 2**20

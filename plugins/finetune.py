@@ -1,0 +1,59 @@
+"""``finetune``: the whole model (backbone and a new task head) trained on the percentage-shot
+subset, the backbone at a lower learning rate (``backbone_lr_scale`` x the head's), with
+early stopping on a held-out part of the subset (``val_share`` of it, chosen by the job seed):
+the weights that scored best there are the ones evaluated on the test split.
+
+* classification: :mod:`gaia_bench.plugins.finetune_classification` (linear head on the pooled
+  features, augmentation, held-out top-1);
+* segmentation / depth: the FPN decoder of :mod:`gaia_bench.plugins.dense_probe` with the backbone
+  trainable (held-out mIoU / RMSE);
+* detection: torchvision's Faster R-CNN + FPN of :mod:`gaia_bench.plugins.detection_head` with the
+  backbone trainable (held-out VOC mAP).
+
+Schedules follow :mod:`gaia_bench.plugins.schedules`; an un-pretrained init (``random``,
+``scratch``) gets the 3x longer schedule the *Rethinking ImageNet Pre-training* paper calls for.
+"""
+
+from __future__ import annotations
+
+from gaia_bench import hookimpl
+from gaia_bench.api import AdaptationResult, AdaptationSpec
+from gaia_bench.plugins.detection_head import DETECTION_HYPERPARAMS
+from gaia_bench.plugins.dense_probe import DENSE_HYPERPARAMS
+from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS
+
+# Shared by every task; each head's own knobs enter only its task's job ids.
+HYPERPARAMS = {"backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5}
+TASK_HYPERPARAMS = {"classification": CLASSIFICATION_HYPERPARAMS, "segmentation": DENSE_HYPERPARAMS,
+                    "depth": DENSE_HYPERPARAMS, "detection": DETECTION_HYPERPARAMS}
+
+
+def run(ctx) -> AdaptationResult:
+    task = ctx.job.dataset.task
+    if task == "detection":
+        from gaia_bench.plugins.detection_head import run_detection
+
+        return run_detection(ctx, train_backbone=True)
+    if task in ("segmentation", "depth"):
+        from gaia_bench.plugins.dense_probe import run_dense
+
+        return run_dense(ctx, train_backbone=True)
+    from gaia_bench.plugins.finetune_classification import run_classification_finetune
+
+    return run_classification_finetune(ctx)
+
+
+FINETUNE = AdaptationSpec(
+    name="finetune",
+    description="whole model trained on the subset (backbone at a lower lr), early-stopped on a held-out part; "
+                "dense tasks use the same heads as linear-probe with the backbone trainable",
+    task_types=("classification", "detection", "segmentation", "depth"),
+    run=run,
+    hyperparams=HYPERPARAMS,
+    task_hyperparams=TASK_HYPERPARAMS,
+)
+
+
+@hookimpl
+def register_adaptations(register):
+    register(FINETUNE)
