@@ -35,7 +35,7 @@ def test_imagenet_weights_come_from_the_local_hub_cache(tmp_path):
     _fake_hf_cache(tmp_path / "hub", "timm/test_resnet.r160_in1k", published)
     env = {"GAIA_BENCH_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(tmp_path / "hub")}
     store = tmp_path / "r.db"
-    common = ["run", "--model", "test_resnet", "--image-size", "32", "--shots", "10%", "--store", str(store)]
+    common = ["run", "--model", "test_resnet", "--image-size", "32", "--shots", "10%", "--dataset", "digits-lt", "--store", str(store)]
     default = cli(common, env=env)  # the backbone's default is imagenet once the weights are here
     assert default.returncode == 0, default.stderr
     assert "init 'imagenet' (the backbone's default" in " ".join(default.stderr.split())
