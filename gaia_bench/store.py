@@ -1,17 +1,40 @@
 """The results store: one SQLite row per job, keyed by the job id (a hash of its full config).
 
 Each finished job is committed in its own transaction (WAL mode, synchronous=FULL), so killing a
-run at any moment loses no finished job and leaves a valid database.
+run at any moment loses no finished job and leaves a valid database. Writers that meet a lock wait
+(busy timeout) and retry with jittered back-off, so several processes on one machine may write to
+one store at once (several `gaia-bench run` drivers, a `results import`).
+
+Jobs that run in other processes or on other machines (``--max-parallel``, ``--executor
+submitit``) never open the database: each writes its record as a per-job result file,
+``<work dir>/results/<job_id>.json`` (written to a temporary name, fsynced, then renamed: a reader
+sees a whole file or none), and the driver -- the only writer -- puts the records into SQLite as
+jobs finish and merges any result files left over (jobs that finished after their driver was
+killed) at the start and the end of every run and in `gaia-bench status`. Why files and not every
+job writing to SQLite: cluster jobs run on many nodes that share the store over a network
+filesystem (NFS, Lustre), where SQLite's WAL mode does not work at all (its index lives in shared
+memory of one host) and POSIX byte-range locks -- which rollback-journal mode relies on -- are
+unreliable, so concurrent writers there can corrupt the database; a rename within one directory is
+atomic on those filesystems, and one writer never waits on a lock. A result file is named by its
+job id, so a retried job replaces its earlier file, and merging is idempotent (a finished record is
+never replaced by a failed one, nor a record by an older or equally old one).
+
+The store also records what each `gaia-bench run` planned (tables ``grids``, ``grid_cells`` and
+``cells``), so `gaia-bench status` can count a grid's pending cells, not only the finished ones.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import os
+import random
 import sqlite3
+import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from gaia_bench.errors import GaiaBenchError, UsageError
 
@@ -34,6 +57,12 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_cell ON results (model, init, adaptation, dataset, shots);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS grids (grid TEXT PRIMARY KEY, command TEXT, created_at TEXT, cells INTEGER);
+CREATE TABLE IF NOT EXISTS cells (
+    job_id TEXT PRIMARY KEY,
+    model TEXT, init TEXT, adaptation TEXT, dataset TEXT, task TEXT, shots TEXT, seed INTEGER
+);
+CREATE TABLE IF NOT EXISTS grid_cells (grid TEXT, job_id TEXT, PRIMARY KEY (grid, job_id)) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
 
@@ -82,32 +111,111 @@ class ResultsStore:
 
     def put_many(self, records: Iterable[dict]) -> None:
         rows = [_row(r) for r in records]
+        if not rows:
+            return
         marks = ",".join("?" * len(_COLUMNS))
-        for attempt in range(20):
+        self._write(lambda: self._conn.executemany(
+            f"INSERT OR REPLACE INTO results ({','.join(_COLUMNS)}) VALUES ({marks})", rows))
+
+    def _write(self, body: Any, attempts: int = 30) -> None:
+        """Run ``body()`` in one IMMEDIATE transaction; while another process holds the write lock,
+        wait (the connection's busy timeout) and retry with jittered back-off."""
+        for attempt in range(attempts):
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(f"INSERT OR REPLACE INTO results ({','.join(_COLUMNS)}) VALUES ({marks})", rows)
+                body()
                 self._conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                if "locked" in str(exc) and attempt < 19:
-                    time.sleep(0.05 * (attempt + 1))
+                message = str(exc)
+                if ("locked" in message or "busy" in message) and attempt < attempts - 1:
+                    time.sleep(min(2.0, 0.05 * (attempt + 1)) * (0.5 + random.random()))
                     continue
-                if "disk" in str(exc) or "full" in str(exc):
+                if "disk" in message or "full" in message:
                     raise GaiaBenchError(f"disk full while writing {self.path}",
                                          "free some space or pass --store on another disk; finished results are kept") from None
                 raise
 
-    # ------------------------------------------------------------------ reading
-    def finished_ids(self, job_ids: Iterable[str]) -> set[str]:
+    def merge_result_files(self, directory: str | Path) -> int:
+        """Put the per-job result files in ``directory`` into the store (one transaction), then
+        delete them; returns how many records were merged. A finished record is never replaced by
+        a failed one, nor a record by an older or equally old one (the driver's own copy, which
+        may carry more, e.g. the job's log path). Unreadable files are renamed ``*.bad``."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            return 0
+        seen: list[tuple[Path, tuple]] = []  # (file, identity): a file replaced meanwhile is left for next time
+        records: dict[str, dict] = {}
+        for path in sorted(directory.glob("*.json")):
+            try:
+                inode = _identity(path)
+                record = json.loads(path.read_text())
+                if not isinstance(record, dict) or not {"job_id", "status", "config"} <= record.keys():
+                    raise ValueError("not a result record")
+            except FileNotFoundError:
+                continue  # merged and removed by another process meanwhile
+            except (OSError, ValueError):
+                try:
+                    path.replace(path.with_suffix(".bad"))
+                except OSError:
+                    pass
+                continue
+            seen.append((path, inode))
+            if _newer(record, records.get(record["job_id"])):
+                records[record["job_id"]] = record
+        if not records:
+            return 0
+        existing = self._status_and_time(records)
+        keep = [r for r in records.values() if _newer(r, existing.get(r["job_id"]))]
+        self.put_many(keep)
+        for path, inode in seen:
+            try:
+                if _identity(path) == inode:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+        return len(keep)
+
+    def _status_and_time(self, job_ids: Iterable[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
         ids = list(job_ids)
-        found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            q = f"SELECT job_id FROM results WHERE status='done' AND job_id IN ({','.join('?' * len(chunk))})"
-            found.update(r[0] for r in self._conn.execute(q, chunk))
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            q = f"SELECT job_id, status, finished_at FROM results WHERE job_id IN ({','.join('?' * len(chunk))})"
+            out.update({r[0]: {"status": r[1], "finished_at": r[2]} for r in self._conn.execute(q, chunk)})
+        return out
+
+    def record_grid(self, command: str, cells: Sequence[tuple]) -> str:
+        """Remember what a run planned. ``cells``: (job_id, model, init, adaptation, dataset, task,
+        shots, seed) each. Returns the grid's id, a hash of its job ids (the same command planned
+        again is the same grid)."""
+        import hashlib
+
+        ids = sorted(cell[0] for cell in cells)
+        grid = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+        now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+        def body() -> None:
+            self._conn.execute("INSERT OR REPLACE INTO grids VALUES (?, ?, ?, ?)", (grid, command, now, len(ids)))
+            self._conn.executemany("INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)", cells)
+            self._conn.executemany("INSERT OR IGNORE INTO grid_cells VALUES (?, ?)", [(grid, i) for i in ids])
+
+        self._write(body)
+        return grid
+
+    def finished_ids(self, job_ids: Iterable[str]) -> set[str]:
+        return {job_id for job_id, status in self.statuses(job_ids).items() if status == "done"}
+
+    def statuses(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """The stored status ('done' or 'failed') of each of ``job_ids`` that has a record."""
+        ids = list(job_ids)
+        found: dict[str, str] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            q = f"SELECT job_id, status FROM results WHERE job_id IN ({','.join('?' * len(chunk))})"
+            found.update(self._conn.execute(q, chunk).fetchall())
         return found
 
     def get(self, job_id: str) -> dict | None:
@@ -137,8 +245,99 @@ class ResultsStore:
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
+    # ------------------------------------------------------------------ grids (`gaia-bench status`)
+    def grids(self) -> list[dict]:
+        """Recorded grids, the most recent first."""
+        rows = self._conn.execute("SELECT grid, command, created_at, cells FROM grids ORDER BY created_at DESC, grid")
+        return [{"grid": g, "command": c, "created_at": t, "cells": n} for g, c, t, n in rows]
+
+    def grid_counts(self, grid: str | None, group_by: Sequence[str], **filters: str | int | None) -> list[tuple]:
+        """Cells of ``grid`` (every recorded grid when None) counted by ``group_by`` fields and
+        stored status: rows of (*group values, status or None when not yet stored, count)."""
+        for name in group_by:
+            if name not in FILTER_FIELDS:
+                raise UsageError(f"cannot group by '{name}'", "group by: " + ", ".join(FILTER_FIELDS))
+        where, args = self._cell_filters(grid, filters)
+        cols = ", ".join(f"c.{g}" for g in group_by)
+        sql = (f"SELECT {cols + ', ' if cols else ''}r.status, COUNT(*) FROM cells c "
+               f"LEFT JOIN results r ON r.job_id = c.job_id{where} "
+               f"GROUP BY {cols + ', ' if cols else ''}r.status ORDER BY {cols + ', ' if cols else ''}r.status")
+        return self._conn.execute(sql, args).fetchall()
+
+    def grid_records(self, grid: str | None, status: str, **filters: str | int | None) -> list[dict]:
+        """Stored records with ``status`` of the cells of ``grid`` (every grid when None)."""
+        where, args = self._cell_filters(grid, filters)
+        sql = (f"SELECT r.record FROM cells c JOIN results r ON r.job_id = c.job_id{where}"
+               f"{' AND' if where else ' WHERE'} r.status = ? ORDER BY c.model, c.init, c.adaptation, c.dataset, c.shots, c.seed")
+        return [json.loads(row[0]) for row in self._conn.execute(sql, [*args, status])]
+
+    def _cell_filters(self, grid: str | None, filters: dict) -> tuple[str, list]:
+        where, args = [], []
+        if grid is not None:
+            where.append("c.job_id IN (SELECT job_id FROM grid_cells WHERE grid = ?)")
+            args.append(grid)
+        for name, value in filters.items():
+            if value is None:
+                continue
+            if name not in FILTER_FIELDS or name == "status":
+                raise UsageError(f"cannot filter cells by '{name}'", "filter by: " + ", ".join(FILTER_FIELDS[1:]))
+            where.append(f"c.{name} {'GLOB' if isinstance(value, str) and '*' in value else '='} ?")
+            args.append(value)
+        return (" WHERE " + " AND ".join(where) if where else ""), args
+
     def integrity_ok(self) -> bool:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+_CHUNK = 900  # ids per IN (...) query: under SQLite's oldest variable limit (999)
+
+
+def _newer(record: dict, existing: dict | None) -> bool:
+    """Whether ``record`` should replace ``existing`` (a record, or {status, finished_at})."""
+    if existing is None:
+        return True
+    if existing.get("status") == "done" and record.get("status") != "done":
+        return False
+    if record.get("status") == "done" and existing.get("status") != "done":
+        return True
+    return (record.get("finished_at") or "") > (existing.get("finished_at") or "")  # a tie keeps the stored one
+
+
+def _identity(path: Path) -> tuple:
+    st = path.stat()
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def result_files_dir(work_dir: str | Path) -> Path:
+    """Where jobs running outside the driver write their records (see the module docstring)."""
+    return Path(work_dir) / "results"
+
+
+def write_result_file(directory: str | Path, record: dict) -> Path:
+    """Write one job's record as ``<directory>/<job_id>.json``, atomically and durably: to a
+    temporary file in the same directory, fsynced, then renamed over the final name."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{record['job_id']}.json"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{record['job_id']}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return final
 
 
 def _os_error(exc: OSError, path: Path) -> GaiaBenchError:

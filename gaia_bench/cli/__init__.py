@@ -120,6 +120,7 @@ from gaia_bench.cli import leaderboard as _leaderboard  # noqa: E402,F401  (regi
 from gaia_bench.cli import profile as _profile  # noqa: E402,F401  (registers `profile`)
 from gaia_bench.cli import results as _results  # noqa: E402,F401  (registers the `results` group)
 from gaia_bench.cli import run as _run  # noqa: E402,F401  (registers `run`)
+from gaia_bench.cli import status as _status  # noqa: E402,F401  (registers `status` and `executors`)
 
 
 def main() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +51,68 @@ def results_table(records: list[dict]) -> Table:
     return table
 
 
+MAX_PARALLEL_HELP = (
+    "cells run at once. --executor local: 1 (the default) runs them one after another in this process, "
+    "sharing loaded data, the backbone and the feature cache (fastest for small cells); N > 1 runs them in a "
+    "pool of N worker processes. --executor submitit: jobs queued or running at once (a Slurm array's parallelism)"
+)
+
+
+def _option_values(executor_spec, regs, items: list[str], flags: dict[str, tuple[str, object]]) -> dict:
+    """Executor-specific options from --executor-option NAME=VALUE and the dedicated flags, checked
+    against what the executor declares."""
+    from gaia_bench.jobs import parse_overrides
+
+    values: dict[str, object] = {}
+    given: dict[str, str] = {}
+    for item in items:
+        try:
+            parsed = parse_overrides([item])
+        except UsageError:
+            raise UsageError(f"--executor-option {item!r} is not NAME=VALUE", "e.g. --executor-option timeout_min=120") from None
+        for name, value in parsed.items():
+            values[name.replace("-", "_")] = value
+            given[name.replace("-", "_")] = f"--executor-option {name}"
+    for name, (flag, value) in flags.items():
+        if value is not None:
+            values[name] = value
+            given[name] = flag
+    for name, flag in given.items():
+        if name in executor_spec.options:
+            continue
+        takers = [n for n, spec in regs.executors.items() if name in spec.options]
+        accepted = ", ".join(sorted(executor_spec.options)) or "no options"
+        hint = (f"use --executor {' or '.join(takers)}, which takes it, or drop it" if takers
+                else f"executor '{executor_spec.name}' takes: {accepted}")
+        raise UsageError(f"{flag} does not apply to executor '{executor_spec.name}'", hint)
+    return values
+
+
+def _check_device_syntax(device: str) -> str:
+    kind, _, index = device.partition(":")
+    if device != "auto" and (kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit())):
+        raise UsageError(f"unknown --device '{device}'", "use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def _grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp) -> str:
+    import shlex
+
+    parts = ["gaia-bench", "run"]
+    for flag, values in (("--model", model), ("--init", init), ("--adapt", adapt), ("--dataset", dataset),
+                         ("--suite", [suite] if suite else []), ("--shots", shots), ("--seed", seed),
+                         ("--image-size", [image_size] if image_size else []), ("--hp", hp)):
+        for value in values:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def work_dir_for(store_path) -> Path:
+    """The directory next to a store where its jobs keep logs and per-job result files."""
+    path = Path(os.path.abspath(store_path))
+    return path.with_name(path.stem + ".jobs")
+
+
 @app.command()
 @handle_errors
 def run(
@@ -64,13 +129,23 @@ def run(
     batch_size: Annotated[int, typer.Option("--batch-size", help="images per forward pass")] = 64,
     workers: Annotated[int, typer.Option("--workers", help="data-loading worker processes (0 = in process)")] = 0,
     image_size: Annotated[int | None, typer.Option("--image-size", help="input size in pixels (default: the backbone's)")] = None,
-    executor: Annotated[str, typer.Option("--executor", help="how jobs run; see `gaia-bench plugins`")] = "local",
+    executor: Annotated[str, typer.Option("--executor", help="how jobs run: local (this machine) or submitit (Slurm; "
+                                          "submitit's local executor where there is no Slurm); see `gaia-bench executors`")] = "local",
+    max_parallel: Annotated[int, typer.Option("--max-parallel", help=MAX_PARALLEL_HELP)] = 1,
+    slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", help="Slurm partition of the jobs (--executor submitit)")] = None,
+    gpus_per_job: Annotated[int | None, typer.Option("--gpus-per-job", help="GPUs each job gets (--executor submitit)")] = None,
+    executor_option: Annotated[list[str], typer.Option("--executor-option", "-X", help="an executor-specific option, NAME=VALUE "
+                                                       "(e.g. timeout_min=120, retries=1, cpus_per_job=8); see `gaia-bench executors`")] = [],  # noqa: B006
     force: Annotated[bool, typer.Option("--force", help="rerun jobs already finished in the store")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="rerun jobs that failed in an earlier run (skipped by default)")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the feature cache")] = False,
     hp: Annotated[list[str], typer.Option("--hp", help="override an adaptation hyper-parameter, KEY=VALUE (JSON value); "
                                           "repeat for several; see `gaia-bench adaptations`")] = [],  # noqa: B006
 ) -> None:
-    """Run model × init × adaptation × dataset × shots × seed and store one result per job."""
+    """Run model × init × adaptation × dataset × shots × seed and store one result per job.
+
+    Running the same command again resumes: finished jobs are skipped, and so are failed ones
+    unless --retry-failed is given. `gaia-bench status` shows a grid's progress."""
     from gaia_bench.jobs import dataset_names_for, parse_overrides, plan
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.paths import feature_cache_dir
@@ -81,11 +156,17 @@ def run(
         raise UsageError(f"--batch-size {batch_size} is out of range", "use 1 or more")
     if workers < 0:
         raise UsageError(f"--workers {workers} is out of range", "use 0 or more")
+    if max_parallel < 1:
+        raise UsageError(f"--max-parallel {max_parallel} is out of range", "use 1 or more")
     shot_specs = parse_shots(shots)
-    resolved_device = resolve_device(device)
     host = get_host()
     regs = host.registries()
     executor_spec = regs.executors.get(executor)
+    option_values = _option_values(executor_spec, regs, executor_option, {
+        "slurm_partition": ("--slurm-partition", slurm_partition), "gpus_per_job": ("--gpus-per-job", gpus_per_job)})
+    if max_parallel > 1 and not executor_spec.parallel:
+        raise UsageError(f"executor '{executor}' runs one job at a time", "drop --max-parallel, or choose another --executor")
+    resolved_device = _check_device_syntax(device) if executor_spec.remote else resolve_device(device)
     datasets, from_suite = dataset_names_for(regs, dataset, suite)
     jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
                 seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
@@ -94,45 +175,117 @@ def run(
         raise UsageError(f"nothing to run: no dataset of suite '{suite or 'mini'}' has a task that "
                          f"{', '.join(adapt)} supports", "choose --adapt or --dataset; see `gaia-bench adaptations`")
 
-    from gaia_bench.features import FeatureCache
-    from gaia_bench.runner import Session, run_job
+    from gaia_bench.api import ExecutionOptions
+    from gaia_bench.cells import Cell, SessionSettings, failure_record
+    from gaia_bench.monitor import GridMonitor
+    from gaia_bench.store import result_files_dir
 
     with open_store(store) as results:
-        done = set() if force else results.finished_ids(j.job_id for j in jobs)
-        todo = [j for j in jobs if j.job_id not in done]
-        notice(f"{len(jobs)} job(s) planned; {len(done)} already finished in {results.path} "
-               f"(skipped{'' if not done else '; --force reruns them'}); {len(todo)} to run on {resolved_device}")
+        work_dir = work_dir_for(results.path)
+        spool = result_files_dir(work_dir)
+        merged = results.merge_result_files(spool)
+        if merged:
+            notice(f"merged {merged} result(s) written by jobs after their run stopped (from {spool})")
+        job_ids = [j.job_id for j in jobs]
+        configs = [j.config for j in jobs]
+        results.record_grid(_grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp),
+                            [(i, x.model, x.init, x.adaptation, x.dataset, x.task, x.shots, x.seed)
+                             for i, x in zip(job_ids, configs)])
+        stored = {} if force else results.statuses(job_ids)
+        n_done = sum(s == "done" for s in stored.values())
+        n_failed = sum(s == "failed" for s in stored.values())
+        skip = {"done", "failed"} - ({"failed"} if retry_failed else set())
+        todo = [j for j, i in zip(jobs, job_ids) if stored.get(i) not in skip]
+        where = f"{resolved_device} (resolved where each job runs)" if executor_spec.remote and device == "auto" else resolved_device
+        failed_note = ""
+        if n_failed:
+            failed_note = (f"{n_failed} failed earlier ({'retried' if retry_failed else 'skipped; --retry-failed reruns them'}); ")
+        notice(f"{len(jobs)} job(s) planned; {n_done} already finished in {results.path} "
+               f"(skipped{'' if not n_done else '; --force reruns them'}); {failed_note}{len(todo)} to run on {where}")
         plugin_versions = {r.name: f"{r.distribution}=={r.version}" for r in host.plugins() if r.ok}
+        settings = SessionSettings(data_root=os.path.abspath(resolve_data_root(data_root)), device=resolved_device,
+                                   batch_size=batch_size, workers=workers,
+                                   feature_cache=None if no_cache else os.path.abspath(feature_cache_dir()),
+                                   plugin_versions=plugin_versions)
         failed = 0
         interrupted = False
-        with RichProgress() as progress:
-            session = Session(data_root=resolve_data_root(data_root), device=resolved_device, batch_size=batch_size,
-                              workers=workers, feature_cache=None if no_cache else FeatureCache(feature_cache_dir()),
-                              plugin_versions=plugin_versions, progress=progress)
-            progress.start_jobs(len(todo))
+        progress = RichProgress()
+        monitor = GridMonitor(((j.job_id, j.config.dataset) for j in todo), progress,
+                              f"{len(todo)} cell(s) · executor {executor}")
+        progress.start_jobs(len(todo))
+        shared: list = []  # the in-process session, made on first use (an executor running jobs elsewhere never imports torch here)
 
-            def run_one(job):
-                c = job.config
-                progress.job_started(f"{c.model} / {c.init} / {c.adaptation} / {c.dataset} / {c.shots} / seed {c.seed}")
-                return run_job(job, session)
+        def run_one(job):
+            from gaia_bench.runner import Session, run_job
 
+            if not shared:
+                from gaia_bench.features import FeatureCache
+
+                shared.append(Session(data_root=resolve_data_root(data_root), device=resolve_device(resolved_device),
+                                      batch_size=batch_size, workers=workers,
+                                      feature_cache=None if no_cache else FeatureCache(feature_cache_dir()),
+                                      plugin_versions=plugin_versions, progress=progress))
+            c = job.config
+            monitor.set(job.job_id, "running")
+            progress.job_started(f"{c.model} / {c.init} / {c.adaptation} / {c.dataset} / {c.shots} / seed {c.seed}")
+            return run_job(job, shared[0])
+
+        options = ExecutionOptions(
+            max_parallel=max_parallel, values=option_values, work_dir=work_dir,
+            cell=lambda job: Cell(job.config, settings, str(spool)),
+            cell_failed=lambda job, error, extra: failure_record(job.config, error, extra, job=job),
+            on_state=monitor.set, notice=lambda message: progress.log(f"[cyan]›[/] {message}"))
+        with monitor if todo else contextlib.nullcontext():
+            if todo and (max_parallel > 1 or executor_spec.remote):
+                _prepare_datasets(resolve_data_root(data_root), todo, progress)  # once, here: parallel jobs
+                # must not prepare one dataset at the same time
             try:
-                for record in executor_spec.execute(todo, run_one):
+                for record in executor_spec.run(todo, run_one, options):
                     results.put(record)
+                    monitor.finished(record)
                     progress.job_finished()
                     if record["status"] != "done":
                         failed += 1
-                        progress.log(f"[red]job {record['job_id']} failed:[/] {record.get('error')}")
+                        log = f" (log: {record['log']})" if record.get("log") else ""
+                        progress.log(f"[red]job {record['job_id']} failed:[/] {record.get('error')}{log}")
             except KeyboardInterrupt:
                 interrupted = True
-        records = [r for j in jobs if (r := results.get(j.job_id)) is not None]
+        results.merge_result_files(spool)  # records already put: only removes the files
+        records = [r for i in job_ids if (r := results.get(i)) is not None]
         if records:
             console.print(results_table(records))
         if interrupted:
-            n_done = sum(r["status"] == "done" for r in records)
-            err_console.print(f"[yellow]interrupted:[/] {n_done} finished job(s) are saved in {results.path}; "
+            n_finished = sum(r["status"] == "done" for r in records)
+            err_console.print(f"[yellow]interrupted:[/] {n_finished} finished job(s) are saved in {results.path}; "
                               "run the same command again to resume")
             raise typer.Exit(130)
         if failed:
-            err_console.print(f"[red]{failed} job(s) failed[/] (recorded in the store; rerunning retries them)")
+            err_console.print(f"[red]{failed} job(s) failed[/] (recorded in the store with their errors; "
+                              "`gaia-bench status` lists them; rerun with --retry-failed to retry them)")
             raise typer.Exit(1)
+        if n_failed and not retry_failed:
+            err_console.print(f"[yellow]{n_failed} job(s) of this grid failed in an earlier run and were skipped[/] "
+                              "(`gaia-bench status` shows why; --retry-failed reruns them)")
+
+
+def _prepare_datasets(root: Path, jobs, progress) -> None:
+    """Materialize the jobs' missing datasets that their plugins can make (as a job would)."""
+    from gaia_bench.errors import GaiaBenchError
+    from gaia_bench.jobs import data_dir
+
+    seen: set[str] = set()
+    for job in jobs:
+        dataset = job.dataset
+        if dataset.name in seen:
+            continue
+        seen.add(dataset.name)
+        target = data_dir(root, dataset)
+        if dataset.prepare is None or target.exists():
+            continue
+        advance = progress.start(f"preparing dataset {dataset.name}", None)
+        try:
+            dataset.prepare(target)
+        except GaiaBenchError:
+            pass  # each job fails with the message
+        advance(1)
+        progress.finish()

@@ -1,0 +1,138 @@
+"""Running one planned job (a grid *cell*) in another process: a worker of a process pool, a
+submitit job on this machine or on a Slurm node.
+
+Such a process cannot share the driver's in-memory session, so a :class:`Cell` carries only a
+picklable description -- the job's :class:`~gaia_bench.jobs.JobConfig` and the run's
+:class:`SessionSettings` -- and calling it rebuilds the rest there: the plugin registries (the
+process must see the same plugins, e.g. the same installed distributions), the one job re-planned
+from the config (its id must equal the driver's, or the cell fails saying why), and a session. The
+record is written as a per-job result file (see :mod:`gaia_bench.store`) and returned.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from gaia_bench.errors import GaiaBenchError
+from gaia_bench.jobs import JobConfig
+from gaia_bench.store import SCHEMA_VERSION, write_result_file
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What a process needs to build a :class:`gaia_bench.runner.Session` like the driver's."""
+
+    data_root: str
+    device: str  # as requested: "auto" is resolved where the job runs
+    batch_size: int
+    workers: int
+    feature_cache: str | None  # directory, or None for --no-cache
+    plugin_versions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A picklable zero-argument callable that runs one job where it is called and returns its record."""
+
+    config: JobConfig
+    settings: SessionSettings
+    result_dir: str | None = None  # where the record is written as <job_id>.json
+
+    @property
+    def job_id(self) -> str:
+        return self.config.job_id
+
+    def __call__(self) -> dict:
+        return run_cell(self)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def failure_record(config: JobConfig, error: str, extra: Mapping[str, Any] | None = None, job: Any = None) -> dict:
+    """The record of a job that failed before or outside :func:`gaia_bench.runner.run_job` (its
+    process died, or it could not be planned where it ran)."""
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "job_id": config.job_id,
+        "config": config.as_dict(),
+        "status": "failed",
+        "error": error,
+        "finished_at": _now(),
+    }
+    if job is not None:
+        record["shots"] = {"requested": config.shots, "fraction": job.shot.fraction, "per_class": job.shot.per_class}
+        record["primary_metric"] = job.primary_metric
+        record["higher_is_better"] = job.task.metric(job.primary_metric).higher_is_better
+    record.update(extra or {})
+    return record
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_SESSIONS: dict[tuple, Any] = {}  # one per process and settings: a pool worker reuses loaded data
+
+
+def _session(settings: SessionSettings) -> Any:
+    from gaia_bench.features import FeatureCache
+    from gaia_bench.runner import Session
+
+    key = (settings.data_root, settings.device, settings.batch_size, settings.workers, settings.feature_cache,
+           tuple(sorted(settings.plugin_versions.items())))
+    if key not in _SESSIONS:
+        _SESSIONS.clear()  # free the previous one's data and backbone
+        _SESSIONS[key] = Session(
+            data_root=Path(settings.data_root), device=_resolve_device(settings.device),
+            batch_size=settings.batch_size, workers=settings.workers,
+            feature_cache=FeatureCache(Path(settings.feature_cache)) if settings.feature_cache else None,
+            plugin_versions=dict(settings.plugin_versions),
+        )
+    return _SESSIONS[key]
+
+
+def replan(config: JobConfig) -> Any:
+    """The job of ``config``, planned again through this process's registries."""
+    from gaia_bench.jobs import plan
+    from gaia_bench.manager import get_registries
+    from gaia_bench.shots import parse_shot
+
+    jobs = plan(get_registries(), models=[config.model], inits=[config.init], adaptations=[config.adaptation],
+                datasets=[config.dataset], shots=[parse_shot(config.shots)], seeds=[config.seed],
+                image_size=config.image_size, overrides=dict(config.hyperparams))
+    if len(jobs) != 1:
+        raise GaiaBenchError(f"re-planning the cell gave {len(jobs)} jobs instead of 1",
+                             "check that the job's process sees the same plugins as the driver")
+    job = jobs[0]
+    if job.job_id != config.job_id:
+        changed = sorted(k for k, v in job.config.as_dict().items() if config.as_dict().get(k) != v)
+        raise GaiaBenchError(
+            f"the job planned here has id {job.job_id}, the driver planned {config.job_id} "
+            f"(differing: {', '.join(changed) or 'nothing visible'})",
+            "run the jobs with the same gaia-bench, plugins and weights files as the driver (a shared environment)")
+    return job
+
+
+def run_cell(cell: Cell) -> dict:
+    """Run ``cell`` in this process: re-plan, run, write the result file, return the record."""
+    from gaia_bench.runner import run_job
+
+    try:
+        job = replan(cell.config)
+    except GaiaBenchError as exc:
+        record = failure_record(cell.config, f"cannot plan the job where it ran: {exc}", {"host": os.uname().nodename})
+    else:
+        record = run_job(job, _session(cell.settings))
+    if cell.result_dir:
+        write_result_file(cell.result_dir, record)
+    return record
