@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from gaia_bench.api import Sample
 from gaia_bench.backbone import Backbone
 from gaia_bench.errors import DataError, GaiaBenchError
-from gaia_bench.imagedata import ImageSamples, eval_transform
+from gaia_bench.imagedata import ImageSamples, eval_transform, where
 
 FEATURE_FORMAT = 1  # bump when the extraction changes what it stores
 
@@ -95,8 +95,9 @@ def extract_features(
         bad = [(int(i), e) for i, e in zip(indices, errors) if e]
         if bad:
             i, err = bad[0]
-            raise DataError(f"cannot read image {samples[i].path}: {err}",
-                            "replace or delete the file, or re-create the dataset with `gaia-bench datasets prepare`")
+            raise DataError(f"cannot read image {where(samples[i])}: {err}",
+                            "replace or delete the file, re-create the dataset with `gaia-bench datasets prepare`, "
+                            "or leave such images out with `gaia-bench run --on-bad-sample skip`")
         feats = backbone(images.to(device)).float().cpu().numpy()
         out[indices.numpy()] = feats
         if on_batch:

@@ -42,3 +42,37 @@ class DepthTarget:
     depth_path: Path
     max_depth: float
     kind: Literal["kitti", "nyu"]
+
+
+@dataclass(frozen=True)
+class FaceTarget(DetectionTarget):
+    """WIDER FACE: boxes are ``(x, y, x + w, y + h)`` from the ``x y w h`` annotation (what the
+    official evaluation compares with its ``+1`` overlap); ``easy`` / ``medium`` / ``hard`` say which
+    faces each evaluation setting keeps (the official ``wider_*_val.mat`` lists on val). ``difficult``
+    marks faces no detector should be trained on (invalid or zero-sized)."""
+
+    easy: tuple[bool, ...] = ()
+    medium: tuple[bool, ...] = ()
+    hard: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("easy", "medium", "hard"):
+            if len(getattr(self, name)) != len(self.boxes):
+                raise ValueError(f"{len(getattr(self, name))} {name} flags for {len(self.boxes)} faces")
+
+
+@dataclass(frozen=True)
+class PedestrianTarget(DetectionTarget):
+    """CityPersons: full-body boxes, ``visibility`` = visible-box area / full-box area, ``ignore`` for
+    boxes the MR⁻² evaluation must not count as pedestrians (ignore regions, riders, sitting or other
+    persons, groups). Ignored boxes are also ``difficult``, so no detector trains on them."""
+
+    visibility: tuple[float, ...] = ()
+    ignore: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not len(self.visibility) == len(self.ignore) == len(self.boxes):
+            raise ValueError(f"{len(self.visibility)} visibilities and {len(self.ignore)} ignore flags "
+                             f"for {len(self.boxes)} boxes")

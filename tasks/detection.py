@@ -1,34 +1,97 @@
-"""The object detection task: PASCAL VOC box AP at IoU 0.5 with difficult objects ignored
-(:mod:`gaia_bench.tasks.metrics_detection`, the devkit's rules), in percent.
+"""The object detection task. Which official metric applies follows from the ground truth the
+dataset's reader fills in (:mod:`gaia_bench.tasks.dense_targets`), so a dataset declares its metric
+family by its target type and the adaptations stay format-agnostic:
 
-Both AP forms are reported under explicit names because papers mix them up: ``mAP_voc07_11pt``
-(VOC2007's 11-point interpolation; GV-B's VOC07 number, hence primary) and ``mAP_area`` (VOC2010+:
-area under the precision envelope). Per-class APs are kept as ``ap_voc07_11pt/<class>`` and
-``ap_area/<class>``."""
+* :class:`DetectionTarget` — PASCAL VOC box AP at IoU 0.5 with difficult objects ignored
+  (:mod:`gaia_bench.tasks.metrics_detection`, the devkit's rules). Both AP forms are reported under
+  explicit names because papers mix them up: ``mAP_voc07_11pt`` (VOC2007's 11-point interpolation;
+  GV-B's VOC07 number, hence primary) and ``mAP_area`` (VOC2010+: area under the precision
+  envelope); ``mAP`` repeats the 11-point value under the name mmdet and GV-B print for VOC2007
+  test. Per-class APs are kept as ``ap_voc07_11pt/<class>`` and ``ap_area/<class>``.
+* :class:`FaceTarget` — WIDER FACE's ``ap_easy`` / ``ap_medium`` / ``ap_hard``
+  (:mod:`gaia_bench.tasks.metrics_widerface`, the official ``eval_tools`` rules).
+* :class:`PedestrianTarget` — CityPersons' log-average miss rate MR⁻² per setup
+  (:mod:`gaia_bench.tasks.metrics_citypersons`); ``mr`` is the Reasonable setup, GV-B's first number.
+
+All values are in percent."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from gaia_bench import hookimpl
 from gaia_bench.api import MetricInfo, TaskSpec
 
 
-def compute_detection_metrics(detections: Sequence, targets: Sequence, class_names: Sequence[str]) -> dict[str, float]:
-    """VOC metrics in percent from one :class:`ImageDetections` per test image and its
-    :class:`DetectionTarget` (same order); labels index ``class_names``."""
-    from gaia_bench.tasks.metrics_detection import voc_detection_metrics
+def _family(targets: Sequence) -> str:
+    from gaia_bench.tasks.dense_targets import FaceTarget, PedestrianTarget
 
-    metrics = voc_detection_metrics(detections, targets, len(class_names), class_names)
+    kinds = {"widerface" if isinstance(t, FaceTarget) else "citypersons" if isinstance(t, PedestrianTarget)
+             else "voc" for t in targets}
+    if len(kinds) > 1:
+        raise ValueError(f"targets mix metric families {sorted(kinds)}: one dataset's split has one kind")
+    return kinds.pop() if kinds else "voc"
+
+
+def _single_class(detections: Sequence) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Boxes and scores of class 0 (the one class of WIDER FACE and CityPersons)."""
+    boxes = [d.boxes[d.labels == 0] for d in detections]
+    scores = [d.scores[d.labels == 0] for d in detections]
+    return boxes, scores
+
+
+def widerface_metrics(detections: Sequence, targets: Sequence) -> dict[str, float]:
+    from gaia_bench.tasks.metrics_widerface import widerface_metrics as official
+
+    boxes, scores = _single_class(detections)
+    gts = [np.asarray(t.boxes, dtype=np.float64).reshape(-1, 4) for t in targets]
+    keep = {name: [np.asarray(getattr(t, name), dtype=bool) for t in targets] for name in ("easy", "medium", "hard")}
+    return official(boxes, scores, gts, keep)
+
+
+def citypersons_metrics(detections: Sequence, targets: Sequence) -> dict[str, float]:
+    from gaia_bench.tasks.metrics_citypersons import citypersons_metrics as official
+
+    boxes, scores = _single_class(detections)
+    gts = [np.asarray(t.boxes, dtype=np.float64).reshape(-1, 4) for t in targets]
+    metrics = official(boxes, scores, gts, [np.asarray(t.visibility) for t in targets],
+                       [np.asarray(t.ignore, dtype=bool) for t in targets])
+    return {"mr": metrics["mr_Reasonable"], **metrics}
+
+
+def compute_detection_metrics(detections: Sequence, targets: Sequence, class_names: Sequence[str]) -> dict[str, float]:
+    """The targets' metric family in percent, from one :class:`ImageDetections` per test image and
+    its target (same order); labels index ``class_names``."""
+    family = _family(targets)
+    if family == "widerface":
+        metrics = widerface_metrics(detections, targets)
+    elif family == "citypersons":
+        metrics = citypersons_metrics(detections, targets)
+    else:
+        from gaia_bench.tasks.metrics_detection import voc_detection_metrics
+
+        metrics = voc_detection_metrics(detections, targets, len(class_names), class_names)
+        metrics["mAP"] = metrics["mAP_voc07_11pt"]
     return {name: 100.0 * value for name, value in metrics.items()}
 
 
 DETECTION = TaskSpec(
     name="detection",
-    description="object detection (boxes and classes; VOC AP at IoU 0.5, difficult objects ignored)",
+    description="object detection (boxes and classes; VOC AP at IoU 0.5, WIDER FACE AP, CityPersons MR^-2)",
     metrics=(
         MetricInfo("mAP_voc07_11pt", True, "mean over classes of VOC2007 11-point interpolated AP @ IoU 0.5, %"),
         MetricInfo("mAP_area", True, "mean over classes of VOC2010+ AP (area under the precision envelope) @ IoU 0.5, %"),
+        MetricInfo("mAP", True, "VOC mAP as mmdet and GV-B report it for VOC2007 test (= mAP_voc07_11pt), %"),
+        MetricInfo("ap_easy", True, "WIDER FACE AP on the official easy setting (eval_tools rules), %"),
+        MetricInfo("ap_medium", True, "WIDER FACE AP on the official medium setting, %"),
+        MetricInfo("ap_hard", True, "WIDER FACE AP on the official hard setting, %"),
+        MetricInfo("mr", False, "CityPersons log-average miss rate MR^-2, Reasonable setup (GV-B's first number), %"),
+        MetricInfo("mr_Reasonable", False, "CityPersons MR^-2, height >= 50 px, visibility >= 0.65, %"),
+        MetricInfo("mr_Reasonable_small", False, "CityPersons MR^-2, height 50-75 px, visibility >= 0.65, %"),
+        MetricInfo("mr_Reasonable_occ", False, "CityPersons MR^-2, heavy occlusion: height >= 50 px, visibility 0.2-0.65, %"),
+        MetricInfo("mr_All", False, "CityPersons MR^-2, height >= 20 px, visibility >= 0.2, %"),
     ),
     primary_metric="mAP_voc07_11pt",
     compute_metrics=compute_detection_metrics,

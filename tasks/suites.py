@@ -18,6 +18,17 @@ def load_suites() -> list[SuiteSpec]:
     return suites
 
 
+def load_protocols(name: str) -> dict[str, dict]:
+    """The ``[protocol.<dataset>]`` tables of suite ``name`` (task, splits, metrics, primary metric):
+    what the suite declares; tests check the registered dataset plugins against it."""
+    for entry in resources.files("gaia_bench.tasks").joinpath("suites").iterdir():
+        if entry.name.endswith(".toml"):
+            doc = tomllib.loads(entry.read_text())
+            if doc["name"] == name:
+                return dict(doc.get("protocol", {}))
+    raise KeyError(name)
+
+
 @hookimpl
 def register_suites(register):
     for suite in load_suites():

@@ -211,11 +211,12 @@ def read_detection(path: Path, classes: Sequence[str]) -> DetectionTarget:
 
 
 def read_segmentation(path: Path) -> np.ndarray:
-    """Class indices of a ``SegmentationClass`` PNG (palette indices; 255 = void)."""
+    """Class indices of a ``SegmentationClass`` PNG (palette indices; 255 = void) or of a greyscale
+    index PNG (SBD's masks as mmseg converts them into ``SegmentationClassAug``)."""
     from PIL import Image
 
     with Image.open(path) as png:
-        if png.mode != "P":
-            raise DataError(f"{path} is a {png.mode} PNG, expected a palette ('P') PNG",
+        if png.mode not in ("P", "L"):
+            raise DataError(f"{path} is a {png.mode} PNG, expected a palette ('P') or index ('L') PNG",
                             "re-create the segmentation masks")
         return np.array(png)

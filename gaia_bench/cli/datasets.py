@@ -11,6 +11,7 @@ from rich.table import Table
 from gaia_bench.cli import app
 from gaia_bench.cli.common import DataRootOption, handle_errors
 from gaia_bench.console import console, err_console, notice
+from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
 
 datasets_app = typer.Typer(help="List, prepare and verify datasets; show subset statistics.")
@@ -42,7 +43,7 @@ def datasets(ctx: typer.Context, data_root: DataRootOption = None) -> None:
     for _, spec in regs.datasets.items():
         task = regs.tasks.get(spec.task) if spec.task in regs.tasks else None
         metric = spec.primary_metric or (task.primary_metric if task else "-")
-        splits = ", ".join(f"{k} {v}" for k, v in spec.splits.items())
+        splits = ", ".join(f"{k} {v}" for k, v in spec.splits.items()) or "varies"
         present = "yes" if data_dir(root, spec).exists() else "no"
         table.add_row(spec.name, spec.task, str(spec.num_classes or "-"), splits, metric, present)
     console.print(table)
@@ -57,17 +58,42 @@ def prepare(
     name: Annotated[str, typer.Argument(help="dataset or suite name")],
     data_root: DataRootOption = None,
     force: Annotated[bool, typer.Option("--force", help="delete and re-create what is there")] = False,
+    download: Annotated[bool, typer.Option("--download", help="fetch the public archives (checksums checked, "
+                                           "extracted safely) where the dataset has a public download")] = False,
+    gvb_lists: Annotated[str | None, typer.Option("--gvb-lists", help="a GV-B dataset folder holding "
+                                                  "train_meta.list / test_meta.list and their images: link it in")] = None,
 ) -> None:
-    """Materialize a dataset (or every dataset of a suite) under the data root."""
+    """Materialize a dataset (or every dataset of a suite) under the data root: generate it, fetch
+    its public archives (--download), link GV-B's exported lists (--gvb-lists), or print the manual
+    steps and the expected tree where access needs a login or a licence."""
+    from pathlib import Path
+
     from gaia_bench.jobs import data_dir
     from gaia_bench.paths import data_root as resolve
     from gaia_bench.manager import get_registries
 
     root = resolve(data_root)
-    for spec in _expand(get_registries(), name):
+    specs = _expand(get_registries(), name)
+    if gvb_lists is not None:
+        if len(specs) != 1:
+            raise UsageError("--gvb-lists takes one dataset, not a suite", "name the dataset the lists belong to")
+        _link_gvb_lists(specs[0].name, data_dir(root, specs[0]), Path(gvb_lists).expanduser(), force)
+        return
+    for spec in specs:
         target = data_dir(root, spec)
         if spec.prepare is None:
-            err_console.print(f"[yellow]{spec.name}[/] cannot be prepared automatically:\n{spec.prepare_hint}")
+            if download and spec.download is not None:
+                if target.exists() and force:
+                    target.unlink() if target.is_symlink() else shutil.rmtree(target)
+                target.mkdir(parents=True, exist_ok=True)
+                spec.download(target)
+                notice(f"{spec.name}: laid out at {target} (`gaia-bench datasets verify {spec.name}` checks it)")
+            elif target.exists():
+                notice(f"{spec.name}: present at {target} (`gaia-bench datasets verify {spec.name}` checks it)")
+            else:
+                why = "has no public download" if download else "is not present"
+                hint = spec.prepare_hint.replace("<data root>", str(root))  # the steps, with this machine's path
+                err_console.print(f"[yellow]{spec.name}[/] {why} ({target}):\n{hint}", highlight=False, soft_wrap=True)
             continue
         if target.exists() and not force:
             notice(f"{spec.name}: already at {target} (--force re-creates it)")
@@ -77,6 +103,22 @@ def prepare(
         with err_console.status(f"preparing {spec.name} …"):
             spec.prepare(target)
         notice(f"{spec.name}: prepared at {target}")
+
+
+def _link_gvb_lists(name: str, target, source, force: bool) -> None:
+    """Make ``target`` a link to a folder in GV-B's export layout (lists + images)."""
+    missing = [n for n in ("train_meta.list", "test_meta.list") if not (source / n).is_file()]
+    if missing:
+        raise UsageError(f"{source} has no {' or '.join(missing)}",
+                         "point --gvb-lists at the GV-B dataset folder holding train_meta.list and test_meta.list")
+    if target.exists() or target.is_symlink():
+        if not force:
+            raise UsageError(f"{target} already exists", "add --force to replace it with the link")
+        target.unlink() if target.is_symlink() else shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source.resolve(), target_is_directory=True)
+    notice(f"{name}: {target} -> {source.resolve()} (GV-B lists; if train_meta.list is GV-B's own 10% list, "
+           f"run with --shots 100% to use exactly it). `gaia-bench datasets verify {name}` checks it.")
 
 
 @datasets_app.command()

@@ -1,0 +1,128 @@
+"""Fetching public archives, checking their checksums and extracting them safely.
+
+Knows no dataset: dataset plugins pass URLs, checksums and a target directory. Used only by
+`gaia-bench datasets prepare NAME --download`; a run never downloads. ``file://`` URLs work the
+same as ``http(s)://`` ones (mirrors on a shared disk, tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from gaia_bench.errors import DataError
+
+CHUNK = 1 << 20
+
+
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checksum_problem(path: Path, md5: str | None) -> str | None:
+    """A one-line description of a checksum mismatch against the official md5, or None."""
+    if md5 is None or not path.exists():
+        return None
+    digest = file_digest(path, "md5")
+    if digest != md5:
+        return f"{path} has md5 {digest}, the official file has {md5}"
+    return None
+
+
+def fetch(url: str, dest: Path, md5: str | None = None, on_progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """Download ``url`` to ``dest`` (atomically: a partial download never takes its name) and check
+    its md5. A file already at ``dest`` with the right checksum is kept."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and (md5 is None or file_digest(dest) == md5):
+        return dest
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - URLs come from plugins
+            except OSError as exc:
+                raise DataError(f"cannot fetch {url}: {exc}",
+                                f"check the network, or download it by hand to {dest} and rerun") from None
+            with response:
+                total = response.headers.get("Content-Length")
+                done = 0
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if on_progress:
+                        on_progress(done, int(total) if total else None)
+        if md5 is not None and (digest := file_digest(Path(tmp))) != md5:
+            raise DataError(f"{url} downloaded with md5 {digest}, expected {md5}",
+                            "the download is damaged or the file changed upstream: retry, or fetch it by hand and "
+                            "check it against the official checksum")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _safe_member_path(name: str, target: Path) -> Path:
+    """Where archive member ``name`` lands under ``target``; a DataError if it would land outside."""
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if posix.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise DataError(f"archive member {name!r} has an absolute path", "refusing to extract an unsafe archive")
+    resolved = (target / posix).resolve()
+    if resolved != target and target not in resolved.parents:
+        raise DataError(f"archive member {name!r} would be written outside {target}",
+                        "refusing to extract an unsafe archive")
+    return resolved
+
+
+def safe_extract(archive: Path, target: Path) -> list[Path]:
+    """Extract a tar (any compression) or zip archive into ``target``. Every member is checked
+    before anything is written: absolute paths, ``..`` escapes, links pointing outside ``target``
+    and device or fifo members make it refuse the whole archive. Returns the top-level entries."""
+    target.mkdir(parents=True, exist_ok=True)
+    target = target.resolve()
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for member in members:
+                dest = _safe_member_path(member.name, target)
+                if member.issym() or member.islnk():
+                    base = dest.parent if member.issym() else target
+                    link = PurePosixPath(member.linkname)
+                    if link.is_absolute():
+                        raise DataError(f"archive member {member.name!r} links to an absolute path {member.linkname!r}",
+                                        "refusing to extract an unsafe archive")
+                    _safe_member_path(os.path.relpath(base / link, target), target)
+                elif not (member.isfile() or member.isdir()):
+                    raise DataError(f"archive member {member.name!r} is a device or fifo",
+                                    "refusing to extract an unsafe archive")
+            tar.extractall(target, members=members, filter="data")
+            names = [m.name for m in members]
+    elif zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                _safe_member_path(info.filename, target)
+            for info in infos:
+                dest = _safe_member_path(info.filename, target)
+                if info.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+            names = [i.filename for i in infos]
+    else:
+        raise DataError(f"{archive} is neither a tar nor a zip archive", "delete it and download it again")
+    tops = sorted({PurePosixPath(n.replace("\\", "/")).parts[0] for n in names if n.strip("/")})
+    return [target / t for t in tops]
