@@ -1,7 +1,9 @@
-"""An example third-party gaia-bench plugin: ``tinynet``, a four-stage CNN.
+"""An example third-party gaia-bench plugin: a backbone, ``tinynet`` (a four-stage CNN), and an
+init, ``orthogonal`` (orthogonal weight matrices, Saxe et al. 2014).
 
 Install with ``pip install ./examples/gaia-bench-tinynets``; the ``gaia_bench`` entry point in its
-pyproject.toml makes ``gaia-bench plugins`` list it and ``gaia-bench run --model tinynet`` use it.
+pyproject.toml makes ``gaia-bench plugins`` list it, and
+``gaia-bench run --model tinynet --init orthogonal`` use both.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import gaia_bench
 
 WIDTHS = (16, 32, 64, 128)
+SEED = 0
 
 
 def build_tinynet(weights: str | None = None):
@@ -40,8 +43,32 @@ def build_tinynet(weights: str | None = None):
                     pyramid_channels=WIDTHS, pyramid_reductions=(2, 4, 8, 16))
 
 
+def orthogonal_initialize(spec: gaia_bench.BackboneSpec):
+    """Every conv / linear weight an orthogonal matrix with ReLU gain, biases zero; fixed seed, so
+    the weights are the same on every machine (``weights_id`` can name them without a file)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    backbone = spec.build(weights=None)
+    for module in backbone.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.orthogonal_(module.weight, gain=nn.init.calculate_gain("relu"))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return backbone
+
+
 @gaia_bench.hookimpl
 def register_backbones(register):
     register(gaia_bench.BackboneSpec(name="tinynet", build=build_tinynet, source="gaia-bench-tinynets",
                                      description="example third-party 4-stage CNN", input_size=32,
                                      mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+
+
+@gaia_bench.hookimpl
+def register_inits(register):
+    register(gaia_bench.InitSpec(
+        name="orthogonal", description="orthogonal conv / linear weights with ReLU gain (Saxe et al. 2014)",
+        initialize=orthogonal_initialize, weights_id=lambda spec: f"orthogonal:relu-gain:seed={SEED}",
+        weights_source="no weights: generated on the fly", applies_to="any backbone (made for tinynet)"))
