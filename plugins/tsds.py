@@ -1,0 +1,219 @@
+"""``tsds``: GAIA's task-specific data selection, then fine-tuning on the downstream subset together
+with the selected upstream images.
+
+1. Features: the init's backbone (frozen, eval mode) gives the pooled penultimate feature of every
+   image of the job's downstream subset and of every labelled image of the upstream pool
+   (``upstream``, a dataset of task ``upstream`` whose splits are its sources; an upstream class is
+   ``source/name``, so the same concept under two vocabularies stays two classes). Both go through
+   the feature cache, so the pool is embedded once per backbone and weights.
+2. Selection (:mod:`gaia_bench.plugins.tsds_select`): class means, cosine similarity, ``top-k`` or
+   ``pairs`` until ``budget`` images. The downstream class means come from the whole subset, so 2
+   images per class (``--shots 2/class``) are enough, as in GAIA.
+3. Training (:mod:`gaia_bench.plugins.tsds_train`): ``finetune``'s recipe on the subset, every batch
+   topped up with selected upstream images; by default they count as extra images of the downstream
+   class they were selected for (``labels=matched``), or keep their own labels on a separate head
+   (``labels=upstream-head``).
+
+The record's details keep the class matching (pairs, cosines, images taken), the number selected,
+the schedule, steps run, peak memory; ``stage_seconds`` times each stage. `gaia-bench tsds select`
+shows the matching without training, through :data:`TSDS` ``.preview``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from gaia_bench import hookimpl
+from gaia_bench.api import AdaptationResult, AdaptationSpec, DatasetSpec, Sample
+from gaia_bench.errors import UsageError
+from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS, SHARED_DEFAULTS
+from gaia_bench.plugins.tsds_select import MODES, Selection, select
+from gaia_bench.plugins.tsds_train import LABEL_MODES
+
+HYPERPARAMS = {
+    **SHARED_DEFAULTS,
+    "upstream": "mini-upstream",  # the pool selected from (a dataset of task 'upstream')
+    "mode": "top-k",  # or "pairs"
+    "budget": 500,  # upstream images selected at most
+    "top_k": 2,  # upstream classes matched per downstream class (mode top-k)
+    "labels": "matched",  # or "upstream-head"
+    "upstream_ratio": 1.0,  # upstream images per downstream image in every batch
+    "upstream_weight": 1.0,  # weight of the upstream part of the loss
+}
+
+
+@dataclass(frozen=True)
+class SelectingAdaptationSpec(AdaptationSpec):
+    """An adaptation that can also show what it selects without training: ``preview(ctx)`` returns
+    :func:`selection_summary`'s dict (what `gaia-bench tsds select` prints)."""
+
+    preview: Callable[[Any], dict] | None = None
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The labelled upstream images, one label space over all sources."""
+
+    spec: DatasetSpec
+    samples: list[Sample]
+    labels: np.ndarray
+    classes: list[str]
+    source_of: list[str]  # per sample
+
+
+def _check(hp: dict) -> None:
+    if hp["mode"] not in MODES:
+        raise UsageError(f"tsds mode '{hp['mode']}' is unknown", f"use --hp mode={' or mode='.join(MODES)}")
+    if hp["labels"] not in LABEL_MODES:
+        raise UsageError(f"tsds labels '{hp['labels']}' is unknown", f"use --hp labels={' or labels='.join(LABEL_MODES)}")
+    if int(hp["budget"]) < 0 or int(hp["top_k"]) < 1:
+        raise UsageError(f"tsds budget={hp['budget']} top_k={hp['top_k']} out of range", "use budget >= 0 and top_k >= 1")
+    if float(hp["upstream_ratio"]) < 0 or float(hp["upstream_weight"]) < 0:
+        raise UsageError("tsds upstream_ratio and upstream_weight must be >= 0", "e.g. --hp upstream_ratio=1.0")
+
+
+def load_pool(ctx, name: str) -> Pool:
+    """Every labelled source of the upstream dataset ``name``, classes named ``source/class``."""
+    from gaia_bench.manager import get_registries
+
+    registries = get_registries()
+    spec = registries.datasets.get(name)
+    if spec.task != "upstream":
+        pools = [n for n, d in registries.datasets.items() if d.task == "upstream"]
+        raise UsageError(f"'{name}' is a {spec.task} dataset, not an upstream pool",
+                         f"use --hp upstream=NAME with one of: {', '.join(pools) or 'none registered'}")
+    samples, labels, classes, sources = [], [], [], []
+    for source in spec.splits:
+        part = ctx.session.load_split(spec, source)
+        offset = len(classes)
+        classes += [f"{source}/{c}" for c in part.classes]
+        for s in part.samples:
+            samples.append(s)
+            labels.append(offset + int(s.target))
+            sources.append(source)
+    return Pool(spec, samples, np.asarray(labels, dtype=np.int64), classes, sources)
+
+
+def pool_features(ctx, pool: Pool) -> np.ndarray:
+    """Pooled features of the pool's images from the job's (frozen) backbone, via the feature cache."""
+    from gaia_bench.features import cache_key, extract_features, samples_fingerprint
+    from gaia_bench.imagedata import transform_id
+
+    spec, size = ctx.job.backbone, ctx.config.image_size
+    keys = [s.key for s in pool.samples]
+    key = cache_key({"backbone": spec.name, "weights": ctx.config.weights_id, "dataset": pool.spec.name,
+                     "dataset_version": pool.spec.version, "split": "+".join(pool.spec.splits),
+                     "samples": samples_fingerprint(pool.samples), "transform": transform_id(size, spec.mean, spec.std)})
+    cache = ctx.session.feature_cache
+    feats = cache.load(key, keys) if cache else None
+    if feats is None:
+        advance = ctx.progress.start(f"features {spec.name} / {pool.spec.name}", len(keys))
+        feats = extract_features(ctx.build_backbone(), pool.samples, image_size=size, mean=spec.mean, std=spec.std,
+                                 device=ctx.device, batch_size=int(ctx.session.batch_size),
+                                 workers=int(ctx.session.workers), on_batch=advance)
+        ctx.progress.finish()
+        if cache:
+            cache.save(key, feats, keys, {"backbone": spec.name, "dataset": pool.spec.name, "split": "labelled sources"})
+    return feats
+
+
+def selection_summary(selection: Selection, pool: Pool, down_classes: list[str], down_counts: np.ndarray,
+                      hp: dict) -> dict:
+    """The class matching as the result record and `gaia-bench tsds select` show it."""
+    per_class = np.bincount(selection.assigned, minlength=len(down_classes)) if len(selection) else \
+        np.zeros(len(down_classes), dtype=int)
+    return {
+        "upstream": pool.spec.name,
+        "mode": hp["mode"], "budget": int(hp["budget"]), "top_k": int(hp["top_k"]), "labels": hp["labels"],
+        "n_pool": len(pool.samples), "n_upstream_classes": len(pool.classes),
+        "n_selected": len(selection),
+        "matches": [{"downstream": down_classes[m.downstream], "upstream": pool.classes[m.upstream],
+                     "similarity": round(m.similarity, 4), "n_selected": m.n_selected} for m in selection.matches],
+        "per_downstream_class": [{"class": c, "n_downstream": int(down_counts[i]), "n_selected": int(per_class[i])}
+                                 for i, c in enumerate(down_classes)],
+    }
+
+
+def _select(ctx, hp: dict) -> tuple[Pool, Selection, dict, dict[str, float]]:
+    """Features of subset and pool, then the selection; also its summary and stage timings."""
+    _check(hp)
+    start = time.perf_counter()
+    pool = load_pool(ctx, str(hp["upstream"]))  # first: a wrong pool fails before any feature is computed
+    x_up = pool_features(ctx, pool)
+    features_seconds = time.perf_counter() - start
+    dataset = ctx.job.dataset
+    train, indices = ctx.train_subset()
+    x_down = ctx.features(dataset.train_split)[indices]
+    y_down = np.asarray(train.labels())[indices]
+    start = time.perf_counter()
+    selection = select(x_down, y_down, len(train.classes), x_up, pool.labels, len(pool.classes),
+                       mode=hp["mode"], budget=int(hp["budget"]), top_k=int(hp["top_k"]))
+    select_seconds = time.perf_counter() - start
+    summary = selection_summary(selection, pool, list(train.classes),
+                                np.bincount(y_down, minlength=len(train.classes)), hp)
+    return pool, selection, summary, {"tsds_upstream_features": features_seconds, "tsds_select": select_seconds}
+
+
+def preview(ctx) -> dict:
+    """The selection of this job, without training (for `gaia-bench tsds select`)."""
+    hp = {**CLASSIFICATION_HYPERPARAMS, **HYPERPARAMS, **ctx.hyperparams}
+    summary = _select(ctx, hp)[2]
+    summary["dataset"], summary["shots"], summary["model"] = ctx.job.dataset.name, ctx.config.shots, ctx.config.model
+    summary["init"] = ctx.config.init
+    return summary
+
+
+def run(ctx) -> AdaptationResult:
+    from gaia_bench.plugins.linear_probe import holdout_split
+    from gaia_bench.plugins.tsds_train import peak_memory_mb, train_union
+
+    hp = {**CLASSIFICATION_HYPERPARAMS, **HYPERPARAMS, **ctx.hyperparams}
+    pool, selection, summary, seconds = _select(ctx, hp)
+    select_memory = peak_memory_mb(ctx.device)
+
+    dataset = ctx.job.dataset
+    train, indices = ctx.train_subset()
+    test = ctx.load(dataset.test_split)
+    subset = [train.samples[i] for i in indices]
+    y_subset = np.asarray(train.labels())[indices]
+    fit, val = holdout_split(y_subset, float(hp["val_share"]), int(ctx.config.seed))
+    up_samples = [pool.samples[i] for i in selection.indices]
+    if hp["labels"] == "matched":
+        y_up, n_up_classes = selection.assigned, len(train.classes)
+    else:  # the selected upstream classes, renumbered densely for the auxiliary head
+        kept = np.unique(pool.labels[selection.indices]) if len(selection) else np.zeros(0, dtype=np.int64)
+        y_up = np.searchsorted(kept, pool.labels[selection.indices])
+        n_up_classes = max(len(kept), 1)
+    out = train_union(ctx, hp, ([subset[i] for i in fit], y_subset[fit]), ([subset[i] for i in val], y_subset[val]),
+                      (up_samples, np.asarray(y_up, dtype=np.int64)), len(train.classes), n_up_classes,
+                      (test.samples, np.asarray(test.labels())))
+    metrics = ctx.job.task.compute_metrics(np.asarray(test.labels()), out["y_pred"], len(train.classes))
+    details = {"subset": ctx.subset_stats(train, indices), "selection": summary, **out["details"],
+               "peak_memory_after_select": select_memory}
+    return AdaptationResult(
+        metrics=metrics, n_train=len(indices), n_test=len(test), details=details,
+        stage_seconds={**seconds, "tsds_train": out["train_seconds"], "evaluate": out["eval_seconds"]},
+        trainable_params=out["trainable_params"],
+    )
+
+
+TSDS = SelectingAdaptationSpec(
+    name="tsds",
+    description="GAIA task-specific data selection: upstream images whose class means are closest (cosine, penultimate "
+                "features) to the downstream classes, top-k per class or most-similar pairs up to a budget; then "
+                "finetune on the subset with the selection mixed into every batch",
+    task_types=("classification",),
+    run=run,
+    hyperparams=HYPERPARAMS,
+    task_hyperparams={"classification": CLASSIFICATION_HYPERPARAMS},
+    preview=preview,
+)
+
+
+@hookimpl
+def register_adaptations(register):
+    register(TSDS)
