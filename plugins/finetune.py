@@ -12,6 +12,10 @@ the weights that scored best there are the ones evaluated on the test split.
 
 Schedules follow :mod:`gaia_bench.plugins.schedules`; an un-pretrained init (``random``,
 ``scratch``) gets the 3x longer schedule the *Rethinking ImageNet Pre-training* paper calls for.
+
+With ``--gpus-per-job N`` classification trains data-parallel in N processes
+(:mod:`gaia_bench.plugins.distributed`; same global batch, same job id); the dense tasks train in
+one process.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ FINETUNE = AdaptationSpec(
     run=run,
     hyperparams=HYPERPARAMS,
     task_hyperparams=TASK_HYPERPARAMS,
+    data_parallel_tasks=("classification",),
 )
 
 
