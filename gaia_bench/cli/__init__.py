@@ -84,10 +84,20 @@ def models(
 @app.command()
 @handle_errors
 def inits() -> None:
-    """List initializations (pretraining methods) and the backbones each can initialize."""
-    table = Table("init", "description", "backbones", "weights from")
-    for _, spec in _registries().inits.items():
-        table.add_row(spec.name, spec.description, spec.applies_to, spec.weights_source)
+    """List initializations (pretraining methods), the backbones each can initialize, where the
+    weights come from, and the pretraining method's hyper-parameters (`gaia-bench pretrain`)."""
+    regs = _registries()
+    table = Table("init", "description", "backbones", "weights from", "pretraining (defaults)")
+    for _, spec in regs.inits.items():
+        backbones = spec.applies_to
+        published = [b.name for b in regs.backbones.single_specs() if spec.name in b.published_weights]
+        if published:
+            backbones += f"\npublished for: {', '.join(published[:8])}{' …' if len(published) > 8 else ''}"
+        pretraining = "-"
+        if spec.pretrain is not None:
+            pretraining = f"gaia-bench pretrain --method {spec.name}\n" + ", ".join(
+                f"{k}={v}" for k, v in spec.pretrain.hyperparams.items())
+        table.add_row(spec.name, spec.description, backbones, spec.weights_source, pretraining)
     console.print(table)
 
 
@@ -118,9 +128,12 @@ def tasks() -> None:
 from gaia_bench.cli import datasets as _datasets  # noqa: E402,F401  (registers the `datasets` group)
 from gaia_bench.cli import leaderboard as _leaderboard  # noqa: E402,F401  (registers `leaderboard`)
 from gaia_bench.cli import profile as _profile  # noqa: E402,F401  (registers `profile`)
+from gaia_bench.cli import pretrain as _pretrain  # noqa: E402,F401  (registers `pretrain`)
 from gaia_bench.cli import results as _results  # noqa: E402,F401  (registers the `results` group)
 from gaia_bench.cli import run as _run  # noqa: E402,F401  (registers `run`)
 from gaia_bench.cli import status as _status  # noqa: E402,F401  (registers `status` and `executors`)
+from gaia_bench.cli import vqgan as _vqgan  # noqa: E402,F401  (registers the `vqgan` group)
+from gaia_bench.cli import tsds as _tsds  # noqa: E402,F401  (registers the `tsds` group)
 
 
 def main() -> None:

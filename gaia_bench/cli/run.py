@@ -58,6 +58,33 @@ MAX_PARALLEL_HELP = (
 )
 
 
+GPUS_PER_JOB_HELP = (
+    "N > 1: a job that trains (finetune on classification) runs data-parallel in N processes (torch DDP): one per "
+    "GPU with nccl on CUDA, or N gloo processes with --device cpu (for testing); its global batch stays the same, so "
+    "its result is the same cell (same job id). Other jobs run in one process. --executor submitit also asks Slurm "
+    "for N GPUs per job"
+)
+
+
+def _check_processes(device: str, processes: int) -> None:
+    """Fail early, in the driver, when this machine cannot give each job ``processes`` ranks
+    (jobs that run elsewhere check where they run)."""
+    if processes <= 1:
+        return
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda"):
+        raise UsageError(f"--gpus-per-job {processes} needs --device cuda or cpu "
+                         f"({device} has no multi-process backend)",
+                         "drop --gpus-per-job, or use --device cuda (nccl) or --device cpu (gloo, for testing)")
+    if kind == "cuda":
+        import torch
+
+        usable = torch.cuda.device_count() - int(index or 0)
+        if processes > usable:
+            raise UsageError(f"--gpus-per-job {processes}, but only {usable} CUDA device(s) are usable from {device}",
+                             f"use --gpus-per-job {max(usable, 1)} or fewer, or --device cpu for gloo processes")
+
+
 def _option_values(executor_spec, regs, items: list[str], flags: dict[str, tuple[str, object]]) -> dict:
     """Executor-specific options from --executor-option NAME=VALUE and the dedicated flags, checked
     against what the executor declares."""
@@ -133,7 +160,7 @@ def run(
                                           "submitit's local executor where there is no Slurm); see `gaia-bench executors`")] = "local",
     max_parallel: Annotated[int, typer.Option("--max-parallel", help=MAX_PARALLEL_HELP)] = 1,
     slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", help="Slurm partition of the jobs (--executor submitit)")] = None,
-    gpus_per_job: Annotated[int | None, typer.Option("--gpus-per-job", help="GPUs each job gets (--executor submitit)")] = None,
+    gpus_per_job: Annotated[int | None, typer.Option("--gpus-per-job", help=GPUS_PER_JOB_HELP)] = None,
     executor_option: Annotated[list[str], typer.Option("--executor-option", "-X", help="an executor-specific option, NAME=VALUE "
                                                        "(e.g. timeout_min=120, retries=1, cpus_per_job=8); see `gaia-bench executors`")] = [],  # noqa: B006
     force: Annotated[bool, typer.Option("--force", help="rerun jobs already finished in the store")] = False,
@@ -141,6 +168,9 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the feature cache")] = False,
     hp: Annotated[list[str], typer.Option("--hp", help="override an adaptation hyper-parameter, KEY=VALUE (JSON value); "
                                           "repeat for several; see `gaia-bench adaptations`")] = [],  # noqa: B006
+    on_bad_sample: Annotated[str, typer.Option("--on-bad-sample", help="an unreadable (corrupt, truncated) image: "
+                                               "fail its job, naming the file, or skip it (left out of the split, "
+                                               "reported, and counted in the result record)")] = "fail",
 ) -> None:
     """Run model × init × adaptation × dataset × shots × seed and store one result per job.
 
@@ -158,22 +188,36 @@ def run(
         raise UsageError(f"--workers {workers} is out of range", "use 0 or more")
     if max_parallel < 1:
         raise UsageError(f"--max-parallel {max_parallel} is out of range", "use 1 or more")
+    if on_bad_sample not in ("fail", "skip"):
+        raise UsageError(f"--on-bad-sample {on_bad_sample!r} is not a choice", "use fail or skip")
     shot_specs = parse_shots(shots)
     host = get_host()
     regs = host.registries()
     executor_spec = regs.executors.get(executor)
+    if gpus_per_job is not None and gpus_per_job < 0:
+        raise UsageError(f"--gpus-per-job {gpus_per_job} is out of range", "use 0 or more")
+    processes = max(gpus_per_job or 1, 1)  # data-parallel processes per training job
     option_values = _option_values(executor_spec, regs, executor_option, {
-        "slurm_partition": ("--slurm-partition", slurm_partition), "gpus_per_job": ("--gpus-per-job", gpus_per_job)})
+        "slurm_partition": ("--slurm-partition", slurm_partition),
+        "gpus_per_job": ("--gpus-per-job", gpus_per_job if "gpus_per_job" in executor_spec.options else None)})
     if max_parallel > 1 and not executor_spec.parallel:
         raise UsageError(f"executor '{executor}' runs one job at a time", "drop --max-parallel, or choose another --executor")
     resolved_device = _check_device_syntax(device) if executor_spec.remote else resolve_device(device)
+    if not executor_spec.remote:
+        _check_processes(resolved_device, processes)
     datasets, from_suite = dataset_names_for(regs, dataset, suite)
+    if from_suite:
+        datasets = _present(regs, datasets, resolve_data_root(data_root), suite or "mini")
     jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
                 seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
                 overrides=parse_overrides(hp))
     if not jobs:
         raise UsageError(f"nothing to run: no dataset of suite '{suite or 'mini'}' has a task that "
                          f"{', '.join(adapt)} supports", "choose --adapt or --dataset; see `gaia-bench adaptations`")
+    single = sorted({f"{j.config.adaptation} on {j.config.task}" for j in jobs
+                     if j.config.task not in j.adaptation.data_parallel_tasks})
+    if processes > 1 and single:
+        notice(f"--gpus-per-job {processes}: not data-parallel, one process per job: {', '.join(single)}")
 
     from gaia_bench.api import ExecutionOptions
     from gaia_bench.cells import Cell, SessionSettings, failure_record
@@ -206,7 +250,8 @@ def run(
         settings = SessionSettings(data_root=os.path.abspath(resolve_data_root(data_root)), device=resolved_device,
                                    batch_size=batch_size, workers=workers,
                                    feature_cache=None if no_cache else os.path.abspath(feature_cache_dir()),
-                                   plugin_versions=plugin_versions)
+                                   plugin_versions=plugin_versions, on_bad_sample=on_bad_sample,
+                                   processes_per_job=processes)
         failed = 0
         interrupted = False
         progress = RichProgress()
@@ -224,7 +269,8 @@ def run(
                 shared.append(Session(data_root=resolve_data_root(data_root), device=resolve_device(resolved_device),
                                       batch_size=batch_size, workers=workers,
                                       feature_cache=None if no_cache else FeatureCache(feature_cache_dir()),
-                                      plugin_versions=plugin_versions, progress=progress))
+                                      plugin_versions=plugin_versions, progress=progress,
+                                      on_bad_sample=on_bad_sample, processes_per_job=processes))
             c = job.config
             monitor.set(job.job_id, "running")
             progress.job_started(f"{c.model} / {c.init} / {c.adaptation} / {c.dataset} / {c.shots} / seed {c.seed}")
@@ -266,6 +312,34 @@ def run(
         if n_failed and not retry_failed:
             err_console.print(f"[yellow]{n_failed} job(s) of this grid failed in an earlier run and were skipped[/] "
                               "(`gaia-bench status` shows why; --retry-failed reruns them)")
+
+
+def _present(regs, names: list[str], root: Path, suite: str) -> list[str]:
+    """The suite's datasets that can run here: a dataset whose files are not under the data root
+    (and that no plugin can make offline) is skipped with the command that prepares it."""
+    from gaia_bench.errors import DataError
+    from gaia_bench.jobs import data_dir
+
+    present, absent = [], []
+    for name in names:
+        if name not in regs.datasets:
+            notice(f"skipping {name}: no installed plugin provides it (see `gaia-bench plugins`)")
+            continue
+        spec = regs.datasets.get(name)
+        target = data_dir(root, spec)
+        if spec.prepare is None and not target.exists():
+            command = f"gaia-bench datasets prepare {name}{' --download' if spec.download else ''}"
+            notice(f"skipping {name}: not present at {target} (run `{command}`)")
+            absent.append(name)
+            continue
+        present.append(name)
+    if not present:
+        raise DataError(f"no dataset of suite '{suite}' is present under {root}",
+                        f"prepare one (e.g. `gaia-bench datasets prepare {absent[0] if absent else suite}`), "
+                        "or point --data-root at where they are")
+    if absent:
+        notice(f"suite {suite}: running {len(present)} present dataset(s), {len(absent)} skipped as absent")
+    return present
 
 
 def _prepare_datasets(root: Path, jobs, progress) -> None:
