@@ -9,6 +9,7 @@ speed/accuracy Pareto front against measured latency.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -113,9 +114,50 @@ def _record_order(record: dict) -> tuple:
 
 def usable(records: Iterable[dict]) -> list[dict]:
     """Finished records that carry a primary value, in one fixed order (so seeds list the same way
-    whichever store or file they came from)."""
+    whichever store or file they came from), each labelled with its setting where that matters
+    (see :func:`label_settings`)."""
     done = [r for r in records if r.get("status") == "done" and isinstance(r.get("primary_value"), (int, float))]
-    return sorted(done, key=_record_order)
+    return label_settings(sorted(done, key=_record_order))
+
+
+# What defines a result besides its cell (model, init, adaptation, dataset, shots) and its seed.
+SETTING_KEYS = ("image_size", "weights_id", "protocol")
+
+
+def _setting(record: dict) -> dict[str, object]:
+    cfg = record["config"]
+    flat = {key: cfg.get(key) for key in SETTING_KEYS}
+    flat.update({key: value for key, value in sorted((cfg.get("hyperparams") or {}).items())})
+    return flat
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "-"  # the key is not in that record's config
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def label_settings(records: list[dict]) -> list[dict]:
+    """Seeds of one setting are averaged; different settings never are. Where the records of one
+    (model, init, adaptation, task) were run with more than one setting (image size, weights,
+    hyper-parameters: e.g. `--hp budget=0` next to the defaults), each record gets a ``setting``
+    label naming its values of the keys that differ, and becomes a row of its own."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        cfg = record["config"]
+        groups.setdefault((*row_key(record), cfg.get("task")), []).append(record)
+    labelled: dict[int, str] = {}
+    for members in groups.values():
+        settings = [_setting(r) for r in members]
+        distinct = {json.dumps(s, sort_keys=True, default=str) for s in settings}
+        if len(distinct) < 2:
+            continue
+        keys = sorted({k for s in settings for k in s})
+        differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1]
+        for record, setting in zip(members, settings):
+            labelled[id(record)] = ", ".join(f"{k}={_show(setting.get(k))}" for k in differing)
+    return [{**r, "setting": labelled[id(r)]} if id(r) in labelled else r for r in records]
 
 
 # --------------------------------------------------------------------------- cells
@@ -167,8 +209,12 @@ RowKey = tuple[str, str, str]  # (model, init, adaptation)
 
 
 def row_key(record: dict) -> RowKey:
+    """(model, init, adaptation); the adaptation carries the record's setting label, if any."""
     cfg = record["config"]
-    return (str(cfg.get("model")), str(cfg.get("init")), str(cfg.get("adaptation")))
+    adaptation = str(cfg.get("adaptation"))
+    if record.get("setting"):
+        adaptation = f"{adaptation} [{record['setting']}]"
+    return (str(cfg.get("model")), str(cfg.get("init")), adaptation)
 
 
 def column_of(record: dict) -> Column:

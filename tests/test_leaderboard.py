@@ -113,6 +113,27 @@ def test_cells_hold_mean_sample_std_and_n_and_task_means_respect_direction():
     assert [c.dataset for c in board.measured.table.columns] == ["cls-a", "cls-b", "det-a", "depth-a"]
 
 
+def _with(rec: dict, **config) -> dict:
+    cfg = {**rec["config"], **config}
+    return {**rec, "config": cfg, "job_id": hashlib.blake2b(json.dumps(cfg, sort_keys=True).encode(), digest_size=10).hexdigest()}
+
+
+def test_different_settings_are_rows_of_their_own_never_averaged_as_seeds():
+    default = [record("m1", "gaia", "cls-a", 80.0, seed=0), record("m1", "gaia", "cls-a", 82.0, seed=1)]
+    budget0 = _with(record("m1", "gaia", "cls-a", 50.0, seed=0), hyperparams={"max_iter": 1000, "budget": 0})
+    small = _with(record("m1", "gaia", "cls-b", 40.0), image_size=64)
+    other = record("m1", "gaia", "cls-b", 60.0)  # same setting as `default`, another dataset: same row
+    board = board_of([*default, budget0, small, other])
+    rows = {r.key[2]: r for r in board.measured.table.rows}
+    cls_a = {label: {col.dataset: c for col, c in row.cells.items()} for label, row in rows.items()}
+    assert cls_a["linear-probe [budget=-, image_size=32]"]["cls-a"].values == [80.0, 82.0]
+    assert cls_a["linear-probe [budget=0, image_size=32]"]["cls-a"].values == [50.0]
+    assert cls_a["linear-probe [budget=-, image_size=64]"]["cls-b"].values == [40.0]
+    assert cls_a["linear-probe [budget=-, image_size=32]"]["cls-b"].values == [60.0]
+    # one setting only: no label at all
+    assert [r.key for r in board_of(default).measured.table.rows] == [("m1", "gaia", "linear-probe")]
+
+
 def test_error_rate_reduction_matches_a_hand_computation():
     board = board_of(RECORDS)
     assert board.measured.baseline == "imagenet"
