@@ -18,6 +18,7 @@ Dense tasks are not offered: stage 3 would need each dense head's own training l
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +50,21 @@ class StageDir:
         path.mkdir(parents=True, exist_ok=True)
         state_file = path / "state.json"
         self.state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {"done": {}}
+        if self.state.get("evaluated"):
+            # The job finished before, so this is a rerun (--force): the stages are trained anew,
+            # not resumed; resuming is for a job killed before its result was written.
+            self.log("the job finished before: starting over")
+            for stale in [*path.glob("*.pt"), state_file]:
+                stale.unlink()
+            shutil.rmtree(path / "re-represented", ignore_errors=True)
+            self.state = {"done": {}}
+
+    def evaluated(self) -> None:
+        """Mark the job finished: a later run of the same job starts over."""
+        self.state["evaluated"] = True
+        tmp = self.path / "state.json.tmp"
+        tmp.write_text(json.dumps(self.state, indent=1))
+        tmp.replace(self.path / "state.json")
 
     def done(self, stage: str) -> bool:
         return stage in self.state["done"]
@@ -214,6 +230,7 @@ def run(ctx) -> AdaptationResult:
         eval_seconds = time.perf_counter() - start
 
     done = stages.state["done"]
+    stages.evaluated()
     stages.log(f"evaluated: {json.dumps({k: round(v, 3) for k, v in metrics.items()})}")
     details = {
         "subset": split.stats,

@@ -102,6 +102,13 @@ def test_a_killed_run_resumes_at_the_stage_it_was_in(mf_runs):
     assert "resuming at stage 3/4 (vqgan, re-represent from checkpoints)" in log
 
 
+def test_a_finished_job_run_again_starts_over_instead_of_resuming(mf_runs):
+    job, work, _, _, _ = mf_runs
+    again = _run(job)  # what `gaia-bench run --force` does with a finished job
+    assert again["details"]["resumed_stages"] == [] and again["details"]["started_at_stage"] == 1
+    assert "the job finished before: starting over" in (work / "stages.log").read_text()
+
+
 @pytest.mark.parametrize("ratio", [0.25, 0.5])
 def test_replay_mixes_upstream_samples_at_the_configured_ratio(ratio):
     record = _run(_job("vqgan-replay", replay_ratio=ratio))
