@@ -150,6 +150,13 @@ class Session:
             self._backbone_key = key
         return self._backbone
 
+    def weights_report(self, job: Job) -> dict | None:
+        """The loader's report on the job's weights (missing and unexpected keys), when this session
+        built its backbone and the loader wrote one (e.g. GAIA checkpoints)."""
+        if self._backbone is None or self._backbone_key != (job.config.model, job.config.weights_id):
+            return None
+        return getattr(self._backbone, "weights_report", None)
+
     def features(self, ctx: JobContext, split: str) -> np.ndarray:
         job = ctx.job
         samples = self.load_split(job.dataset, split).samples
@@ -234,6 +241,9 @@ def run_job(job: Job, session: Session) -> dict:
             trainable_params=result.trainable_params,
         )
         ctx.stage_seconds.update(result.stage_seconds)
+    report = session.weights_report(job)
+    if report:  # what loading published weights left out (missing / unexpected keys)
+        record["weights_report"] = report
     skipped = [entry for (name, _), entries in session.skipped.items() if name == job.dataset.name for entry in entries]
     record["skipped_samples"] = len(skipped)  # unreadable images left out (--on-bad-sample skip)
     if skipped:

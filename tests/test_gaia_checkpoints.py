@@ -144,3 +144,26 @@ def test_gaia_init_loads_the_published_checkpoint(resnet50, tmp_path, monkeypatc
     backbone = init.initialize(spec)
     assert backbone.weights_report["prefix"] == "model.backbone.gv_global." and backbone.weights_report["missing"] == []
     assert torch.equal(backbone.trunk.state_dict()["layer3.5.conv2.weight"], tensors["layer3.5.conv2.weight"])
+
+
+def test_the_job_record_carries_the_loaders_report(resnet50, tmp_path, monkeypatch):
+    """What loading left out reaches the stored result (``weights_report``), via the session that
+    built the job's backbone."""
+    from gaia_bench.jobs import plan
+    from gaia_bench.paths import data_root
+    from gaia_bench.runner import Session
+    from gaia_bench.shots import parse_shots
+
+    monkeypatch.setenv("GAIA_BENCH_WEIGHTS", str(tmp_path / "weights"))
+    _, tensors = resnet50
+    target = tmp_path / "weights" / "gaia" / "up-g" / "r50-cls-bn.pth"
+    target.parent.mkdir(parents=True)
+    torch.save(up_g_checkpoint(tensors), target)
+    [job] = plan(registries(), models=["resnet50.up-g-cls"], inits=["gaia"], adaptations=["linear-probe"],
+                 datasets=["lfw-faces"], shots=parse_shots(["10%"]), seeds=[0], image_size=32)
+    session = Session(data_root=data_root(), device="cpu", batch_size=8, workers=0, feature_cache=None,
+                      plugin_versions={})
+    assert session.weights_report(job) is None  # nothing built yet
+    session.backbone(job)
+    report = session.weights_report(job)
+    assert report["prefix"] == "model.backbone.gv_global." and report["missing"] == [] and report["file"] == str(target)
