@@ -35,7 +35,7 @@ from gaia_bench.api import (
     TaskSpec,
 )
 from gaia_bench.backbones import BackboneRegistry
-from gaia_bench.errors import GaiaBenchError, PluginError
+from gaia_bench.errors import GaiaBenchError, PluginError, UsageError
 from gaia_bench.registry import Registry
 
 ENTRY_POINT_GROUP = "gaia_bench"
@@ -123,6 +123,25 @@ class Registries:
     suites: Registry[SuiteSpec] = field(default_factory=lambda: Registry("suite", "gaia-bench datasets"))
     executors: Registry[ExecutorSpec] = field(default_factory=lambda: Registry("executor", "gaia-bench plugins"))
     reporters: Registry[ReporterSpec] = field(default_factory=lambda: Registry("reporter", "gaia-bench plugins"))
+
+    def upstream_pool(self, name: str) -> DatasetSpec:
+        """The upstream pool a name stands for: a suite's declared pool (``mini`` ->
+        ``mini-upstream``) or a pool's own dataset name (what pretraining, the VQ-GAN and TSDS read)."""
+        if name in self.suites.names():
+            suite = self.suites.get(name)
+            if not suite.upstream:
+                raise UsageError(f"suite '{name}' names no upstream pool",
+                                 "pass a pool with --upstream, e.g. --upstream mini")
+            name = suite.upstream
+        if name in self.datasets.names() and self.datasets.get(name).task == "upstream":
+            return self.datasets.get(name)
+        suites = [n for n, s in self.suites.items() if s.upstream]
+        pools = [n for n, d in self.datasets.items() if d.task == "upstream"]
+        if name in self.datasets.names():
+            raise UsageError(f"dataset '{name}' is a {self.datasets.get(name).task} dataset, not an upstream pool",
+                             f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
+        raise UsageError(f"'{name}' is neither a suite with an upstream pool nor an upstream pool",
+                         f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
 
     def add(self, attr: str, item: Any, origin: str, dry_run: bool = False) -> None:
         registry = getattr(self, attr)

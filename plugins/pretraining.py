@@ -50,19 +50,7 @@ def upstream_spec(name: str | None = None) -> DatasetSpec:
     """The pool named by a suite (its ``upstream``) or directly; default $GAIA_BENCH_UPSTREAM or mini."""
     from gaia_bench.manager import get_registries
 
-    regs = get_registries()
-    name = name or os.environ.get(UPSTREAM_ENV) or DEFAULT_UPSTREAM
-    if name in regs.suites.names():
-        suite = regs.suites.get(name)
-        if not suite.upstream:
-            raise UsageError(f"suite '{name}' names no upstream pool", "pass a pool with --upstream, e.g. --upstream mini")
-        name = suite.upstream
-    if name in regs.datasets.names() and regs.datasets.get(name).task == "upstream":
-        return regs.datasets.get(name)
-    pools = [n for n, d in regs.datasets.items() if d.task == "upstream"]
-    suites = [n for n, s in regs.suites.items() if s.upstream]
-    raise UsageError(f"'{name}' is neither a suite with an upstream pool nor an upstream pool",
-                     f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
+    return get_registries().upstream_pool(name or os.environ.get(UPSTREAM_ENV) or DEFAULT_UPSTREAM)
 
 
 def parse_pairs(text: str) -> list[str]:

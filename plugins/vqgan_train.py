@@ -62,16 +62,7 @@ class UpstreamImages:
 
 def resolve_upstream(registries: Any, name: str) -> DatasetSpec:
     """``mini`` (a suite: its declared upstream pool) or a pool's own dataset name."""
-    if name in registries.suites.names():
-        suite = registries.suites.get(name)
-        if not suite.upstream:
-            raise UsageError(f"suite '{name}' declares no upstream pool", "pass the pool's dataset name, e.g. mini-upstream")
-        name = suite.upstream
-    dataset = registries.datasets.get(name)
-    if dataset.task != "upstream":
-        raise UsageError(f"dataset '{name}' is a {dataset.task} dataset, not an upstream pool",
-                         "pass a suite (e.g. mini) or an upstream pool (see `gaia-bench datasets list`)")
-    return dataset
+    return registries.upstream_pool(name)
 
 
 def pool_root(dataset: DatasetSpec, data_root: Path) -> Path:

@@ -15,21 +15,6 @@ from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
 
-def upstream_pool(regs, name: str):
-    """A suite's upstream pool (``mini`` -> ``mini-upstream``), or a pool named directly."""
-    if name in regs.suites.names():
-        suite = regs.suites.get(name)
-        if not suite.upstream:
-            raise UsageError(f"suite '{name}' names no upstream pool", "pass a pool with --upstream, e.g. --upstream mini")
-        name = suite.upstream
-    if name in regs.datasets.names() and regs.datasets.get(name).task == "upstream":
-        return regs.datasets.get(name)
-    suites = [n for n, s in regs.suites.items() if s.upstream]
-    pools = [n for n, d in regs.datasets.items() if d.task == "upstream"]
-    raise UsageError(f"'{name}' is neither a suite with an upstream pool nor an upstream pool",
-                     f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
-
-
 def label_space_table(rows: list, threshold: object) -> Table:
     n_source = sum(len(members) for _, members in rows)
     table = Table("unified class", "<- source:class", "similarity",
@@ -76,7 +61,7 @@ def pretrain(
     for key, value in (("steps", steps), ("epochs", epochs), ("seed", seed)):
         if value is not None:
             overrides[key] = value
-    pool = upstream_pool(regs, upstream)
+    pool = regs.upstream_pool(upstream)
     root = Path(resolve_data_root(data_root))
     pretraining = init.pretrain
     if show_label_space:

@@ -26,12 +26,7 @@ app.add_typer(tsds_app, name="tsds")
 
 def _upstream_name(regs, name: str) -> str:
     """A suite name stands for its upstream pool (``mini`` -> ``mini-upstream``)."""
-    if name in regs.suites and name not in regs.datasets:
-        suite = regs.suites.get(name)
-        if not suite.upstream:
-            raise UsageError(f"suite '{name}' names no upstream pool", "give the pool's dataset name, see `gaia-bench datasets`")
-        return suite.upstream
-    return regs.datasets.get(name).name
+    return regs.upstream_pool(name).name
 
 
 def selection_table(summary: dict) -> Table:
