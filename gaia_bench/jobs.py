@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitSpec, Samples, TaskSpec
-from gaia_bench.errors import PluginError, UsageError
+from gaia_bench.errors import DataError, PluginError, UsageError
 from gaia_bench.shots import ShotSpec, sample_subset, subset_stats
 
 if TYPE_CHECKING:
@@ -278,3 +278,19 @@ def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | Non
 
 def data_dir(root: Path, dataset: DatasetSpec) -> Path:
     return root / dataset.directory
+
+
+def prepared_data_dir(root: Path, dataset: DatasetSpec, progress: Progress | None = None) -> Path:
+    """The dataset's directory under ``root``; materialized first when missing and the plugin can
+    make it (shown as a step of ``progress``), else one message naming the fix."""
+    path = data_dir(root, dataset)
+    if not path.exists():
+        if dataset.prepare is None:
+            raise DataError(f"dataset '{dataset.name}' is not under {path}",
+                            dataset.prepare_hint or f"run `gaia-bench datasets prepare {dataset.name}`")
+        progress = progress or Progress()
+        advance = progress.start(f"preparing dataset {dataset.name}", None)
+        dataset.prepare(path)
+        advance(1)
+        progress.finish()
+    return path

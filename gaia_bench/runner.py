@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from gaia_bench.api import DatasetSpec, Samples
-from gaia_bench.errors import DataError, GaiaBenchError
+from gaia_bench.errors import GaiaBenchError
 from gaia_bench.features import FeatureCache, cache_key, extract_features, samples_fingerprint
 from gaia_bench.imagedata import transform_id
-from gaia_bench.jobs import Job, JobContext, Progress, data_dir
+from gaia_bench.jobs import Job, JobContext, Progress, data_dir, prepared_data_dir
 from gaia_bench.provenance import environment
 from gaia_bench.store import SCHEMA_VERSION
 
@@ -59,15 +59,9 @@ class Session:
     def ensure_prepared(self, dataset: DatasetSpec) -> Path:
         """The dataset's directory; materialized first when missing and the plugin can make it.
         (Full checks are `gaia-bench datasets verify`; a run reads what is there.)"""
-        root = data_dir(self.data_root, dataset)
-        if dataset.name not in self.prepared and not root.exists():
-            if dataset.prepare is None:
-                raise DataError(f"dataset '{dataset.name}' is not under {root}",
-                                dataset.prepare_hint or f"run `gaia-bench datasets prepare {dataset.name}`")
-            advance = self.progress.start(f"preparing dataset {dataset.name}", None)
-            dataset.prepare(root)
-            advance(1)
-            self.progress.finish()
+        if dataset.name in self.prepared:
+            return data_dir(self.data_root, dataset)
+        root = prepared_data_dir(self.data_root, dataset, self.progress)
         self.prepared.add(dataset.name)
         return root
 

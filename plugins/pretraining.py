@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from gaia_bench.api import BackboneSpec, DatasetSpec, PretrainMethod
-from gaia_bench.errors import DataError, UsageError
+from gaia_bench.errors import UsageError
 from gaia_bench.paths import cache_home, data_root
 
 if TYPE_CHECKING:
@@ -90,15 +90,9 @@ def checkpoint_path(method: str, backbone: BackboneSpec, key: str) -> Path:
 
 def pool_root(upstream: DatasetSpec, root: Path | None = None) -> Path:
     """The pool's directory, prepared first when missing."""
-    from gaia_bench.jobs import data_dir
+    from gaia_bench.jobs import prepared_data_dir
 
-    path = data_dir(root or data_root(), upstream)
-    if not path.exists():
-        if upstream.prepare is None:
-            raise DataError(f"upstream pool '{upstream.name}' is not under {path}",
-                            upstream.prepare_hint or f"run `gaia-bench datasets prepare {upstream.name}`")
-        upstream.prepare(path)
-    return path
+    return prepared_data_dir(root or data_root(), upstream)
 
 
 def load_pool(upstream: DatasetSpec, root: Path | None = None) -> UpstreamPool:

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from gaia_bench.api import DatasetSpec, Samples
 from gaia_bench.errors import DataError, UsageError
-from gaia_bench.jobs import Progress, data_dir
+from gaia_bench.jobs import Progress, prepared_data_dir
 from gaia_bench.paths import cache_home
 from gaia_bench.plugins.vqgan import (
     VQGAN,
@@ -63,17 +63,6 @@ class UpstreamImages:
 def resolve_upstream(registries: Any, name: str) -> DatasetSpec:
     """``mini`` (a suite: its declared upstream pool) or a pool's own dataset name."""
     return registries.upstream_pool(name)
-
-
-def pool_root(dataset: DatasetSpec, data_root: Path) -> Path:
-    """The pool's directory, prepared first when missing and preparable."""
-    root = data_dir(data_root, dataset)
-    if not root.exists():
-        if dataset.prepare is None:
-            raise DataError(f"upstream pool '{dataset.name}' is not under {root}",
-                            dataset.prepare_hint or f"run `gaia-bench datasets prepare {dataset.name}`")
-        dataset.prepare(root)
-    return root
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
@@ -297,7 +286,7 @@ def get_or_train(registries: Any, pool: DatasetSpec, data_root: Path, config: VQ
     if (directory / "summary.json").exists():
         log(f"vqgan: cached at {directory}")
         return _load(directory)
-    root = pool_root(pool, data_root)
+    root = prepared_data_dir(data_root, pool)
     upstream = load_upstream(pool, root, config.image_size)
     log(f"vqgan: training on {len(upstream.pixels)} images of {pool.name} ({config.steps} steps)")
     start = time.perf_counter()

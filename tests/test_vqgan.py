@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gaia_bench.manager import get_registries
+from gaia_bench.jobs import prepared_data_dir
 from gaia_bench.paths import data_root
 from gaia_bench.plugins.vqgan import to_model_range
 from gaia_bench.plugins.vqgan_config import VQGANConfig
@@ -16,7 +17,6 @@ from gaia_bench.plugins.vqgan_train import (
     evaluate_pool,
     load_upstream,
     perceptual_network,
-    pool_root,
     resolve_upstream,
     train_vqgan,
 )
@@ -32,7 +32,7 @@ TINY = replace(VQGANConfig(), channels=(8, 16, 32), embed_dim=16, codebook_size=
 def pool_images() -> torch.Tensor:
     registries = get_registries()
     pool = resolve_upstream(registries, "mini")
-    upstream = load_upstream(pool, pool_root(pool, data_root()), TINY.image_size)
+    upstream = load_upstream(pool, prepared_data_dir(data_root(), pool), TINY.image_size)
     return upstream.pixels[torch.randperm(len(upstream.pixels), generator=torch.Generator().manual_seed(0))[:96]]
 
 
