@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
     from gaia_bench.backbone import Backbone
@@ -123,6 +123,12 @@ class MetricInfo:
     description: str = ""
 
 
+class HoldoutStrata(Protocol):
+    """``holdout_strata(subset)``: one stratum (an int) per item of the job's subset, or None."""
+
+    def __call__(self, subset: Samples) -> list[int] | None: ...
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A task type: its metrics (official definitions) and which one is primary."""
@@ -132,6 +138,9 @@ class TaskSpec:
     metrics: Sequence[MetricInfo]
     primary_metric: str
     compute_metrics: Callable[..., dict[str, float]]
+    # How a job's held-out part is stratified (:mod:`gaia_bench.protocol`): one stratum per item of
+    # the subset (classification: its label), or None for a plain random hold-out.
+    holdout_strata: HoldoutStrata | None = None
 
     def metric(self, name: str) -> MetricInfo:
         for info in self.metrics:
@@ -182,6 +191,42 @@ class Samples:
 
 
 @dataclass(frozen=True)
+class JobData:
+    """A job's data, drawn once by the runner (:func:`gaia_bench.protocol.draw`) before the
+    adaptation runs: adaptations never draw their own subset or held-out part, so every
+    adaptation of a cell trains and is tested on the same items, and the core records them."""
+
+    train: Samples  # the whole training split
+    indices: tuple[int, ...]  # the percentage-shot subset: positions in ``train``
+    fit: tuple[int, ...]  # positions in the subset to fit on (the whole subset without a held-out part)
+    val: tuple[int, ...]  # positions in the subset held out for choices (early stopping, weight decay)
+    test: Samples  # the test split, every sample
+    stats: dict  # per-class counts of the subset (:class:`gaia_bench.shots.SubsetStats`)
+
+    @property
+    def subset(self) -> Samples:
+        return self.train.subset(self.indices)
+
+    @property
+    def fit_samples(self) -> Samples:
+        return self.train.subset([self.indices[i] for i in self.fit])
+
+    @property
+    def val_samples(self) -> Samples:
+        return self.train.subset([self.indices[i] for i in self.val])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes)
+
+    def subset_labels(self):
+        """The subset's class indices (single-label data) as an int64 numpy array."""
+        import numpy as np
+
+        return np.asarray(self.train.labels(), dtype=np.int64)[list(self.indices)]
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A dataset in its official on-disk layout under ``data_root / subdir``.
 
@@ -226,11 +271,10 @@ class SuiteSpec:
 # --------------------------------------------------------------------------- adaptation
 @dataclass
 class AdaptationResult:
-    """What an adaptation returns for one job; the runner adds timings and provenance."""
+    """What an adaptation returns for one job. The runner adds what the protocol fixes (``n_train``,
+    ``n_test``, the subset's statistics), timings, peak memory and provenance."""
 
     metrics: dict[str, float]
-    n_train: int
-    n_test: int
     details: dict[str, Any] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     trainable_params: int = 0

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitSpec, Samples, TaskSpec
+from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitSpec, JobData, Samples, TaskSpec
 from gaia_bench.errors import DataError, PluginError, UsageError
-from gaia_bench.shots import ShotSpec, sample_subset, subset_stats
+from gaia_bench.shots import ShotSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,6 +84,7 @@ class JobContext:
     session: Session
     progress: Progress = field(default_factory=Progress)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    _data: JobData | None = field(default=None, repr=False)
 
     @property
     def config(self) -> JobConfig:
@@ -106,16 +107,17 @@ class JobContext:
     def load(self, split: str) -> Samples:
         return self.session.load_split(self.job.dataset, split)
 
-    def train_subset(self) -> tuple[Samples, list[int]]:
-        """The full training split and the indices of this job's percentage-shot subset."""
-        train = self.load(self.job.dataset.train_split)
-        keys = [s.key for s in train.samples]
-        indices = sample_subset(train.label_sets(), keys, self.job.shot, self.config.seed, train.single_label)
-        return train, indices
+    @property
+    def data(self) -> JobData:
+        """The job's subset, held-out part and test split (:mod:`gaia_bench.protocol`), drawn once,
+        by the runner before the adaptation runs."""
+        if self._data is None:
+            from gaia_bench.protocol import draw
 
-    def subset_stats(self, train: Samples, indices: Sequence[int]) -> dict:
-        sets = train.label_sets()
-        return subset_stats([sets[i] for i in indices], len(train.classes) or None).as_dict()
+            job = self.job
+            self._data = draw(job.task, job.shot, self.config.seed, self.hyperparams, self.load,
+                              job.dataset.train_split, job.dataset.test_split)
+        return self._data
 
     def build_backbone(self) -> Backbone:
         """The session's backbone for this job, shared with the command's other jobs: use it frozen."""

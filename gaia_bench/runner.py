@@ -216,6 +216,8 @@ def run_job(job: Job, session: Session) -> dict:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     try:
+        data = ctx.data  # the protocol: subset, held-out part and test split, drawn once here
+        ctx.stage_seconds["data"] = time.perf_counter() - start
         result = job.adaptation.run(ctx)
     except GaiaBenchError as exc:
         record.update(status="failed", error=str(exc))
@@ -229,9 +231,9 @@ def run_job(job: Job, session: Session) -> dict:
             status="done",
             metrics={k: float(v) for k, v in result.metrics.items()},
             primary_value=float(result.metrics[job.primary_metric]),
-            n_train=result.n_train,
-            n_test=result.n_test,
-            details=result.details,
+            n_train=len(data.indices),
+            n_test=len(data.test),
+            details={"subset": data.stats, **result.details},
             trainable_params=result.trainable_params,
         )
         ctx.stage_seconds.update(result.stage_seconds)

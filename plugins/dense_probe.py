@@ -186,14 +186,6 @@ def batchnorm_trains(init_name: str) -> bool:
     return init_name in UNPRETRAINED_INITS
 
 
-def holdout_positions(n: int, val_share: float, seed: int) -> tuple[list[int], list[int]]:
-    """(fit, val) positions: ``max(1, round(val_share * n))`` images held out (none when n < 2)."""
-    rng = np.random.default_rng([seed, n])
-    order = rng.permutation(n)
-    n_val = min(n - 1, max(1, round(val_share * n))) if n >= 2 else 0
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
-
-
 # ----------------------------------------------------------------------------- the job
 def stack_targets(task: str, samples, size: tuple[int, int], device: str):
     """Training targets at the fixed input size: class maps (int64) or depth [N,1,H,W] (metres)."""
@@ -269,14 +261,13 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     batch = int(hp["dense_batch"])
     lr, wd = float(hp["dense_lr"]), float(hp["dense_weight_decay"])
 
-    train, indices = ctx.train_subset()
-    test = ctx.load(dataset.test_split)
-    subset = [train.samples[i] for i in indices]
+    data = ctx.data
+    test = data.test
+    subset = list(data.subset.samples)
     if not subset:
         raise ValueError("the training subset is empty")
-    fit, val = (holdout_positions(len(subset), float(hp["val_share"]), seed) if train_backbone
-                else (list(range(len(subset))), []))
-    fit_samples, val_samples = [subset[i] for i in fit], [subset[i] for i in val]
+    fit, val = list(data.fit), list(data.val)
+    fit_samples, val_samples = list(data.fit_samples.samples), list(data.val_samples.samples)
     n_iters, schedule = scaled_schedule(len(fit_samples), batch, float(hp["dense_epochs"]), int(hp["dense_min_iters"]),
                                         int(hp["dense_max_iters"]), ctx.config.init, train_backbone)
     if iterations is not None:
@@ -308,9 +299,9 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
                                  levels, advance)
     ctx.progress.finish()
     targets = stack_targets(task, fit_samples, size, device)
-    num_classes = len(train.classes) or int(dataset.num_classes or 0)
+    num_classes = len(data.train.classes) or int(dataset.num_classes or 0)
     out_channels = num_classes if task == "segmentation" else 1
-    class_names = list(train.classes) or None
+    class_names = list(data.train.classes) or None
     pyramid_seconds = time.perf_counter() - start
 
     def pyramid_of(idx):
@@ -418,7 +409,6 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     if train_backbone:
         trainable += int(sum(p.numel() for p in backbone.parameters()))
     details = {
-        "subset": ctx.subset_stats(train, indices),
         "decoder": {
             "kind": "fpn", "width": WIDTH, "levels_used": levels,
             "in_channels": [int(c) for c in (backbone.pyramid_channels[-levels:] if backbone.pyramid_channels else [])],
@@ -444,8 +434,6 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     }
     return AdaptationResult(
         metrics=metrics,
-        n_train=len(indices),
-        n_test=len(test),
         details=details,
         stage_seconds={"pyramid": pyramid_seconds, "head_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=trainable,

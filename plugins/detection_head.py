@@ -247,20 +247,13 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     seed, device = int(ctx.config.seed), ctx.device
     batch = int(hp["det_batch"])
 
-    train, indices = ctx.train_subset()
-    test = ctx.load(dataset.test_split)
-    subset = [train.samples[i] for i in indices]
+    data = ctx.data
+    test = data.test
+    subset = list(data.subset.samples)
     if not subset:
         raise ValueError("the training subset is empty")
-    classes = list(train.classes)
-    fit, val = list(range(len(subset))), []
-    if train_backbone:
-        from gaia_bench.plugins.linear_probe import holdout_split
-
-        # Hold out by each image's first class (rarest-first order is not needed: any stable key works).
-        first = np.asarray([min(s.target.labels) if s.target.labels else -1 for s in subset])
-        fit_idx, val_idx = holdout_split(first, float(hp["val_share"]), seed)
-        fit, val = fit_idx.tolist(), val_idx.tolist()
+    classes = list(data.train.classes)
+    fit, val = list(data.fit), list(data.val)
     n_iters, schedule = scaled_schedule(len(fit), batch, float(hp["det_epochs"]), int(hp["det_min_iters"]),
                                         int(hp["det_max_iters"]), ctx.config.init, train_backbone)
     if iterations is not None:
@@ -380,7 +373,6 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     if train_backbone:
         trainable += sum(p.numel() for p in backbone.parameters())
     details = {
-        "subset": ctx.subset_stats(train, indices),
         "head": {
             "kind": "faster-rcnn+fpn (torchvision)", "fpn_channels": int(hp["det_fpn_channels"]),
             "representation": int(hp["det_representation"]), "levels_used": levels,
@@ -407,5 +399,5 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         "trainable_params": int(trainable),
         "frozen_backbone": not train_backbone,
     }
-    return AdaptationResult(metrics=metrics, n_train=len(indices), n_test=len(test), details=details,
+    return AdaptationResult(metrics=metrics, details=details,
                             stage_seconds=stage, trainable_params=int(trainable))

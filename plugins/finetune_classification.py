@@ -4,7 +4,7 @@ trained on the job's percentage-shot subset and evaluated on the dataset's test 
 Recipe, and why:
 
 * Hold-out: ``val_share`` of every class with 2+ samples in the subset (the split
-  :func:`gaia_bench.plugins.linear_probe.holdout_split` gives the probe, same seed) is kept out of
+  :mod:`gaia_bench.protocol` draws it for every adaptation, same seed) is kept out of
   training. Held-out top-1 is measured every ``eval_every_epochs`` epochs; the best weights (backbone
   and head, ties keep the earlier) are the ones tested, and training stops after ``patience``
   evaluations without improvement, but never before the schedule's floor (``min_iters`` x its
@@ -47,7 +47,6 @@ import numpy as np
 
 from gaia_bench.api import AdaptationResult, Sample
 from gaia_bench.errors import DataError
-from gaia_bench.plugins.linear_probe import holdout_split
 from gaia_bench.plugins.schedules import scaled_schedule
 
 CLASSIFICATION_HYPERPARAMS = {
@@ -346,12 +345,12 @@ def run_classification_finetune(ctx) -> AdaptationResult:
     dataset, spec = ctx.job.dataset, ctx.job.backbone
     size, seed, device = int(ctx.config.image_size), int(ctx.config.seed), ctx.device
     workers, eval_batch = int(ctx.session.workers), int(ctx.session.batch_size)
-    train, indices = ctx.train_subset()
-    test = ctx.load(dataset.test_split)
-    num_classes = len(train.classes)
-    subset = [train.samples[i] for i in indices]
-    y_subset = np.asarray(train.labels())[indices]
-    fit, val = holdout_split(y_subset, float(hp["val_share"]), seed)
+    data = ctx.data
+    test = data.test
+    num_classes = data.num_classes
+    subset = list(data.subset.samples)
+    y_subset = data.subset_labels()
+    fit, val = np.asarray(data.fit, dtype=int), np.asarray(data.val, dtype=int)
 
     batch = int(hp["batch"])
     iterations, schedule = scaled_schedule(len(fit), batch, hp["epochs"], int(hp["min_iters"]), int(hp["max_iters"]),
@@ -405,7 +404,6 @@ def run_classification_finetune(ctx) -> AdaptationResult:
     metrics = ctx.job.task.compute_metrics(np.asarray(test.labels()), y_pred, num_classes)
     step, best_iteration = outcome["step"], outcome["best_iteration"]
     details = {
-        "subset": ctx.subset_stats(train, indices),
         "schedule": schedule,
         "iterations_run": step,
         "steps_per_epoch": steps_per_epoch,
@@ -439,8 +437,6 @@ def run_classification_finetune(ctx) -> AdaptationResult:
     }
     return AdaptationResult(
         metrics=metrics,
-        n_train=len(indices),
-        n_test=len(test),
         details=details,
         stage_seconds={"finetune_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=int(trainable),

@@ -130,15 +130,15 @@ def run(ctx) -> AdaptationResult:
 def run_classification(ctx) -> AdaptationResult:
     hp = ctx.hyperparams
     dataset = ctx.job.dataset
-    train, indices = ctx.train_subset()
-    test = ctx.load(dataset.test_split)
+    data = ctx.data
+    indices = list(data.indices)
     x_train = ctx.features(dataset.train_split)[indices]
-    y_train = np.asarray(train.labels())[indices]
+    y_train = data.subset_labels()
     x_test = ctx.features(dataset.test_split)
-    y_test = np.asarray(test.labels())
+    y_test = np.asarray(data.test.labels())
 
     start = time.perf_counter()
-    num_classes = len(train.classes)
+    num_classes = data.num_classes
     selection = select_weight_decay(x_train, y_train, num_classes, hp["wd_grid"], hp["val_share"], hp["max_iter"],
                                     ctx.config.seed, hp["patience"])
     wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(hp["wd_grid"]))
@@ -147,12 +147,9 @@ def run_classification(ctx) -> AdaptationResult:
     metrics = ctx.job.task.compute_metrics(y_test, probe.predict(x_test), num_classes)
     return AdaptationResult(
         metrics=metrics,
-        n_train=len(indices),
-        n_test=len(y_test),
-        details={"subset": ctx.subset_stats(train, indices), "probe": {**selection, "weight_decay_used": wd,
-                                                                      "converged": probe.converged}},
+        details={"probe": {**selection, "weight_decay_used": wd, "converged": probe.converged}},
         stage_seconds={"probe_fit": fit_seconds},
-        trainable_params=int(x_train.shape[1] * len(train.classes) + len(train.classes)),
+        trainable_params=int(x_train.shape[1] * num_classes + num_classes),
     )
 
 

@@ -233,7 +233,6 @@ def run(ctx) -> AdaptationResult:
     stages.evaluated()
     stages.log(f"evaluated: {json.dumps({k: round(v, 3) for k, v in metrics.items()})}")
     details = {
-        "subset": split.stats,
         "work_dir": str(stages.path),
         "resumed_stages": resumed,
         "started_at_stage": first + 1,
@@ -248,7 +247,7 @@ def run(ctx) -> AdaptationResult:
                                                  "train_seconds", "parameters")} | {"directory": str(trained.directory)},
     }
     return AdaptationResult(
-        metrics=metrics, n_train=split.n_subset, n_test=n_test, details=details,
+        metrics=metrics, details=details,
         stage_seconds={**{f"mf_{s.replace('-', '_')}": done[s]["seconds"] for s in STAGES}, "evaluate": eval_seconds},
         trainable_params=int(done["finetune"]["trainable_params"]),
     )

@@ -146,9 +146,10 @@ def _select(ctx, hp: dict) -> tuple[Pool, Selection, dict, dict[str, float]]:
     x_up = pool_features(ctx, pool)
     features_seconds = time.perf_counter() - start
     dataset = ctx.job.dataset
-    train, indices = ctx.train_subset()
-    x_down = ctx.features(dataset.train_split)[indices]
-    y_down = np.asarray(train.labels())[indices]
+    data = ctx.data
+    x_down = ctx.features(dataset.train_split)[list(data.indices)]
+    y_down = data.subset_labels()
+    train = data.train
     start = time.perf_counter()
     selection = select(x_down, y_down, len(train.classes), x_up, pool.labels, len(pool.classes),
                        mode=hp["mode"], budget=int(hp["budget"]), top_k=int(hp["top_k"]))
@@ -168,19 +169,17 @@ def preview(ctx) -> dict:
 
 
 def run(ctx) -> AdaptationResult:
-    from gaia_bench.plugins.linear_probe import holdout_split
     from gaia_bench.plugins.tsds_train import peak_memory_mb, train_union
 
     hp = {**CLASSIFICATION_HYPERPARAMS, **HYPERPARAMS, **ctx.hyperparams}
     pool, selection, summary, seconds = _select(ctx, hp)
     select_memory = peak_memory_mb(ctx.device)
 
-    dataset = ctx.job.dataset
-    train, indices = ctx.train_subset()
-    test = ctx.load(dataset.test_split)
-    subset = [train.samples[i] for i in indices]
-    y_subset = np.asarray(train.labels())[indices]
-    fit, val = holdout_split(y_subset, float(hp["val_share"]), int(ctx.config.seed))
+    data = ctx.data
+    train, test = data.train, data.test
+    subset = list(data.subset.samples)
+    y_subset = data.subset_labels()
+    fit, val = np.asarray(data.fit, dtype=int), np.asarray(data.val, dtype=int)
     up_samples = [pool.samples[i] for i in selection.indices]
     if hp["labels"] == "matched":
         y_up, n_up_classes = selection.assigned, len(train.classes)
@@ -192,10 +191,10 @@ def run(ctx) -> AdaptationResult:
                       (up_samples, np.asarray(y_up, dtype=np.int64)), len(train.classes), n_up_classes,
                       (test.samples, np.asarray(test.labels())))
     metrics = ctx.job.task.compute_metrics(np.asarray(test.labels()), out["y_pred"], len(train.classes))
-    details = {"subset": ctx.subset_stats(train, indices), "selection": summary, **out["details"],
+    details = {"selection": summary, **out["details"],
                "peak_memory_after_select": select_memory}
     return AdaptationResult(
-        metrics=metrics, n_train=len(indices), n_test=len(test), details=details,
+        metrics=metrics, details=details,
         stage_seconds={**seconds, "tsds_train": out["train_seconds"], "evaluate": out["eval_seconds"]},
         trainable_params=out["trainable_params"],
     )

@@ -33,7 +33,6 @@ from gaia_bench.plugins.finetune_classification import (
     _predict,
     _SeededDraws,
 )
-from gaia_bench.plugins.linear_probe import holdout_split
 from gaia_bench.plugins.schedules import scaled_schedule
 from gaia_bench.plugins.vqgan import VQGAN, to_unit_range
 
@@ -52,12 +51,13 @@ class Split:
 
 
 def job_split(ctx, hp: dict[str, Any]) -> Split:
-    train, indices = ctx.train_subset()
-    subset = [train.samples[i] for i in indices]
-    y = np.asarray(train.labels())[indices]
-    fit, val = holdout_split(y, float(hp["val_share"]), int(ctx.config.seed))
-    return Split(subset, len(indices), [subset[i] for i in fit], y[fit], [subset[i] for i in val], y[val],
-                 len(train.classes), ctx.subset_stats(train, indices))
+    """The runner's draw (:attr:`JobContext.data`) in the shape the VQ-GAN adaptations train on."""
+    data = ctx.data
+    subset = list(data.subset.samples)
+    y = data.subset_labels()
+    fit, val = list(data.fit), list(data.val)
+    return Split(subset, len(subset), [subset[i] for i in fit], y[fit], [subset[i] for i in val], y[val],
+                 data.num_classes, data.stats)
 
 
 def replay_count(batch: int, ratio: float) -> int:

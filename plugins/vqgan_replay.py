@@ -65,7 +65,6 @@ def run(ctx) -> AdaptationResult:
     seen = dict(replay.seen)
     mixed = seen["downstream"] + seen["upstream"]
     details = {
-        "subset": split.stats,
         **record,
         "replay": {"ratio": ratio, "per_step": {"downstream": record["optimizer"]["batch"],
                                                 "upstream": replay_count(record["optimizer"]["batch"], ratio)},
@@ -78,7 +77,7 @@ def run(ctx) -> AdaptationResult:
                  | {"directory": str(trained.directory)},
     }
     return AdaptationResult(
-        metrics=metrics, n_train=split.n_subset, n_test=n_test, details=details,
+        metrics=metrics, details=details,
         stage_seconds={"vqgan": vqgan_seconds, "finetune_replay_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=trainable,
     )

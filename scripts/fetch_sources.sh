@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetch the Debian packages whose real data the embedded mini suite uses, and extract them
 # (no root needed) into $GAIA_BENCH_SOURCES or ~/.local/share/gaia-bench/sources.
-# Already-present data (installed by apt, or extracted before) is left alone.
+# Already-present data (installed by apt, or extracted before) is left alone. A package that cannot
+# be fetched stops the set-up with the fix: `make test` must never go green without the data.
 set -euo pipefail
 dest="${GAIA_BENCH_SOURCES:-${XDG_DATA_HOME:-$HOME/.local/share}/gaia-bench/sources}"
 mkdir -p "$dest"
@@ -10,8 +11,9 @@ fetch() {  # package, a path inside it that proves it is there
   if [ -e "/$probe" ] || [ -e "$dest/$probe" ]; then return 0; fi
   local tmp; tmp=$(mktemp -d)
   (cd "$tmp" && apt-get download "$package" >/dev/null 2>&1) || {
-    echo "warning: could not download Debian package $package; datasets that need it will say so" >&2
-    rm -rf "$tmp"; return 0; }
+    echo "error: could not download Debian package $package (the mini suite's real photos)." >&2
+    echo "  fix: reach the Debian registry and run \`make sources\`, or \`apt-get install $package\`" >&2
+    rm -rf "$tmp"; exit 1; }
   dpkg-deb -x "$tmp"/*.deb "$dest"
   rm -rf "$tmp"
   echo "extracted $package into $dest"

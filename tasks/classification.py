@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from gaia_bench import hookimpl
-from gaia_bench.api import MetricInfo, TaskSpec
+from gaia_bench.api import MetricInfo, Samples, TaskSpec
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
@@ -31,6 +31,11 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_cla
     }
 
 
+def class_strata(subset: Samples) -> list[int]:
+    """The held-out part is drawn per class (every class with 2+ samples gives some)."""
+    return subset.labels()
+
+
 CLASSIFICATION = TaskSpec(
     name="classification",
     description="single-label image classification",
@@ -40,6 +45,7 @@ CLASSIFICATION = TaskSpec(
     ),
     primary_metric="top1",
     compute_metrics=classification_metrics,
+    holdout_strata=class_strata,
 )
 
 

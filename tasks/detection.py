@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from gaia_bench import hookimpl
-from gaia_bench.api import MetricInfo, TaskSpec
+from gaia_bench.api import MetricInfo, Samples, TaskSpec
 
 
 def _family(targets: Sequence) -> str:
@@ -77,6 +77,11 @@ def compute_detection_metrics(detections: Sequence, targets: Sequence, class_nam
     return {name: 100.0 * value for name, value in metrics.items()}
 
 
+def first_class_strata(subset: Samples) -> list[int]:
+    """The held-out part is drawn per image's smallest class (-1 for an image without objects)."""
+    return [min(s.target.labels) if s.target.labels else -1 for s in subset.samples]
+
+
 DETECTION = TaskSpec(
     name="detection",
     description="object detection (boxes and classes; VOC AP at IoU 0.5, WIDER FACE AP, CityPersons MR^-2)",
@@ -95,6 +100,7 @@ DETECTION = TaskSpec(
     ),
     primary_metric="mAP_voc07_11pt",
     compute_metrics=compute_detection_metrics,
+    holdout_strata=first_class_strata,
 )
 
 

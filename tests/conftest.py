@@ -41,3 +41,4 @@ def register_plugin(host):
     yield register
     for name in names:
         host.remove_plugin(name)
+

@@ -39,3 +39,17 @@ def tree_digest(root: Path) -> str:
         if p.is_file():
             h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
     return h.hexdigest()
+
+
+def require_debian_sources() -> None:
+    """Fail (never skip) when the Debian data the mini suite needs are missing: `make test`
+    fetches them, so their absence is a broken set-up, not an optional feature."""
+    import pytest
+
+    from gaia_bench.errors import DataError
+    from gaia_bench.tasks.sources import debian_path
+
+    try:
+        debian_path("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist")
+    except DataError as exc:
+        pytest.fail(f"{exc} (run `make sources`; `make test` does it)", pytrace=False)

@@ -7,12 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
-from gaia_bench.errors import DataError
 from gaia_bench.manager import get_registries
 from gaia_bench.shots import ShotSpec, sample_indices, subset_stats
 from gaia_bench.store import ResultsStore
-from gaia_bench.tasks.sources import debian_path
-from tests.helpers import tree_digest
+from tests.helpers import require_debian_sources, tree_digest
 
 runner = CliRunner()
 DATASETS = ["digits-lt", "fashion-mnist-lt", "lfw-faces", "textures-lt"]
@@ -20,10 +18,7 @@ DATASETS = ["digits-lt", "fashion-mnist-lt", "lfw-faces", "textures-lt"]
 
 def _needs_sources(name: str) -> None:
     if name == "fashion-mnist-lt":
-        try:
-            debian_path("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist")
-        except DataError as exc:
-            pytest.skip(str(exc))
+        require_debian_sources()
 
 
 def test_mini_suite_lists_the_classification_sets():

@@ -8,15 +8,15 @@ import pytest
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
-from gaia_bench.errors import DataError
 from gaia_bench.manager import get_registries
 from gaia_bench.store import ResultsStore
-from gaia_bench.tasks.sources import debian_path
+from tests.helpers import require_debian_sources
 
-try:
-    debian_path("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist")
-except DataError as exc:  # pragma: no cover - depends on `make sources`
-    pytest.skip(str(exc), allow_module_level=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _debian_sources():
+    require_debian_sources()
 
 TINY = {"steps": 12, "batch_size": 32, "image_size": 16, "lr": 0.003}
 TINY_ENV = "steps=12,batch_size=32,image_size=16,lr=0.003"

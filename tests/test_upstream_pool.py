@@ -10,14 +10,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
-from gaia_bench.errors import DataError
-from gaia_bench.tasks.sources import debian_path
+from tests.helpers import require_debian_sources
 from gaia_bench.tasks.upstream_pool import load_pool
 
-try:
-    debian_path("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist")
-except DataError as exc:  # pragma: no cover - depends on `make sources`
-    pytest.skip(str(exc), allow_module_level=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _debian_sources():
+    require_debian_sources()
 
 runner = CliRunner()
 

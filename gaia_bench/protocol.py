@@ -1,0 +1,77 @@
+"""The protocol of one job, applied in one place: the percentage-shot subset of the training split,
+its held-out part and the test split, drawn by the runner before the adaptation runs.
+
+An adaptation never draws data itself: it receives a :class:`gaia_bench.api.JobData` and trains on
+``data.fit_samples`` (choosing what it must choose on ``data.val_samples``), so every adaptation of a
+cell sees exactly the same images, and the record's ``n_train`` and subset statistics are the core's.
+
+Held-out part: a job whose hyper-parameters include ``val_share`` holds out that share of the subset
+(at least one item; none when the subset has a single item), chosen by the job seed.
+
+* With strata (the task's :attr:`~gaia_bench.api.TaskSpec.holdout_strata`: class labels for
+  classification, each image's smallest class for detection): within each stratum of 2 or more
+  items, ``max(1, round(val_share * n))`` go to the held-out part, always leaving one to fit.
+* Without (segmentation, depth): ``max(1, round(val_share * n))`` items of the whole subset.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from gaia_bench.api import JobData, Samples, TaskSpec
+from gaia_bench.shots import ShotSpec, sample_subset, subset_stats
+
+
+def stratified_holdout(strata: Sequence[int], val_share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(fit, val) positions: per stratum with 2+ items, ``max(1, round(val_share * n))`` held out,
+    always leaving at least one to fit."""
+    strata = np.asarray(strata)
+    rng = np.random.default_rng(seed)
+    fit: list[int] = []
+    val: list[int] = []
+    for stratum in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == stratum))
+        n_val = min(len(members) - 1, max(1, round(val_share * len(members)))) if len(members) >= 2 else 0
+        val.extend(int(i) for i in members[:n_val])
+        fit.extend(int(i) for i in members[n_val:])
+    return sorted(fit), sorted(val)
+
+
+def random_holdout(n: int, val_share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(fit, val) positions: ``max(1, round(val_share * n))`` items held out (none when n < 2)."""
+    order = np.random.default_rng([seed, n]).permutation(n)
+    n_val = min(n - 1, max(1, round(val_share * n))) if n >= 2 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def holdout(strata: Sequence[int] | None, n: int, val_share: float | None, seed: int) -> tuple[list[int], list[int]]:
+    """The held-out rule of the module docstring: ``(fit, val)`` positions among ``n`` items;
+    ``val_share`` None means no held-out part."""
+    if val_share is None:
+        return list(range(n)), []
+    if strata is not None:
+        return stratified_holdout(strata, float(val_share), seed)
+    return random_holdout(n, float(val_share), seed)
+
+
+def subset_indices(train: Samples, shot: ShotSpec, seed: int) -> list[int]:
+    """Positions in ``train`` of the percentage-shot subset (see :mod:`gaia_bench.shots`)."""
+    keys = [s.key for s in train.samples]
+    return sample_subset(train.label_sets(), keys, shot, seed, train.single_label)
+
+
+def draw(task: TaskSpec, shot: ShotSpec, seed: int, hyperparams: dict, load: Callable[[str], Samples],
+         train_split: str, test_split: str) -> JobData:
+    """The job's :class:`JobData`: subset, held-out part and test split, each drawn once."""
+    train = load(train_split)
+    indices = subset_indices(train, shot, seed)
+    subset = train.subset(indices)
+    strata = task.holdout_strata(subset) if task.holdout_strata is not None else None
+    val_share = hyperparams.get("val_share")
+    fit, val = holdout(strata, len(indices), val_share, seed)
+    sets = train.label_sets()
+    stats = subset_stats([sets[i] for i in indices], len(train.classes) or None).as_dict()
+    return JobData(train=train, indices=tuple(indices), fit=tuple(fit), val=tuple(val),
+                   test=load(test_split), stats=stats)
