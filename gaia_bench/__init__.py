@@ -6,6 +6,8 @@ register the specs defined in :mod:`gaia_bench.api`. Importing this package does
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from gaia_bench.api import (
     AdaptationResult,
     AdaptationSpec,
@@ -24,7 +26,10 @@ from gaia_bench.api import (
 )
 from gaia_bench.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+try:  # one version, pyproject's (pluggy's way), read from the installed metadata
+    __version__ = importlib.metadata.version("gaia-bench")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    __version__ = "0+unknown"
 
 __all__ = [
     "AdaptationResult",

@@ -324,44 +324,28 @@ class ExecutionOptions:
     notice: Callable[[str], None] = lambda message: None
 
 
+class Execute(Protocol):
+    """``execute(jobs, run_job, options)``: run each planned job (``run_job(job)`` in this process,
+    or ``options.cell(job)()`` anywhere else) and yield each job's record as it finishes."""
+
+    def __call__(self, jobs: Sequence[Any], run_job: Callable[[Any], dict], options: ExecutionOptions) -> Iterable[dict]: ...
+
+
 @dataclass(frozen=True)
 class ExecutorSpec:
-    """Runs planned jobs. ``execute(jobs, run_job, options)`` runs each job (calling
-    ``run_job(job)`` here, or ``options.cell(job)()`` elsewhere) and yields the records as they
-    finish; ``options`` is an :class:`ExecutionOptions`. The older two-argument form
-    ``execute(jobs, run_job)`` still works, for executors that take no options.
+    """Runs planned jobs with ``execute`` (:class:`Execute`).
 
     ``options`` names the executor-specific options it accepts (name -> help), set on the command
     line with ``--executor-option NAME=VALUE`` or a dedicated flag such as ``--slurm-partition``;
     the core rejects any other. ``parallel``: it honours ``--max-parallel``. ``remote``: jobs may
     run on other machines, so ``--device`` is resolved where each job runs, not by the driver."""
 
-    name: str
-    description: str
-    execute: Callable[..., Iterable[dict]]
+    name: str  # what --executor selects
+    description: str  # one line for `gaia-bench executors`
+    execute: Execute
     options: Mapping[str, str] = field(default_factory=dict)
     parallel: bool = False
     remote: bool = False
-
-    @property
-    def takes_options(self) -> bool:
-        """Whether ``execute`` takes the third ``options`` argument (False for old executors)."""
-        import inspect
-
-        try:
-            params = list(inspect.signature(self.execute).parameters.values())
-        except (TypeError, ValueError):
-            return False
-        if any(p.kind is p.VAR_POSITIONAL for p in params) or any(p.name == "options" for p in params):
-            return True
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        return len(positional) >= 3
-
-    def run(self, jobs: Sequence[Any], run_job: Callable[[Any], dict], options: ExecutionOptions) -> Iterable[dict]:
-        """Call ``execute`` in whichever form it has."""
-        if self.takes_options:
-            return self.execute(jobs, run_job, options)
-        return self.execute(jobs, run_job)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from gaia_bench import hookimpl
 from gaia_bench.api import ExecutionOptions, ExecutorSpec
 
 
-def execute(jobs: Sequence[Any], run_job: Callable[[Any], dict], options: ExecutionOptions | None = None) -> Iterator[dict]:
+def execute(jobs: Sequence[Any], run_job: Callable[[Any], dict], options: ExecutionOptions) -> Iterator[dict]:
     jobs = list(jobs)
-    if options is None or options.max_parallel <= 1 or len(jobs) <= 1:
+    if options.max_parallel <= 1 or len(jobs) <= 1:
         for job in jobs:
             yield run_job(job)
         return

@@ -215,36 +215,37 @@ def test_executor_options_are_checked(register_plugin, const_hooks, tmp_path, mo
         assert result.exit_code == 2 and message in text and hint in text and "Traceback" not in text, text
 
 
-def test_old_style_executor_still_works(register_plugin, const_hooks, tmp_path, monkeypatch):
-    """A third-party executor written against execute(jobs, run_job) keeps working, and is told
-    --max-parallel does not apply to it."""
+def test_a_sequential_executor_runs_jobs_here_and_refuses_max_parallel(register_plugin, const_hooks, tmp_path,
+                                                                       monkeypatch):
+    """A third-party executor gets ``execute(jobs, run_job, options)``; one that does not declare
+    ``parallel`` is told --max-parallel does not apply to it."""
     import gaia_bench
     from gaia_bench.cli import app
 
     calls = []
 
-    class OldPlugin:
+    class SequentialPlugin:
         @gaia_bench.hookimpl
         def register_executors(self, register):
-            def execute(jobs, run_job):
+            def execute(jobs, run_job, options):
                 for job in jobs:
                     calls.append(job.job_id)
                     yield run_job(job)
 
-            register(gaia_bench.ExecutorSpec(name="old-test", description="two-argument execute", execute=execute))
+            register(gaia_bench.ExecutorSpec(name="seq-test", description="one job at a time", execute=execute))
 
         register_backbones = staticmethod(gaia_bench.hookimpl(const_hooks["register_backbones"]))
         register_adaptations = staticmethod(gaia_bench.hookimpl(const_hooks["register_adaptations"]))
 
-    register_plugin(OldPlugin(), "old-executor-test")
+    register_plugin(SequentialPlugin(), "seq-executor-test")
     monkeypatch.setenv("GAIA_BENCH_HOME", str(tmp_path / "home"))
     runner = CliRunner()
-    args = ["run", *GRID, "--adapt", "const-test", "--store", str(tmp_path / "r.db"), "--executor", "old-test"]
+    args = ["run", *GRID, "--adapt", "const-test", "--store", str(tmp_path / "r.db"), "--executor", "seq-test"]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert len(calls) == 1 and stored(tmp_path / "r.db")[0]["job_id"] == calls[0]
     refused = runner.invoke(app, [*args, "--max-parallel", "2"], env={"COLUMNS": "200"})
-    assert refused.exit_code == 2 and "executor 'old-test' runs one job at a time" in flat(refused.output)
+    assert refused.exit_code == 2 and "executor 'seq-test' runs one job at a time" in flat(refused.output)
 
 
 def test_a_cell_replanned_elsewhere_must_keep_its_job_id():

@@ -286,7 +286,7 @@ def run(
                 _prepare_datasets(resolve_data_root(data_root), todo, progress)  # once, here: parallel jobs
                 # must not prepare one dataset at the same time
             try:
-                for record in executor_spec.run(todo, run_one, options):
+                for record in executor_spec.execute(todo, run_one, options):
                     results.put(record)
                     monitor.finished(record)
                     progress.job_finished()
