@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import random
 import sqlite3
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from gaia_bench.errors import GaiaBenchError, UsageError
+from gaia_bench.paths import atomic_write
+from gaia_bench.records import prefer
 
 SCHEMA_VERSION = 1
 
@@ -293,14 +293,12 @@ _CHUNK = 900  # ids per IN (...) query: under SQLite's oldest variable limit (99
 
 
 def _newer(record: dict, existing: dict | None) -> bool:
-    """Whether ``record`` should replace ``existing`` (a record, or {status, finished_at})."""
-    if existing is None:
-        return True
-    if existing.get("status") == "done" and record.get("status") != "done":
-        return False
-    if record.get("status") == "done" and existing.get("status") != "done":
-        return True
-    return (record.get("finished_at") or "") > (existing.get("finished_at") or "")  # a tie keeps the stored one
+    """Whether ``record`` should replace ``existing`` (a record, or {status, finished_at}): the
+    later of two attempts of the same kind (a tie keeps the stored one)."""
+    verdict = prefer(existing, record)
+    if verdict in ("new", "old"):
+        return verdict == "new"
+    return (record.get("finished_at") or "") > (existing.get("finished_at") or "")  # type: ignore[union-attr]
 
 
 def _identity(path: Path) -> tuple:
@@ -314,29 +312,10 @@ def result_files_dir(work_dir: str | Path) -> Path:
 
 
 def write_result_file(directory: str | Path, record: dict) -> Path:
-    """Write one job's record as ``<directory>/<job_id>.json``, atomically and durably: to a
-    temporary file in the same directory, fsynced, then renamed over the final name."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{record['job_id']}.json"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{record['job_id']}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    """Write one job's record as ``<directory>/<job_id>.json``, atomically and durably."""
+    final = Path(directory) / f"{record['job_id']}.json"
+    with atomic_write(final, "w", durable=True) as f:
+        json.dump(record, f, sort_keys=True)
     return final
 
 
@@ -376,13 +355,11 @@ def merge_into(store: ResultsStore, records: list[dict], replace: bool = False) 
     """Add imported records; returns (added, identical skipped, conflicting job ids left as they were)."""
     added, same, conflicts = [], 0, []
     for rec in records:
-        existing = store.get(rec["job_id"])
-        if existing is None or replace:
+        verdict = "new" if replace else prefer(store.get(rec["job_id"]), rec)
+        if verdict == "new":
             added.append(rec)
-        elif existing.get("metrics") == rec.get("metrics") and existing.get("status") == rec.get("status"):
+        elif verdict == "same":
             same += 1
-        elif existing.get("status") != "done" and rec.get("status") == "done":
-            added.append(rec)  # a finished result replaces a failed attempt
         else:
             conflicts.append(rec["job_id"])
     store.put_many(added)
