@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from gaia_bench.errors import GaiaBenchError, UsageError
 from gaia_bench.paths import atomic_write
-from gaia_bench.records import prefer
+from gaia_bench.records import ResultRecord, prefer
 
 SCHEMA_VERSION = 1
 
@@ -218,11 +218,11 @@ class ResultsStore:
             found.update(self._conn.execute(q, chunk).fetchall())
         return found
 
-    def get(self, job_id: str) -> dict | None:
+    def get(self, job_id: str) -> ResultRecord | None:
         row = self._conn.execute("SELECT record FROM results WHERE job_id=?", (job_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def query(self, **filters: str | int | None) -> list[dict]:
+    def query(self, **filters: str | int | None) -> list[ResultRecord]:
         """Records matching all given fields (``FILTER_FIELDS``); a value may use * wildcards."""
         where, args = [], []
         for field, value in filters.items():
@@ -239,7 +239,7 @@ class ResultsStore:
         sql += " ORDER BY model, init, adaptation, dataset, shots, seed"
         return [json.loads(r[0]) for r in self._conn.execute(sql, args)]
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[ResultRecord]:
         return iter(self.query())
 
     def count(self) -> int:
@@ -264,7 +264,7 @@ class ResultsStore:
                f"GROUP BY {cols + ', ' if cols else ''}r.status ORDER BY {cols + ', ' if cols else ''}r.status")
         return self._conn.execute(sql, args).fetchall()
 
-    def grid_records(self, grid: str | None, status: str, **filters: str | int | None) -> list[dict]:
+    def grid_records(self, grid: str | None, status: str, **filters: str | int | None) -> list[ResultRecord]:
         """Stored records with ``status`` of the cells of ``grid`` (every grid when None)."""
         where, args = self._cell_filters(grid, filters)
         sql = (f"SELECT r.record FROM cells c JOIN results r ON r.job_id = c.job_id{where}"
@@ -331,7 +331,7 @@ def export_records(records: list[dict]) -> dict:
     return {"schema_version": SCHEMA_VERSION, "kind": "gaia-bench-results", "results": records}
 
 
-def read_export(text: str, source: str) -> list[dict]:
+def read_export(text: str, source: str) -> list[ResultRecord]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
