@@ -6,8 +6,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,6 +17,7 @@ from gaia_bench.api import Sample
 from gaia_bench.backbone import Backbone
 from gaia_bench.errors import DataError, GaiaBenchError
 from gaia_bench.imagedata import ImageSamples, eval_transform, where
+from gaia_bench.paths import atomic_write
 
 FEATURE_FORMAT = 1  # bump when the extraction changes what it stores
 
@@ -57,16 +56,10 @@ class FeatureCache:
             return None  # a damaged cache file is recomputed, never trusted
 
     def save(self, key: str, features: np.ndarray, keys: Sequence[str], meta: dict) -> None:
-        tmp: str | None = None
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
+            with atomic_write(self.path(key)) as f:
                 np.savez(f, features=features, keys=np.asarray(keys), meta=np.asarray(json.dumps(meta)))
-            os.replace(tmp, self.path(key))
         except OSError as exc:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
             if exc.errno == errno.ENOSPC:
                 raise GaiaBenchError(f"disk full while caching features in {self.directory}",
                                      "free space, set GAIA_BENCH_FEATURES to another disk, or run with --no-cache") from None

@@ -16,22 +16,11 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from gaia_bench.errors import UsageError
+from gaia_bench.records import prefer
 from gaia_bench.shots import parse_shot
 
 TASK_ORDER = ("classification", "detection", "segmentation", "depth")
-TASK_LABELS = {"classification": "CLS", "detection": "DET", "segmentation": "SEG", "depth": "DEPTH"}
-
-ERR_FORMULA = (
-    "error-rate reduction of an init = (err_base - err_init) / err_base, averaged over the datasets of a task "
-    "type where both exist, paired by (model, adaptation, dataset, shots); err = 100 - score for "
-    "higher-is-better metrics (scores in %), err = the metric itself for lower-is-better metrics (e.g. RMSE, MR)"
-)
 DEFAULT_SHOTS = "10%"  # GV-B's protocol: the main table's setting when several are equally common
-STD_NOTE = "mean ± sample standard deviation (ddof=1) over seeds; n = number of seeds"
-
-
-def task_label(task: str) -> str:
-    return TASK_LABELS.get(task, task.upper())
 
 
 def _task_rank(task: str) -> tuple[int, str]:
@@ -77,9 +66,9 @@ def _version(source: str, record: dict) -> dict:
 def merge_sources(sources: Sequence[tuple[str, Iterable[dict]]]) -> Merged:
     """Merge records from several sources by job id.
 
-    Identical duplicates (same status and metrics) are dropped; a finished record replaces a failed
-    attempt; two finished records with different metrics are a conflict: the first source's record
-    is kept and both versions are reported, never averaged.
+    Identical duplicates are dropped and a finished record replaces a failed attempt
+    (:func:`gaia_bench.records.prefer`); two finished records with different metrics are a
+    conflict: the first source's record is kept and both versions are reported, never averaged.
     """
     kept: dict[str, dict] = {}
     origin: dict[str, str] = {}
@@ -89,15 +78,12 @@ def merge_sources(sources: Sequence[tuple[str, Iterable[dict]]]) -> Merged:
         for record in records:
             job_id = record["job_id"]
             old = kept.get(job_id)
-            if old is None:
+            verdict = prefer(old, record)
+            if verdict == "new":
                 kept[job_id], origin[job_id] = record, source
-            elif old.get("status") == record.get("status") and old.get("metrics") == record.get("metrics"):
+            elif verdict == "same":
                 identical += 1
-            elif old.get("status") != "done" and record.get("status") == "done":
-                kept[job_id], origin[job_id] = record, source
-            elif record.get("status") != "done":
-                continue  # a failed attempt never overrides a finished result
-            else:
+            elif verdict == "conflict" and record.get("status") == "done":  # two failed attempts are no conflict
                 conflict = conflicts.get(job_id)
                 if conflict is None:
                     conflict = conflicts[job_id] = Conflict(job_id, old["config"], origin[job_id],
@@ -531,8 +517,9 @@ def build_leaderboard(
     """Everything the output formats show.
 
     Measured records outside ``dataset_order`` (the suite's datasets, when given) are left out;
-    ``references`` (reference records, see gaia_bench.references) keep their own datasets and get a
-    section of their own, with their own baseline when ``baseline`` is not among their inits.
+    ``references`` (records of published values, with a ``reference`` block) keep their own
+    datasets and get a section of their own, with their own baseline when ``baseline`` is not
+    among their inits.
     """
     measured = usable(merged.records)
     if dataset_order:

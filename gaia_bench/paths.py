@@ -1,9 +1,13 @@
-"""Where gaia-bench keeps data, caches and results (overridable by flags and environment)."""
+"""Where gaia-bench keeps data, caches and results (overridable by flags and environment), and
+how it writes a file there: atomically."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Iterator
 
 import platformdirs
 
@@ -31,3 +35,32 @@ def default_store() -> Path:
 def feature_cache_dir() -> Path:
     env = os.environ.get("GAIA_BENCH_FEATURES")
     return Path(env).expanduser() if env else cache_home() / "features"
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "wb", durable: bool = False) -> Iterator[IO]:
+    """Write ``path`` through a temporary file in its directory, renamed over it when the block
+    ends without an error (which deletes the temporary file instead), so a reader sees the old
+    file or the whole new one, never a part. ``durable`` also fsyncs the file and the rename:
+    a result file must survive a crash of the node that wrote it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        try:
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            pass

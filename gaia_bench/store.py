@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import random
 import sqlite3
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from gaia_bench.errors import GaiaBenchError, UsageError
+from gaia_bench.paths import atomic_write
+from gaia_bench.records import ResultRecord, prefer
 
 SCHEMA_VERSION = 1
 
@@ -218,11 +218,11 @@ class ResultsStore:
             found.update(self._conn.execute(q, chunk).fetchall())
         return found
 
-    def get(self, job_id: str) -> dict | None:
+    def get(self, job_id: str) -> ResultRecord | None:
         row = self._conn.execute("SELECT record FROM results WHERE job_id=?", (job_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def query(self, **filters: str | int | None) -> list[dict]:
+    def query(self, **filters: str | int | None) -> list[ResultRecord]:
         """Records matching all given fields (``FILTER_FIELDS``); a value may use * wildcards."""
         where, args = [], []
         for field, value in filters.items():
@@ -239,7 +239,7 @@ class ResultsStore:
         sql += " ORDER BY model, init, adaptation, dataset, shots, seed"
         return [json.loads(r[0]) for r in self._conn.execute(sql, args)]
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[ResultRecord]:
         return iter(self.query())
 
     def count(self) -> int:
@@ -264,7 +264,7 @@ class ResultsStore:
                f"GROUP BY {cols + ', ' if cols else ''}r.status ORDER BY {cols + ', ' if cols else ''}r.status")
         return self._conn.execute(sql, args).fetchall()
 
-    def grid_records(self, grid: str | None, status: str, **filters: str | int | None) -> list[dict]:
+    def grid_records(self, grid: str | None, status: str, **filters: str | int | None) -> list[ResultRecord]:
         """Stored records with ``status`` of the cells of ``grid`` (every grid when None)."""
         where, args = self._cell_filters(grid, filters)
         sql = (f"SELECT r.record FROM cells c JOIN results r ON r.job_id = c.job_id{where}"
@@ -293,14 +293,12 @@ _CHUNK = 900  # ids per IN (...) query: under SQLite's oldest variable limit (99
 
 
 def _newer(record: dict, existing: dict | None) -> bool:
-    """Whether ``record`` should replace ``existing`` (a record, or {status, finished_at})."""
-    if existing is None:
-        return True
-    if existing.get("status") == "done" and record.get("status") != "done":
-        return False
-    if record.get("status") == "done" and existing.get("status") != "done":
-        return True
-    return (record.get("finished_at") or "") > (existing.get("finished_at") or "")  # a tie keeps the stored one
+    """Whether ``record`` should replace ``existing`` (a record, or {status, finished_at}): the
+    later of two attempts of the same kind (a tie keeps the stored one)."""
+    verdict = prefer(existing, record)
+    if verdict in ("new", "old"):
+        return verdict == "new"
+    return (record.get("finished_at") or "") > (existing.get("finished_at") or "")  # type: ignore[union-attr]
 
 
 def _identity(path: Path) -> tuple:
@@ -314,29 +312,10 @@ def result_files_dir(work_dir: str | Path) -> Path:
 
 
 def write_result_file(directory: str | Path, record: dict) -> Path:
-    """Write one job's record as ``<directory>/<job_id>.json``, atomically and durably: to a
-    temporary file in the same directory, fsynced, then renamed over the final name."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{record['job_id']}.json"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{record['job_id']}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    """Write one job's record as ``<directory>/<job_id>.json``, atomically and durably."""
+    final = Path(directory) / f"{record['job_id']}.json"
+    with atomic_write(final, "w", durable=True) as f:
+        json.dump(record, f, sort_keys=True)
     return final
 
 
@@ -352,7 +331,7 @@ def export_records(records: list[dict]) -> dict:
     return {"schema_version": SCHEMA_VERSION, "kind": "gaia-bench-results", "results": records}
 
 
-def read_export(text: str, source: str) -> list[dict]:
+def read_export(text: str, source: str) -> list[ResultRecord]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -376,13 +355,11 @@ def merge_into(store: ResultsStore, records: list[dict], replace: bool = False) 
     """Add imported records; returns (added, identical skipped, conflicting job ids left as they were)."""
     added, same, conflicts = [], 0, []
     for rec in records:
-        existing = store.get(rec["job_id"])
-        if existing is None or replace:
+        verdict = "new" if replace else prefer(store.get(rec["job_id"]), rec)
+        if verdict == "new":
             added.append(rec)
-        elif existing.get("metrics") == rec.get("metrics") and existing.get("status") == rec.get("status"):
+        elif verdict == "same":
             same += 1
-        elif existing.get("status") != "done" and rec.get("status") == "done":
-            added.append(rec)  # a finished result replaces a failed attempt
         else:
             conflicts.append(rec["job_id"])
     store.put_many(added)

@@ -10,8 +10,16 @@ from pathlib import Path
 
 from gaia_bench import hookimpl
 from gaia_bench.api import ReporterSpec
-from gaia_bench.leaderboard import ERR_FORMULA, STD_NOTE, Cell, Leaderboard, MainTable, Section, task_label
-from gaia_bench.leaderboard_tables import FLOP_NOTE, Grid, leaderboard_grids, summary_lines
+from gaia_bench.leaderboard import Cell, Leaderboard, MainTable, Section
+from gaia_bench.plugins.reporting.tables import (
+    ERR_FORMULA,
+    FLOP_NOTE,
+    STD_NOTE,
+    Grid,
+    leaderboard_grids,
+    summary_lines,
+    task_label,
+)
 from gaia_bench.store import export_records
 
 PLOTS = ("data_efficiency.png", "speed_accuracy.png")

@@ -12,7 +12,7 @@ import base64
 from html import escape
 
 from gaia_bench.leaderboard import Leaderboard
-from gaia_bench.leaderboard_tables import Grid, leaderboard_grids, summary_lines
+from gaia_bench.plugins.reporting.tables import Grid, leaderboard_grids, summary_lines
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #1b1f24; }

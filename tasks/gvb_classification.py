@@ -100,7 +100,7 @@ class GvbSet:
     def verify(self, root: Path) -> list[str]:
         """One line per problem, each with its fix: missing or extra files, checksums that differ
         from the official ones, wrong split sizes, unreadable images. Never stops at the first."""
-        from gaia_bench.downloads import checksum_problem
+        from gaia_bench.tasks.lib.downloads import checksum_problem
 
         if not root.exists():
             return [f"{root} does not exist: {self.how}"]
@@ -148,7 +148,7 @@ class GvbSet:
         import shutil
 
         from gaia_bench.console import notice
-        from gaia_bench.downloads import fetch, safe_extract
+        from gaia_bench.tasks.lib.downloads import fetch, safe_extract
 
         if not self.archives:
             raise DataError(f"{self.name} has no public download", self.hint())
@@ -263,7 +263,7 @@ def _caltech_inner(root: Path) -> None:
     """caltech-101.zip holds caltech-101/101_ObjectCategories.tar.gz (+ Annotations.tar): unpack those."""
     import shutil
 
-    from gaia_bench.downloads import safe_extract
+    from gaia_bench.tasks.lib.downloads import safe_extract
 
     inner = root / "caltech-101"
     if inner.is_dir():

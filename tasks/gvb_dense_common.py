@@ -114,8 +114,8 @@ class Archive:
 
 def download_archives(root: Path, archives: Sequence[Archive]) -> None:
     """Fetch each archive into ``root/archives/`` (kept: a rerun checks and skips it), check its md5
-    and extract it safely (:mod:`gaia_bench.downloads`)."""
-    from gaia_bench.downloads import fetch, safe_extract
+    and extract it safely (:mod:`gaia_bench.tasks.lib.downloads`)."""
+    from gaia_bench.tasks.lib.downloads import fetch, safe_extract
 
     root.mkdir(parents=True, exist_ok=True)
     for archive in archives:

@@ -184,7 +184,7 @@ def _tar(path: Path, members: dict[str, bytes], links: dict[str, str] | None = N
     ({"ok.txt": b"x"}, {"abs": "/etc/passwd"}),
 ])
 def test_safe_extract_refuses_escapes(tmp_path, members, links):
-    from gaia_bench.downloads import safe_extract
+    from gaia_bench.tasks.lib.downloads import safe_extract
 
     archive = _tar(tmp_path / "evil.tar.gz", members, links)
     target = tmp_path / "target"
@@ -201,7 +201,7 @@ def test_safe_extract_refuses_escapes(tmp_path, members, links):
 
 
 def test_download_fetches_checks_and_lays_out(tmp_path, monkeypatch):
-    from gaia_bench.downloads import file_digest
+    from gaia_bench.tasks.lib.downloads import file_digest
     from gaia_bench.tasks.gvb_classification import GVB_SETS, Archive
 
     source = tmp_path / "mirror"
@@ -224,7 +224,7 @@ def test_download_fetches_checks_and_lays_out(tmp_path, monkeypatch):
                            env=WIDE)
     text = _text(result)
     assert result.exit_code == 1 and "downloaded with md5" in text and "expected c58f30108f718f92721af3b95e74349a" in text
-    assert not list((tmp_path / "cli").rglob("*.part")) and not (tmp_path / "cli" / "cifar-10-batches-py" / "data_batch_1").exists()
+    assert not list((tmp_path / "cli").rglob("*.tmp")) and not (tmp_path / "cli" / "cifar-10-batches-py" / "data_batch_1").exists()
 
 
 def test_suite_runs_present_datasets_and_skips_absent(tmp_path, monkeypatch):

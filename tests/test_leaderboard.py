@@ -31,7 +31,7 @@ from gaia_bench.leaderboard import (
     pareto_front,
     shot_order,
 )
-from gaia_bench.profiles import load_profiles
+from gaia_bench.plugins.reporting.profiles import load_profiles
 from gaia_bench.store import ResultsStore
 
 SUITE = ("cls-a", "cls-b", "det-a", "depth-a")
@@ -167,7 +167,7 @@ def test_pareto_front_on_a_hand_made_set():
 @pytest.fixture()
 def built(tmp_path, suite):
     """A leaderboard written by the CLI from a store with two profiled models."""
-    from gaia_bench.profiles import save_profile
+    from gaia_bench.plugins.reporting.profiles import save_profile
 
     db = store_with(tmp_path / "a.db", RECORDS)
     for model, latency in (("m1", 10.0), ("m2", 30.0)):

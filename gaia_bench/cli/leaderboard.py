@@ -14,13 +14,13 @@ from gaia_bench.cli import app
 from gaia_bench.cli.common import handle_errors
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UnknownNameError, UsageError
-from gaia_bench.leaderboard_tables import Grid
+from gaia_bench.plugins.reporting.tables import Grid
 
 _EXPORT_HINT = "pass a file written by `gaia-bench results export --json` or a leaderboard's results.json"
 
 
 def _read_store(path: str) -> tuple[list[dict], list[dict]]:
-    from gaia_bench.profiles import load_profiles
+    from gaia_bench.plugins.reporting.profiles import load_profiles
     from gaia_bench.store import ResultsStore
 
     if not Path(path).expanduser().is_file():
@@ -32,7 +32,7 @@ def _read_store(path: str) -> tuple[list[dict], list[dict]]:
 
 def _read_import(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """Records, profiles and reference sets of an exported file (the last two only in a results.json)."""
-    from gaia_bench.references import parse_reference_set
+    from gaia_bench.plugins.reporting.references import parse_reference_set
     from gaia_bench.store import read_export
 
     if not path.is_file():
@@ -94,10 +94,10 @@ def leaderboard(
 ) -> None:
     """Write the leaderboard (markdown, CSV, JSON, LaTeX, one HTML page, plots, results.json) from the results stores."""
     from gaia_bench.leaderboard import build_leaderboard, merge_sources
-    from gaia_bench.leaderboard_tables import leaderboard_grids
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import default_store
-    from gaia_bench.references import as_records, load_reference_set, named_file
+    from gaia_bench.plugins.reporting.references import as_records, load_reference_set, named_file
+    from gaia_bench.plugins.reporting.tables import leaderboard_grids
     from gaia_bench.shots import parse_shot
 
     sources: list[tuple[str, list[dict]]] = []

@@ -39,8 +39,7 @@ def profile(
     from gaia_bench.cli.run import resolve_device
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import default_store
-    from gaia_bench.profiles import save_profile
-    from gaia_bench.profiling import FLOP_CONVENTION, profile_backbone
+    from gaia_bench.plugins.reporting.profiles import FLOP_CONVENTION, profile_backbone, save_profile
 
     for name, value, low in (("--batch-size", batch_size, 1), ("--repeats", repeats, 1), ("--warmup", warmup, 0)):
         if value < low:

@@ -12,10 +12,11 @@ from rich.table import Table
 
 from gaia_bench.cli import app
 from gaia_bench.cli.common import DataRootOption, StoreOption, handle_errors, open_store
-from gaia_bench.console import RichProgress, console, err_console, notice
+from gaia_bench.cli.progress import RichProgress
+from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
-from gaia_bench.summary import summary_row
+from gaia_bench.plugins.reporters import summary_row
 
 
 def resolve_device(device: str) -> str:
@@ -221,7 +222,7 @@ def run(
 
     from gaia_bench.api import ExecutionOptions
     from gaia_bench.cells import Cell, SessionSettings, failure_record
-    from gaia_bench.monitor import GridMonitor
+    from gaia_bench.cli.progress import GridMonitor
     from gaia_bench.store import result_files_dir
 
     with open_store(store) as results:

@@ -88,7 +88,7 @@ def status(
             row[state if state in ("done", "failed") else "pending"] += n
         failed = s.grid_records(gid, "failed", **filters)
 
-    from gaia_bench.monitor import counts_table
+    from gaia_bench.cli.progress import counts_table
 
     if chosen:
         console.print(f"grid [bold]{chosen['grid']}[/] · planned {chosen['created_at'][:19].replace('T', ' ')} UTC · "

@@ -15,7 +15,8 @@ from rich.table import Table
 
 from gaia_bench.cli import app
 from gaia_bench.cli.common import DataRootOption, handle_errors
-from gaia_bench.console import RichProgress, console, notice
+from gaia_bench.cli.progress import RichProgress
+from gaia_bench.console import console, notice
 from gaia_bench.errors import PluginError, UsageError
 
 ADAPTATION = "tsds"

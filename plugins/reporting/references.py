@@ -21,7 +21,7 @@ _ENTRY_FIELDS = {"model", "init", "adaptation", "dataset", "task", "metric", "va
 
 def builtin_dirs() -> list[Path]:
     """Where named reference sets live: the source tree's leaderboards/references, then ./leaderboards/references."""
-    here = Path(__file__).resolve().parent.parent / "leaderboards" / "references"
+    here = Path(__file__).resolve().parents[2] / "leaderboards" / "references"
     return list(dict.fromkeys([here, Path.cwd() / "leaderboards" / "references"]))
 
 

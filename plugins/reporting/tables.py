@@ -1,4 +1,5 @@
-"""The leaderboard as display grids: header, grouped columns, text cells with sort values, notes.
+"""The leaderboard (:mod:`gaia_bench.leaderboard`) as display grids: header, grouped columns, text
+cells with sort values, notes; with the labels, number formats and notes every format shares.
 
 Markdown, LaTeX and HTML render the same grids, so every format shows the same numbers with the
 same marks (↓ for lower-is-better, ★ for the Pareto front) and the same notes (formulas).
@@ -9,24 +10,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gaia_bench.leaderboard import (
-    ERR_FORMULA,
-    STD_NOTE,
-    Cell,
-    Column,
-    DataEfficiency,
-    Leaderboard,
-    MainTable,
-    Section,
-    SpeedAccuracy,
-    task_label,
-)
+from gaia_bench.leaderboard import Cell, Column, DataEfficiency, Leaderboard, MainTable, Section, SpeedAccuracy
 
+TASK_LABELS = {"classification": "CLS", "detection": "DET", "segmentation": "SEG", "depth": "DEPTH"}
+ERR_FORMULA = (
+    "error-rate reduction of an init = (err_base - err_init) / err_base, averaged over the datasets of a task "
+    "type where both exist, paired by (model, adaptation, dataset, shots); err = 100 - score for "
+    "higher-is-better metrics (scores in %), err = the metric itself for lower-is-better metrics (e.g. RMSE, MR)"
+)
+STD_NOTE = "mean ± sample standard deviation (ddof=1) over seeds; n = number of seeds"
 LOWER_MARK = "↓"
 FRONT_MARK = "★"
 TASK_MEAN_NOTE = ("task-type mean = mean of the row's dataset means of that task type (n/N when the row lacks some); "
                   "a task type mixing directions averages its higher-is-better datasets only")
 FLOP_NOTE = "FLOPs counted by torch.utils.flop_counter.FlopCounterMode on one forward (a multiply-add = 2 FLOPs)"
+
+
+def task_label(task: str) -> str:
+    return TASK_LABELS.get(task, task.upper())
 
 
 def fmt_number(value: float | None) -> str:

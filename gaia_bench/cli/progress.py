@@ -1,19 +1,63 @@
-"""The live table of a run's cells (pending / running / done / failed), and the counts table that
-`gaia-bench status` prints from the store."""
+"""What the terminal shows while a grid runs: the progress bars (:class:`RichProgress`, the rich
+backing of :class:`gaia_bench.jobs.Progress`), the live table of a run's cells (pending / running /
+done / failed), and the counts table that `gaia-bench status` prints from the store."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from rich.console import Group
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gaia_bench.console import err_console
 
-if TYPE_CHECKING:
-    from gaia_bench.console import RichProgress
+
+class RichProgress:
+    """One live rich display: an overall job bar plus one bar for the current long step."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=False,
+        )
+        self._step: int | None = None
+        self.jobs: int | None = None
+
+    def __enter__(self) -> RichProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def start_jobs(self, total: int) -> None:
+        self.jobs = self.progress.add_task("jobs", total=total)
+
+    def job_started(self, description: str) -> None:
+        if self.jobs is not None:
+            self.progress.update(self.jobs, description=f"job: {description}")
+
+    def job_finished(self) -> None:
+        if self.jobs is not None:
+            self.progress.advance(self.jobs)
+
+    def start(self, description: str, total: int | None) -> Callable[[int], None]:
+        self.finish()
+        self._step = self.progress.add_task(f"  {description}", total=total)
+        step = self._step
+        return lambda n: self.progress.advance(step, n)
+
+    def finish(self) -> None:
+        if self._step is not None:
+            self.progress.remove_task(self._step)
+            self._step = None
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(message, highlight=False, soft_wrap=True)
+
 
 STATES = ("pending", "running", "done", "failed")
 _STYLE = {"pending": "", "running": "cyan", "done": "green", "failed": "red"}

@@ -1,8 +1,8 @@
 """Fetching public archives, checking their checksums and extracting them safely.
 
-Knows no dataset: dataset plugins pass URLs, checksums and a target directory. Used only by
-`gaia-bench datasets prepare NAME --download`; a run never downloads. ``file://`` URLs work the
-same as ``http(s)://`` ones (mirrors on a shared disk, tests).
+A library of the dataset plugins (tasks/gvb_*): they pass URLs, checksums and a target directory.
+Used only by `gaia-bench datasets prepare NAME --download`; a run never downloads. ``file://``
+URLs work the same as ``http(s)://`` ones (mirrors on a shared disk, tests).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from gaia_bench.errors import DataError
+from gaia_bench.paths import atomic_write
 
 CHUNK = 1 << 20
 
@@ -46,30 +46,26 @@ def fetch(url: str, dest: Path, md5: str | None = None, on_progress: Callable[[i
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and (md5 is None or file_digest(dest) == md5):
         return dest
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - URLs come from plugins
-            except OSError as exc:
-                raise DataError(f"cannot fetch {url}: {exc}",
-                                f"check the network, or download it by hand to {dest} and rerun") from None
-            with response:
-                total = response.headers.get("Content-Length")
-                done = 0
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if on_progress:
-                        on_progress(done, int(total) if total else None)
-        if md5 is not None and (digest := file_digest(Path(tmp))) != md5:
-            raise DataError(f"{url} downloaded with md5 {digest}, expected {md5}",
+    digest = hashlib.md5()
+    with atomic_write(dest) as out:  # an error (network, checksum) leaves no file behind
+        try:
+            response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - URLs come from plugins
+        except OSError as exc:
+            raise DataError(f"cannot fetch {url}: {exc}",
+                            f"check the network, or download it by hand to {dest} and rerun") from None
+        with response:
+            total = response.headers.get("Content-Length")
+            done = 0
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if on_progress:
+                    on_progress(done, int(total) if total else None)
+        if md5 is not None and digest.hexdigest() != md5:
+            raise DataError(f"{url} downloaded with md5 {digest.hexdigest()}, expected {md5}",
                             "the download is damaged or the file changed upstream: retry, or fetch it by hand and "
                             "check it against the official checksum")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
