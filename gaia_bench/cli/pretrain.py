@@ -3,6 +3,7 @@ checkpoint. The command knows no method: each init plugin brings its own (``Init
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -78,9 +79,10 @@ def pretrain(
            + ("is cached: reusing it (--force pretrains again)" if cached else "is not cached: pretraining"))
     path = pretraining.checkpoint(backbone, pool, overrides, force=force, root=root)
     console.print(_summary(path))
-    if overrides:
-        pairs = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-        notice(f"runs use this checkpoint with: GAIA_BENCH_PRETRAIN_HP='{pairs}' gaia-bench run --model {backbone.name} --init {method}")
+    if overrides or upstream != "mini":
+        pairs = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items()))
+        flags = (f" --upstream {upstream}" if upstream != "mini" else "") + (f" --init-hp '{pairs}'" if pairs else "")
+        notice(f"runs use this checkpoint with: gaia-bench run --model {model} --init {method}{flags}")
 
 
 def _summary(path: Path) -> Table:
