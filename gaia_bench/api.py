@@ -284,7 +284,7 @@ class AdaptationSpec:
     hyperparams: Mapping[str, Any] = field(default_factory=dict)  # names -> defaults
     task_hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # task -> names -> defaults
     # Tasks whose training runs data-parallel in ``ctx.processes`` processes (--gpus-per-job N);
-    # the others run in one process. See gaia_bench.plugins.distributed.
+    # the others run in one process (the built-in adaptations use plugins/distributed.py).
     data_parallel_tasks: Sequence[str] = ()
 
     def hyperparams_for(self, task: str) -> dict[str, Any]:

@@ -13,27 +13,10 @@ from rich.table import Table
 from gaia_bench.cli import app
 from gaia_bench.cli.common import DataRootOption, StoreOption, handle_errors, open_store
 from gaia_bench.console import RichProgress, console, err_console, notice
+from gaia_bench.devices import resolve_device
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
 from gaia_bench.summary import summary_row
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
-        raise UsageError(f"unknown --device '{device}'", "use auto, cpu, cuda, cuda:N or mps")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device} but no CUDA device is available here", "use --device cpu (or auto)")
-    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
-        raise UsageError(f"--device {device} but only {torch.cuda.device_count()} CUDA device(s) exist",
-                         f"use cuda:0 … cuda:{torch.cuda.device_count() - 1}")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("--device mps but MPS is not available here", "use --device cpu (or auto)")
-    return device
 
 
 def results_table(records: list[dict]) -> Table:

@@ -1,5 +1,6 @@
-"""`gaia-bench pretrain`: run an init's pretraining method on an upstream pool and cache the
-checkpoint. The command knows no method: each init plugin brings its own (``InitSpec.pretrain``)."""
+"""`gaia-bench pretrain` (added through ``register_commands``): run an init's pretraining method on
+an upstream pool and cache the checkpoint. The command knows no method: each init plugin brings its
+own (``InitSpec.pretrain``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gaia_bench.cli import app
+from gaia_bench import hookimpl
 from gaia_bench.cli.common import DataRootOption, handle_errors
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
@@ -26,7 +27,6 @@ def label_space_table(rows: list, threshold: object) -> Table:
     return table
 
 
-@app.command()
 @handle_errors
 def pretrain(
     method: Annotated[str, typer.Option("--method", help="an init with a pretraining method (imagenet, gaia, clip, scratch, …); see `gaia-bench inits`")],
@@ -96,3 +96,8 @@ def _summary(path: Path) -> Table:
     table.add_row(state["method"], state["backbone"], f"{state['pool']} v{state['pool_version']}", str(len(losses)),
                   f"{head:.3f} -> {tail:.3f}" if losses else "- (nothing to train)", str(path))
     return table
+
+
+@hookimpl
+def register_commands(cli):
+    cli.command()(pretrain)
