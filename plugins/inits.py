@@ -95,7 +95,7 @@ def _resolve(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: 
     if ref is not None:
         if not cached and not pretrains_on_the_fly(spec, name):
             locate_published(spec, label, ref, extra_fix=f", or pretrain it on the upstream pool: "
-                             f"`gaia-bench pretrain --method {name} --model {spec.name} --upstream {upstream.name}`")
+                             f"`gaia-bench pretrain --method {name} --model {spec.source}:{spec.name} --upstream {upstream.name}`")
         if announce:
             notice(f"{spec.name}: {label} weights '{ref.tag}' are not on this machine (expected {ref.expected}); "
                    f"init '{name}' uses its pretraining on {upstream.name} instead")

@@ -87,8 +87,8 @@ def test_init_that_cannot_apply_is_refused_at_planning(register_plugin):
 def test_missing_published_weights_of_a_real_backbone_are_an_error_naming_both_fixes():
     from gaia_bench.errors import MissingWeightsError
 
-    spec = get_registries().backbones.get("resnet18")  # declares timm's ImageNet tag; no file in the test cache
+    spec = get_registries().backbones.get("timm:resnet18")  # declares timm's ImageNet tag; no file in the test cache
     with pytest.raises(MissingWeightsError) as err:
         get_registries().inits.get("imagenet").weights_id(spec, InitContext(upstream=get_registries().upstream_pool("mini")))
     text = str(err.value)
-    assert "timm.create_model('resnet18." in text and "gaia-bench pretrain --method imagenet --model resnet18" in text
+    assert "timm.create_model('resnet18." in text and "gaia-bench pretrain --method imagenet --model timm:resnet18" in text
