@@ -25,6 +25,7 @@ from typing import Callable
 
 import torch
 
+from gaia_bench.api import InitContext
 from gaia_bench.features import FeatureCache, extract_features
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
@@ -109,7 +110,7 @@ def measure(args: argparse.Namespace, data_root: Path) -> None:
         print(f"   {name:>10s}: backbone {parts['features']:6.2f} s, probe fits {parts['probe_fit']:6.2f} s, "
               f"rest {sum(r['timings']['total_s'] for r in records) - sum(parts.values()):6.2f} s")
 
-    backbone = regs.inits.get("random").initialize(spec).eval()
+    backbone = regs.inits.get("random").initialize(spec, InitContext()).eval()
     n = len(train)
     extract_s = best_of(3, lambda: extract_features(backbone, train.samples, image_size=size, mean=spec.mean,
                                                       std=spec.std, device="cpu", batch_size=args.batch_size, workers=0))

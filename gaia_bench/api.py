@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 
 if TYPE_CHECKING:
     from gaia_bench.backbone import Backbone
-    from gaia_bench.jobs import JobContext
+    from gaia_bench.jobs import JobContext, Progress
 
 
 # --------------------------------------------------------------------------- backbones & inits
@@ -59,8 +59,9 @@ class BackboneSpec:
 @dataclass(frozen=True)
 class BackboneCatalog:
     """A whole model zoo registered lazily: names are enumerated (and the zoo imported) only
-    when a backbone is looked up or listed. Unqualified names resolve to the first catalog that
-    has them, in registration order; ``SOURCE:name`` picks a catalog explicitly."""
+    when a backbone is looked up or listed. A name is looked up in every catalog: one that two
+    catalogs have is ambiguous, an error listing ``SOURCE:name`` for each; ``SOURCE:name`` picks a
+    catalog explicitly. ``get`` returns None for a name the zoo does not have."""
 
     source: str
     description: str
@@ -74,18 +75,52 @@ class BackboneCatalog:
         return self.source
 
 
+def _no_progress() -> Progress:
+    from gaia_bench.jobs import Progress
+
+    return Progress()
+
+
+def _default_data_root() -> Path:
+    from gaia_bench.paths import data_root
+
+    return data_root()
+
+
+@dataclass(frozen=True)
+class InitContext:
+    """What an init is told besides the backbone: ``gaia-bench run`` fills it for every job from
+    its options, so an init never reads the environment or the global plugin host.
+
+    ``upstream``: the upstream pool a pretraining method trains on (``--upstream NAME``; by default
+    the suite's declared pool, the ``mini`` suite's for datasets named directly), None when no pool
+    is registered. ``hyperparams``: the init's pretraining hyper-parameters, its defaults with the
+    ``--init-hp KEY=VALUE`` overrides applied (empty for an init without a pretraining method).
+    ``data_root``: where datasets, the pool included, live (``--data-root``). ``progress``: how a
+    long step (preparing the pool, pretraining) reports itself.
+    """
+
+    upstream: DatasetSpec | None = None
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    data_root: Path = field(default_factory=_default_data_root)
+    progress: Progress = field(default_factory=_no_progress, compare=False, repr=False)
+
+
 @dataclass(frozen=True)
 class InitSpec:
     """An initialization of a backbone: published weights, or a pretraining method of its own.
 
-    ``weights_id(spec)`` names the exact weights (a content hash for files) without building the
-    model: it keys the feature cache and the job id, and raises MissingWeightsError early.
+    ``initialize(spec, ctx)`` returns the backbone with the init's weights; ``weights_id(spec,
+    ctx)`` names those exact weights (a content hash for files, a cache key for a pretraining
+    checkpoint) without building the model: it keys the feature cache and the job id, and raises
+    MissingWeightsError early. ``ctx`` is the job's :class:`InitContext` (pool, hyper-parameters,
+    data root, progress); both callables must give the same answer for the same spec and context.
     """
 
     name: str
     description: str
-    initialize: Callable[[BackboneSpec], Backbone]
-    weights_id: Callable[[BackboneSpec], str]
+    initialize: Callable[[BackboneSpec, InitContext], Backbone]
+    weights_id: Callable[[BackboneSpec, InitContext], str]
     supports: Callable[[BackboneSpec], bool] = lambda spec: True
     weights_source: str = ""  # where the weights come from, in words
     applies_to: str = "any backbone"  # which backbones it can initialize, in words
@@ -294,7 +329,7 @@ class AdaptationSpec:
     hyperparams: Mapping[str, Any] = field(default_factory=dict)  # names -> defaults
     task_hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # task -> names -> defaults
     # Tasks whose training runs data-parallel in ``ctx.processes`` processes (--gpus-per-job N);
-    # the others run in one process. See gaia_bench.plugins.distributed.
+    # the others run in one process (the built-in adaptations use plugins/distributed.py).
     data_parallel_tasks: Sequence[str] = ()
 
     def hyperparams_for(self, task: str) -> dict[str, Any]:

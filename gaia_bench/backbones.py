@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from gaia_bench.api import BackboneCatalog, BackboneSpec
-from gaia_bench.errors import PluginError
+from gaia_bench.errors import PluginError, UsageError
 from gaia_bench.registry import unknown_name
 
 
@@ -18,9 +18,9 @@ class BackboneRow:
 
 
 class BackboneRegistry:
-    """Looks names up in single specs first, then in catalogs in registration order.
-
-    ``SOURCE:name`` (e.g. ``torchvision:resnet50``) picks a catalog when two zoos share a name.
+    """Looks a name up in every single spec and every catalog: a name means one backbone whatever
+    the plugins' load order. A name two providers share is an error listing ``SOURCE:name`` for
+    each (e.g. ``timm:resnet50``, ``torchvision:resnet50``); ``SOURCE:name`` picks one.
     """
 
     kind = "backbone"
@@ -55,19 +55,32 @@ class BackboneRegistry:
         return self._origin[key]
 
     def get(self, name: str) -> BackboneSpec:
-        if name in self._specs:
-            return self._specs[name]
         source, sep, bare = name.partition(":")
         if sep and source in self._catalogs:
             spec = self._catalogs[source].get(bare)
             if spec is not None:
                 return spec
             raise unknown_name(f"{source} backbone", bare, self._catalogs[source].names(), self.list_command)
+        singles = [s for s in self._specs.values() if sep and (s.source, s.name) == (source, bare)]
+        if singles:
+            return singles[0]
+        found = self.providers(name)
+        if len(found) == 1:
+            return found[0][1]
+        if found:
+            choices = [f"{where}:{name}" for where, _ in found]
+            raise UsageError(f"backbone '{name}' is in {len(found)} zoos: {', '.join(choices)}",
+                             f"name the one you mean, e.g. --model {choices[0]}")
+        raise unknown_name(self.kind, name, self.all_names(), self.list_command)
+
+    def providers(self, name: str) -> list[tuple[str, BackboneSpec]]:
+        """(source, spec) of every single spec and catalog that has ``name``, in registration order."""
+        found = [(spec.source, spec)] if (spec := self._specs.get(name)) is not None else []
         for catalog in self._catalogs.values():
             spec = catalog.get(name)
             if spec is not None:
-                return spec
-        raise unknown_name(self.kind, name, self.all_names(), self.list_command)
+                found.append((catalog.source, spec))
+        return found
 
     def all_names(self) -> list[str]:
         names = set(self._specs)
@@ -76,24 +89,29 @@ class BackboneRegistry:
         return sorted(names)
 
     def rows(self, pattern: str | None = None, pretrained: bool = False, source: str | None = None) -> list[BackboneRow]:
-        """Every listed backbone, the first provider of a name first (later ones qualified)."""
+        """Every listed backbone; a name several providers share is listed qualified (``SOURCE:name``)
+        for each of them, as it must be written."""
         rows: list[BackboneRow] = []
-        seen: set[str] = set()
+        catalog_names = {c.source: list(c.names()) for c in self._catalogs.values()}
+        counts: dict[str, int] = {}
+        for name in [*self._specs, *(n for names in catalog_names.values() for n in set(names))]:
+            counts[name] = counts.get(name, 0) + 1
 
         def keep(name: str) -> bool:
             return pattern is None or fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")
 
+        def shown(where: str, name: str) -> str:
+            return name if counts[name] == 1 else f"{where}:{name}"
+
         for spec in self.single_specs():
             has_weights = bool(spec.published_weights)
             if keep(spec.name) and (source in (None, spec.source)) and (has_weights or not pretrained):
-                rows.append(BackboneRow(spec.name, spec.source, has_weights))
-            seen.add(spec.name)
+                rows.append(BackboneRow(shown(spec.source, spec.name), spec.source, has_weights))
         for catalog in self._catalogs.values():
-            wanted = source in (None, catalog.source)
-            with_weights = set(catalog.pretrained_names()) if wanted else set()
-            for name in catalog.names():
-                shown = name if name not in seen else f"{catalog.source}:{name}"
-                seen.add(name)
-                if wanted and keep(name) and (name in with_weights or not pretrained):
-                    rows.append(BackboneRow(shown, catalog.source, name in with_weights))
+            if source not in (None, catalog.source):
+                continue
+            with_weights = set(catalog.pretrained_names())
+            for name in catalog_names[catalog.source]:
+                if keep(name) and (name in with_weights or not pretrained):
+                    rows.append(BackboneRow(shown(catalog.source, name), catalog.source, name in with_weights))
         return rows

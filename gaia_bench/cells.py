@@ -34,6 +34,8 @@ class SessionSettings:
     plugin_versions: Mapping[str, str] = field(default_factory=dict)
     on_bad_sample: str = "fail"  # --on-bad-sample
     processes_per_job: int = 1  # data-parallel processes of a training job (--gpus-per-job)
+    upstream: str | None = None  # the pool the inits pretrain on (--upstream, or the suite's)
+    init_overrides: Mapping[str, Any] = field(default_factory=dict)  # --init-hp
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Cell:
     config: JobConfig
     settings: SessionSettings
     result_dir: str | None = None  # where the record is written as <job_id>.json
+    model: str | None = None  # the backbone as looked up (``SOURCE:name``); default: the config's name
 
     @property
     def job_id(self) -> str:
@@ -105,15 +108,23 @@ def _session(settings: SessionSettings) -> Any:
     return _SESSIONS[key]
 
 
-def replan(config: JobConfig) -> Any:
-    """The job of ``config``, planned again through this process's registries."""
+def replan(config: JobConfig, settings: SessionSettings | None = None, model: str | None = None) -> Any:
+    """The job of ``config``, planned again through this process's registries (with the driver's
+    init context: pool, pretraining hyper-parameters, data root)."""
+    from gaia_bench.api import InitContext
+    from gaia_bench.init_context import upstream_pool
     from gaia_bench.jobs import plan
     from gaia_bench.manager import get_registries
     from gaia_bench.shots import parse_shot
 
-    jobs = plan(get_registries(), models=[config.model], inits=[config.init], adaptations=[config.adaptation],
+    registries = get_registries()
+    settings = settings or SessionSettings(data_root="", device="cpu", batch_size=1, workers=0, feature_cache=None)
+    context = InitContext(upstream=upstream_pool(registries, settings.upstream, None),
+                          **({"data_root": Path(settings.data_root)} if settings.data_root else {}))
+    jobs = plan(registries, models=[model or config.model], inits=[config.init], adaptations=[config.adaptation],
                 datasets=[config.dataset], shots=[parse_shot(config.shots)], seeds=[config.seed],
-                image_size=config.image_size, overrides=dict(config.hyperparams))
+                image_size=config.image_size, overrides=dict(config.hyperparams), init_context=context,
+                init_overrides=dict(settings.init_overrides))
     if len(jobs) != 1:
         raise GaiaBenchError(f"re-planning the cell gave {len(jobs)} jobs instead of 1",
                              "check that the job's process sees the same plugins as the driver")
@@ -132,7 +143,7 @@ def run_cell(cell: Cell) -> dict:
     from gaia_bench.runner import run_job
 
     try:
-        job = replan(cell.config)
+        job = replan(cell.config, cell.settings, cell.model)
     except GaiaBenchError as exc:
         record = failure_record(cell.config, f"cannot plan the job where it ran: {exc}", {"host": os.uname().nodename})
     else:

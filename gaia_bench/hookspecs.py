@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:
+    import typer
+
     from gaia_bench.api import (
         AdaptationSpec,
         BackboneCatalog,
@@ -105,4 +107,20 @@ def register_reporters(register: Callable[[ReporterSpec], None]) -> None:
     """Register output formats for stored results (markdown, csv, json, ...).
 
     :param register: call ``register(ReporterSpec(...))``.
+    """
+
+
+@hookspec
+def register_commands(cli: typer.Typer) -> None:
+    """Add commands to the ``gaia-bench`` command line (the pattern of simonw/llm's
+    ``register_commands(cli)``): ``cli.command()(fn)`` for a command, ``cli.add_typer(group,
+    name=...)`` for a group of subcommands. ``cli`` is a :class:`typer.Typer` of the plugin's own;
+    the core adds what it holds to the top-level command.
+
+    Called for every loaded plugin whenever the command line is built, so keep it cheap: import
+    heavy modules (torch) inside the command functions, never here. A plugin whose hook raises, or
+    adds a name the core or another plugin already uses, is shown as broken by ``gaia-bench
+    plugins``, none of its commands is added, and every other command keeps working.
+
+    :param cli: the :class:`typer.Typer` to add commands to.
     """

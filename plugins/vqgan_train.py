@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from gaia_bench.api import DatasetSpec, Samples
+from gaia_bench.api import DatasetSpec, InitContext, Samples
 from gaia_bench.errors import DataError, UsageError
 from gaia_bench.jobs import Progress, prepared_data_dir
 from gaia_bench.paths import cache_home
@@ -128,12 +128,15 @@ class FeatureLoss(torch.nn.Module):
         return self
 
 
-def perceptual_network(registries: Any, config: VQGANConfig) -> tuple[FeatureLoss, str]:
-    """The frozen feature network and its weights id (part of the cache key)."""
+def perceptual_network(registries: Any, config: VQGANConfig, init_context: InitContext | None = None
+                       ) -> tuple[FeatureLoss, str]:
+    """The frozen feature network and its weights id (part of the cache key); ``init_context``
+    is what its init is told (the VQ-GAN's pool and data root)."""
     spec = registries.backbones.get(config.perceptual_model)
     init = registries.inits.get(config.perceptual_init)
-    weights_id = init.weights_id(spec)
-    backbone = init.initialize(spec)
+    init_context = init_context or InitContext()
+    weights_id = init.weights_id(spec, init_context)
+    backbone = init.initialize(spec, init_context)
     if not backbone.has_pyramid:
         raise UsageError(f"perceptual network '{spec.name}' gives no feature maps",
                          "choose a CNN backbone for perceptual_model")
@@ -281,7 +284,8 @@ def get_or_train(registries: Any, pool: DatasetSpec, data_root: Path, config: VQ
                  progress: Progress = Progress(), device: str = "cpu", log: Callable[[str], None] = lambda m: None
                  ) -> TrainedVQGAN:
     """The cached VQ-GAN for (config, pool, seed), trained and cached first when missing."""
-    feature_loss, weights_id = perceptual_network(registries, config)
+    feature_loss, weights_id = perceptual_network(registries, config,
+                                                  InitContext(upstream=pool, data_root=data_root, progress=progress))
     directory = vqgan_dir(cache_key(config, pool, seed, weights_id))
     if (directory / "summary.json").exists():
         log(f"vqgan: cached at {directory}")
@@ -343,10 +347,8 @@ def config_from_hyperparams(hp: dict[str, Any]) -> VQGANConfig:
 
 def vqgan_for_job(ctx, hp: dict[str, Any]) -> tuple[TrainedVQGAN, float]:
     """The job's VQ-GAN from the cache (trained first when missing) and the seconds this took."""
-    from gaia_bench.manager import get_registries
-
-    registries = get_registries()
-    pool = resolve_upstream(registries, str(hp["upstream"]))
+    registries = ctx.job.registries
+    pool = ctx.upstream_pool(str(hp["upstream"]))
     start = time.perf_counter()
     trained = get_or_train(registries, pool, ctx.session.data_root, config_from_hyperparams(hp), int(hp["vqgan_seed"]),
                            ctx.progress, ctx.device)

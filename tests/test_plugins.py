@@ -96,7 +96,7 @@ def test_entry_point_plugins_load_from_an_installed_distribution(tmp_path):
                 @gaia_bench.hookimpl
                 def register_inits(register):
                     register(gaia_bench.InitSpec(name="acme-init", description="from a package",
-                             initialize=lambda spec: spec.build(), weights_id=lambda spec: "acme"))
+                             initialize=lambda spec, ctx: spec.build(), weights_id=lambda spec, ctx: "acme"))
             """,
             "acme_broken": "raise ImportError('acme_broken needs libfoo')\n",
         },
@@ -130,10 +130,63 @@ def test_every_hook_is_documented_and_registered_by_a_builtin():
     from gaia_bench.manager import HOOK_KINDS, get_host
 
     hooks = [n for n in dir(hookspecs) if n.startswith("register_")]
-    assert sorted(hooks) == sorted(HOOK_KINDS)
+    assert sorted(hooks) == sorted([*HOOK_KINDS, "register_commands"])
     for name in hooks:
         assert getattr(hookspecs, name).__doc__.strip()
     host = get_host()
     host.registries()
-    kinds = {k for r in host.plugins() if r.builtin for k, _ in r.registered}
-    assert kinds == {kind for kind, _, _ in HOOK_KINDS.values()}
+    host.commands()
+    kinds = {k for r in host.plugins() if r.builtin for k, _ in r.provides}
+    assert kinds == {kind for kind, _, _ in HOOK_KINDS.values()} | {"command"}
+
+
+class Greeter:
+    """A plugin adding a command and a group of subcommands, as a third-party package would."""
+
+    @gaia_bench.hookimpl
+    def register_commands(self, cli):
+        import typer
+
+        @cli.command()
+        def hello(name: str = typer.Option("world", "--name", help="who to greet")) -> None:
+            """Say hello."""
+            typer.echo(f"hello {name}")
+
+        group = typer.Typer(help="Tools of the greeter plugin.")
+
+        @group.command("count")
+        def count(n: int) -> None:
+            typer.echo(" ".join(str(i) for i in range(n)))
+
+        cli.add_typer(group, name="greeter")
+
+
+def test_a_plugin_adds_commands_through_register_commands(register_plugin):
+    assert runner.invoke(app, ["hello"]).exit_code != 0  # not there before the plugin is
+    record = register_plugin(Greeter(), "greeter-plugin")
+    assert record.ok
+    hello = runner.invoke(app, ["hello", "--name", "gaia"])
+    assert hello.exit_code == 0 and hello.stdout == "hello gaia\n"
+    assert runner.invoke(app, ["greeter", "count", "3"]).stdout == "0 1 2\n"
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout
+    assert "hello" in top and "Tools of the greeter plugin." in top and "pretrain" in top
+    listing = runner.invoke(app, ["plugins"], env={"COLUMNS": "250"}).stdout
+    line = next(l for l in listing.splitlines() if "greeter-plugin" in l)
+    assert "command" in line and "greeter, hello" in line
+
+
+@pytest.mark.parametrize("plugin,needle", [
+    (type("RaisesCommands", (), {"register_commands": gaia_bench.hookimpl(lambda self, cli: 1 / 0)})(), "ZeroDivisionError"),
+    (type("TakesRun", (), {"register_commands": gaia_bench.hookimpl(
+        lambda self, cli: cli.command("run")(lambda: None))})(), "command 'run' is registered twice"),
+    (type("TakesPretrain", (), {"register_commands": gaia_bench.hookimpl(
+        lambda self, cli: cli.command("pretrain")(lambda: None))})(), "gaia_bench.plugins.pretrain_command"),
+])
+def test_a_broken_register_commands_is_isolated(register_plugin, plugin, needle):
+    register_plugin(plugin, "bad-commands")
+    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    assert "broken plugin bad-commands" in result.output and "command registration failed" in result.output
+    assert needle in " ".join(result.output.split())
+    assert runner.invoke(app, ["inits"]).exit_code == 0  # the core's commands and the built-in ones still work
+    assert "Pretrain a backbone" in runner.invoke(app, ["pretrain", "--help"]).stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from gaia_bench.api import InitContext
 from gaia_bench.cli import app
 from gaia_bench.manager import get_registries
 from gaia_bench.store import ResultsStore
@@ -19,7 +20,7 @@ def _debian_sources():
     require_debian_sources()
 
 TINY = {"steps": 12, "batch_size": 32, "image_size": 16, "lr": 0.003}
-TINY_ENV = "steps=12,batch_size=32,image_size=16,lr=0.003"
+TINY_HP = "steps=12,batch_size=32,image_size=16,lr=0.003"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,9 +38,9 @@ def one_thread():
 @pytest.fixture(scope="module")
 def pool():
     """The mini suite's upstream pool, prepared once under the session's data root."""
-    from gaia_bench.plugins.pretraining import pool_root, upstream_spec
+    from gaia_bench.plugins.pretraining import pool_root
 
-    upstream = upstream_spec("mini")
+    upstream = get_registries().upstream_pool("mini")
     pool_root(upstream)
     return upstream
 
@@ -64,7 +65,7 @@ def test_each_method_lowers_its_loss_and_writes_a_loadable_checkpoint(method, po
 
     loaded = pretrain.load(spec, path)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state["state_dict"].items())
-    random = get_registries().inits.get("random").initialize(spec)
+    random = get_registries().inits.get("random").initialize(spec, InitContext())
     assert not torch.equal(loaded.state_dict()["trunk.conv1.0.weight"], random.state_dict()["trunk.conv1.0.weight"])
     assert loaded(torch.zeros(2, 3, 16, 16)).shape == (2, spec.build().num_features)
 
@@ -116,12 +117,13 @@ def test_scratch_init_is_gn_ws_and_loads_from_its_checkpoint(pool):
     from torch import nn
 
     init = get_registries().inits.get("scratch")
-    model = init.initialize(_model())
+    context = InitContext(upstream=pool)
+    model = init.initialize(_model(), context)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     assert any(isinstance(m, nn.GroupNorm) for m in model.modules())
-    again = init.initialize(_model())
+    again = init.initialize(_model(), context)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    assert init.weights_id(_model()).startswith("scratch:pretrained:mini-upstream@")
+    assert init.weights_id(_model(), context).startswith("scratch:pretrained:mini-upstream@")
 
 
 def test_label_space_merges_synonyms_across_sources_only():
@@ -157,12 +159,15 @@ def test_run_with_init_gaia_pretrains_once_then_uses_the_cached_checkpoint(pool,
     path = pretrain.path(_model(), pool, TINY)
     if path.exists():
         path.unlink()
+    data_root = tmp_path / "data"  # --data-root reaches the pool: it is prepared there
     args = ["run", "--model", "test_resnet", "--init", "gaia", "--dataset", "lfw-faces", "--image-size", "16",
-            "--shots", "10%", "--store", str(tmp_path / "r.db")]
-    env = {"COLUMNS": "200", "GAIA_BENCH_PRETRAIN_HP": TINY_ENV}
+            "--shots", "10%", "--store", str(tmp_path / "r.db"), "--data-root", str(data_root),
+            "--init-hp", TINY_HP.split(",", 1)[0], "--init-hp", TINY_HP.split(",", 1)[1]]
+    env = {"COLUMNS": "200"}
     first = CliRunner().invoke(app, args, env=env)
     assert first.exit_code == 0, first.output
     assert "gaia pretraining of test_resnet" in first.stderr and path.exists()
+    assert (data_root / "mini-upstream" / "MANIFEST.sha256").exists()
     mtime = path.stat().st_mtime_ns
     second = CliRunner().invoke(app, args + ["--force"], env=env)
     assert second.exit_code == 0, second.output

@@ -43,9 +43,10 @@ def build_tinynet(weights: str | None = None):
                     pyramid_channels=WIDTHS, pyramid_reductions=(2, 4, 8, 16))
 
 
-def orthogonal_initialize(spec: gaia_bench.BackboneSpec):
+def orthogonal_initialize(spec: gaia_bench.BackboneSpec, ctx: gaia_bench.InitContext):
     """Every conv / linear weight an orthogonal matrix with ReLU gain, biases zero; fixed seed, so
-    the weights are the same on every machine (``weights_id`` can name them without a file)."""
+    the weights are the same on every machine (``weights_id`` can name them without a file). It
+    needs nothing from ``ctx`` (the upstream pool, pretraining hyper-parameters): it trains nothing."""
     import torch
     from torch import nn
 
@@ -70,5 +71,5 @@ def register_backbones(register):
 def register_inits(register):
     register(gaia_bench.InitSpec(
         name="orthogonal", description="orthogonal conv / linear weights with ReLU gain (Saxe et al. 2014)",
-        initialize=orthogonal_initialize, weights_id=lambda spec: f"orthogonal:relu-gain:seed={SEED}",
+        initialize=orthogonal_initialize, weights_id=lambda spec, ctx: f"orthogonal:relu-gain:seed={SEED}",
         weights_source="no weights: generated on the fly", applies_to="any backbone (made for tinynet)"))

@@ -1,16 +1,43 @@
-"""The ``gaia-bench`` command line. Listing commands never import torch."""
+"""The ``gaia-bench`` command line: the core's commands, plus those plugins add through the
+``register_commands`` hook. Listing commands never import torch."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from gaia_bench.cli.common import handle_errors
 from gaia_bench.console import console
 
+
+class CommandGroup(TyperGroup):
+    """The top-level command: the core's commands first, then every loaded plugin's
+    ``register_commands`` (collected when the command line is built, so a plugin registered
+    later, or a broken one, is seen as it is now)."""
+
+    _plugin_commands: dict[str, click.Command] | None = None
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        if self._plugin_commands is None:
+            from gaia_bench.manager import get_host
+
+            self._plugin_commands = get_host().commands(reserved=set(self.commands))
+        return self._plugin_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *self.plugin_commands()]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Any:
+        plugins = self.plugin_commands()  # first: a broken plugin is marked so before any command runs
+        return super().get_command(ctx, cmd_name) or plugins.get(cmd_name)
+
+
 app = typer.Typer(
+    cls=CommandGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,15 +59,15 @@ def plugins(
     """List plugins: what each registers, its distribution and version, and whether it loaded."""
     from gaia_bench.manager import get_host
 
-    host = get_host()
+    host = get_host()  # its register_commands hooks ran when this command was looked up (CommandGroup)
     host.registries()  # runs every register hook, so registration errors show up here
     table = Table("plugin", "distribution", "version", "status", "kinds", "registers")
     broken = []
     for record in host.plugins():
         if record.builtin and third_party:
             continue
-        kinds = ", ".join(sorted({k for k, _ in record.registered})) or "-"
-        names = ", ".join(n for _, n in record.registered) or "-"
+        kinds = ", ".join(sorted({k for k, _ in record.provides})) or "-"
+        names = ", ".join(n for _, n in record.provides) or "-"
         status = "[green]ok[/]" if record.ok else "[red]broken[/]"
         if not record.ok:
             broken.append(record)
@@ -128,12 +155,9 @@ def tasks() -> None:
 from gaia_bench.cli import datasets as _datasets  # noqa: E402,F401  (registers the `datasets` group)
 from gaia_bench.cli import leaderboard as _leaderboard  # noqa: E402,F401  (registers `leaderboard`)
 from gaia_bench.cli import profile as _profile  # noqa: E402,F401  (registers `profile`)
-from gaia_bench.cli import pretrain as _pretrain  # noqa: E402,F401  (registers `pretrain`)
 from gaia_bench.cli import results as _results  # noqa: E402,F401  (registers the `results` group)
 from gaia_bench.cli import run as _run  # noqa: E402,F401  (registers `run`)
 from gaia_bench.cli import status as _status  # noqa: E402,F401  (registers `status` and `executors`)
-from gaia_bench.cli import vqgan as _vqgan  # noqa: E402,F401  (registers the `vqgan` group)
-from gaia_bench.cli import tsds as _tsds  # noqa: E402,F401  (registers the `tsds` group)
 
 
 def main() -> None:

@@ -134,7 +134,7 @@ def leaderboard(
     writers = [r for _, r in get_registries().reporters.items() if r.write_leaderboard is not None]
     if not writers:
         raise UsageError("no installed reporter writes leaderboards",
-                         "enable the built-in gaia_bench.plugins.leaderboard_formats plugin (GAIA_BENCH_DISABLE_PLUGINS)")
+                         "enable the built-in leaderboard_formats plugin (see GAIA_BENCH_DISABLE_PLUGINS)")
     written = [path for writer in writers for path in writer.write_leaderboard(board, out_dir)]
     for grid in leaderboard_grids(board):
         if grid.id in ("main", "err") and grid.rows:

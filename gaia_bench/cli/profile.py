@@ -36,7 +36,7 @@ def profile(
 ) -> None:
     """Measure parameters, FLOPs (counted on a real forward), latency and throughput on this device,
     store them beside the results, and print them."""
-    from gaia_bench.cli.run import resolve_device
+    from gaia_bench.devices import resolve_device
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import default_store
     from gaia_bench.plugins.reporting.profiles import FLOP_CONVENTION, profile_backbone, save_profile

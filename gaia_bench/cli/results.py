@@ -61,10 +61,14 @@ def export(
     dataset: Filter("--dataset", "dataset") = None,
 ) -> None:
     """Export results as JSON, with full configs and provenance, to move them between stores."""
-    from gaia_bench.plugins.reporters import render_json
+    from gaia_bench.manager import get_registries
 
+    reporter = get_registries().reporters.get("json")  # the full records, as `results import` reads them
+    if reporter.render is None:
+        raise UsageError("reporter 'json' does not render result lists",
+                         "enable the built-in reporters plugin (see GAIA_BENCH_DISABLE_PLUGINS)")
     with open_store(store or (ctx.obj or {}).get("store")) as s:
-        text = render_json(s.query(model=model, dataset=dataset))
+        text = reporter.render(s.query(model=model, dataset=dataset))
     if out is None:
         sys.stdout.write(text)
     else:

@@ -14,27 +14,10 @@ from gaia_bench.cli import app
 from gaia_bench.cli.common import DataRootOption, StoreOption, handle_errors, open_store
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, err_console, notice
+from gaia_bench.devices import resolve_device
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
 from gaia_bench.plugins.reporters import summary_row
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
-        raise UsageError(f"unknown --device '{device}'", "use auto, cpu, cuda, cuda:N or mps")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device} but no CUDA device is available here", "use --device cpu (or auto)")
-    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
-        raise UsageError(f"--device {device} but only {torch.cuda.device_count()} CUDA device(s) exist",
-                         f"use cuda:0 … cuda:{torch.cuda.device_count() - 1}")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("--device mps but MPS is not available here", "use --device cpu (or auto)")
-    return device
 
 
 def results_table(records: list[dict]) -> Table:
@@ -123,13 +106,14 @@ def _check_device_syntax(device: str) -> str:
     return device
 
 
-def _grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp) -> str:
+def _grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp, upstream=None, init_hp=()) -> str:
     import shlex
 
     parts = ["gaia-bench", "run"]
     for flag, values in (("--model", model), ("--init", init), ("--adapt", adapt), ("--dataset", dataset),
                          ("--suite", [suite] if suite else []), ("--shots", shots), ("--seed", seed),
-                         ("--image-size", [image_size] if image_size else []), ("--hp", hp)):
+                         ("--image-size", [image_size] if image_size else []), ("--hp", hp),
+                         ("--upstream", [upstream] if upstream else []), ("--init-hp", init_hp)):
         for value in values:
             parts += [flag, str(value)]
     return shlex.join(parts)
@@ -169,6 +153,10 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the feature cache")] = False,
     hp: Annotated[list[str], typer.Option("--hp", help="override an adaptation hyper-parameter, KEY=VALUE (JSON value); "
                                           "repeat for several; see `gaia-bench adaptations`")] = [],  # noqa: B006
+    upstream: Annotated[str | None, typer.Option("--upstream", help="the upstream pool the inits pretrain on: a suite "
+                                                 "(its pool) or a pool (default: the suite's pool, mini's for --dataset)")] = None,
+    init_hp: Annotated[list[str], typer.Option("--init-hp", help="an init's pretraining hyper-parameter, KEY=VALUE "
+                                               "(JSON value): repeat or comma-separate; see `gaia-bench inits`")] = [],  # noqa: B006
     on_bad_sample: Annotated[str, typer.Option("--on-bad-sample", help="an unreadable (corrupt, truncated) image: "
                                                "fail its job, naming the file, or skip it (left out of the split, "
                                                "reported, and counted in the result record)")] = "fail",
@@ -177,6 +165,8 @@ def run(
 
     Running the same command again resumes: finished jobs are skipped, and so are failed ones
     unless --retry-failed is given. `gaia-bench status` shows a grid's progress."""
+    from gaia_bench.api import InitContext
+    from gaia_bench.init_context import parse_init_hp, upstream_pool
     from gaia_bench.jobs import dataset_names_for, parse_overrides, plan
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.paths import feature_cache_dir
@@ -209,9 +199,13 @@ def run(
     datasets, from_suite = dataset_names_for(regs, dataset, suite)
     if from_suite:
         datasets = _present(regs, datasets, resolve_data_root(data_root), suite or "mini")
+    progress = RichProgress()
+    pool = upstream_pool(regs, upstream, suite)
+    init_overrides = parse_init_hp(init_hp)
     jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
                 seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
-                overrides=parse_overrides(hp))
+                overrides=parse_overrides(hp), init_overrides=init_overrides,
+                init_context=InitContext(upstream=pool, data_root=resolve_data_root(data_root), progress=progress))
     if not jobs:
         raise UsageError(f"nothing to run: no dataset of suite '{suite or 'mini'}' has a task that "
                          f"{', '.join(adapt)} supports", "choose --adapt or --dataset; see `gaia-bench adaptations`")
@@ -233,7 +227,7 @@ def run(
             notice(f"merged {merged} result(s) written by jobs after their run stopped (from {spool})")
         job_ids = [j.job_id for j in jobs]
         configs = [j.config for j in jobs]
-        results.record_grid(_grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp),
+        results.record_grid(_grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp, upstream, init_hp),
                             [(i, x.model, x.init, x.adaptation, x.dataset, x.task, x.shots, x.seed)
                              for i, x in zip(job_ids, configs)])
         stored = {} if force else results.statuses(job_ids)
@@ -252,10 +246,10 @@ def run(
                                    batch_size=batch_size, workers=workers,
                                    feature_cache=None if no_cache else os.path.abspath(feature_cache_dir()),
                                    plugin_versions=plugin_versions, on_bad_sample=on_bad_sample,
-                                   processes_per_job=processes)
+                                   processes_per_job=processes, upstream=pool.name if pool else None,
+                                   init_overrides=init_overrides)
         failed = 0
         interrupted = False
-        progress = RichProgress()
         monitor = GridMonitor(((j.job_id, j.config.dataset) for j in todo), progress,
                               f"{len(todo)} cell(s) · executor {executor}")
         progress.start_jobs(len(todo))
@@ -279,7 +273,7 @@ def run(
 
         options = ExecutionOptions(
             max_parallel=max_parallel, values=option_values, work_dir=work_dir,
-            cell=lambda job: Cell(job.config, settings, str(spool)),
+            cell=lambda job: Cell(job.config, settings, str(spool), model=f"{job.backbone.source}:{job.backbone.name}"),
             cell_failed=lambda job, error, extra: failure_record(job.config, error, extra, job=job),
             on_state=monitor.set, notice=lambda message: progress.log(f"[cyan]›[/] {message}"))
         with monitor if todo else contextlib.nullcontext():

@@ -1,15 +1,17 @@
-"""`gaia-bench pretrain`: run an init's pretraining method on an upstream pool and cache the
-checkpoint. The command knows no method: each init plugin brings its own (``InitSpec.pretrain``)."""
+"""`gaia-bench pretrain` (added through ``register_commands``): run an init's pretraining method on
+an upstream pool and cache the checkpoint. The command knows no method: each init plugin brings its
+own (``InitSpec.pretrain``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from gaia_bench.cli import app
+from gaia_bench import hookimpl
 from gaia_bench.cli.common import DataRootOption, handle_errors
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
@@ -25,7 +27,6 @@ def label_space_table(rows: list, threshold: object) -> Table:
     return table
 
 
-@app.command()
 @handle_errors
 def pretrain(
     method: Annotated[str, typer.Option("--method", help="an init with a pretraining method (imagenet, gaia, clip, scratch, …); see `gaia-bench inits`")],
@@ -78,9 +79,10 @@ def pretrain(
            + ("is cached: reusing it (--force pretrains again)" if cached else "is not cached: pretraining"))
     path = pretraining.checkpoint(backbone, pool, overrides, force=force, root=root)
     console.print(_summary(path))
-    if overrides:
-        pairs = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-        notice(f"runs use this checkpoint with: GAIA_BENCH_PRETRAIN_HP='{pairs}' gaia-bench run --model {backbone.name} --init {method}")
+    if overrides or upstream != "mini":
+        pairs = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items()))
+        flags = (f" --upstream {upstream}" if upstream != "mini" else "") + (f" --init-hp '{pairs}'" if pairs else "")
+        notice(f"runs use this checkpoint with: gaia-bench run --model {model} --init {method}{flags}")
 
 
 def _summary(path: Path) -> Table:
@@ -94,3 +96,8 @@ def _summary(path: Path) -> Table:
     table.add_row(state["method"], state["backbone"], f"{state['pool']} v{state['pool_version']}", str(len(losses)),
                   f"{head:.3f} -> {tail:.3f}" if losses else "- (nothing to train)", str(path))
     return table
+
+
+@hookimpl
+def register_commands(cli):
+    cli.command()(pretrain)

@@ -1,9 +1,10 @@
-"""`gaia-bench tsds select`: which upstream classes GAIA's task-specific data selection matches to a
-dataset's classes, and how many images it takes, without training anything.
+"""`gaia-bench tsds select` (added through ``register_commands``): which upstream classes GAIA's
+task-specific data selection matches to a dataset's classes, and how many images it takes, without
+training anything.
 
 The command plans the one job `gaia-bench run --adapt tsds` would run (same hyper-parameters, same
-subset, same features) and asks the registered ``tsds`` adaptation for its ``preview``: the core
-reaches the selection through the plugin manager like every other plugin, never by import.
+subset, same features) and asks the registered ``tsds`` adaptation for its ``preview`` (a plugin
+that replaces the built-in ``tsds`` adaptation keeps the command working if it has one).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gaia_bench.cli import app
+from gaia_bench import hookimpl
 from gaia_bench.cli.common import DataRootOption, handle_errors
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, notice
@@ -22,7 +23,6 @@ from gaia_bench.errors import PluginError, UsageError
 ADAPTATION = "tsds"
 
 tsds_app = typer.Typer(help="GAIA task-specific data selection: show what `--adapt tsds` selects upstream.")
-app.add_typer(tsds_app, name="tsds")
 
 
 def _upstream_name(regs, name: str) -> str:
@@ -69,8 +69,10 @@ def select_command(
 ) -> None:
     """Match the dataset's classes to the upstream pool's and count the images selected (what
     `gaia-bench run --adapt tsds` trains on besides the subset)."""
-    from gaia_bench.cli.run import resolve_device
+    from gaia_bench.api import InitContext
+    from gaia_bench.devices import resolve_device
     from gaia_bench.features import FeatureCache
+    from gaia_bench.init_context import upstream_pool
     from gaia_bench.jobs import JobContext, Progress, parse_overrides, plan
     from gaia_bench.manager import get_host
     from gaia_bench.paths import data_root as resolve_data_root
@@ -93,8 +95,10 @@ def select_command(
     shot_specs = parse_shots([shots])
     if len(shot_specs) != 1:
         raise UsageError(f"--shots {shots} names {len(shot_specs)} subsets", "give one, e.g. --shots 10%")
+    init_context = InitContext(upstream=upstream_pool(regs, None, None), data_root=resolve_data_root(data_root))
     jobs = plan(regs, models=[model], inits=[init] if init else [], adaptations=[ADAPTATION], datasets=[dataset],
-                shots=shot_specs, seeds=[seed], image_size=image_size, notice=notice, overrides=overrides)
+                shots=shot_specs, seeds=[seed], image_size=image_size, notice=notice, overrides=overrides,
+                init_context=init_context)
     job = jobs[0]
     plugin_versions = {r.name: f"{r.distribution}=={r.version}" for r in host.plugins() if r.ok}
     with RichProgress() as progress:
@@ -111,3 +115,8 @@ def select_command(
                   f"(mode {summary['mode']}, budget {summary['budget']}"
                   + (f", top-k {summary['top_k']}" if summary["mode"] == "top-k" else "") + ")",
                   highlight=False, soft_wrap=True)
+
+
+@hookimpl
+def register_commands(cli):
+    cli.add_typer(tsds_app, name="tsds")

@@ -1,26 +1,23 @@
-"""`gaia-bench vqgan`: train the upstream pool's VQ-GAN once (cached), and show what it does.
-
-The VQ-GAN is a plugin's (``gaia_bench.plugins.vqgan_tool`` by default); this module reaches it
-through the plugin manager and knows nothing of the model."""
+"""`gaia-bench vqgan` (added through ``register_commands``): train the upstream pool's VQ-GAN once
+(cached), and show what it does: a side-by-side reconstruction grid. Light: torch is imported only
+when a command runs, never when plugins are listed."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable, Sequence
 
 import typer
 from rich.table import Table
 
-from gaia_bench.cli import app
+from gaia_bench import hookimpl
 from gaia_bench.cli.common import DataRootOption, handle_errors
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, notice
-from gaia_bench.errors import PluginError
-
-VQGAN_PLUGIN = "gaia_bench.plugins.vqgan_tool"
+from gaia_bench.errors import UsageError
+from gaia_bench.jobs import Progress
 
 vqgan_app = typer.Typer(no_args_is_help=True, help="The upstream pool's VQ-GAN (used by the mf and vqgan-replay adaptations).")
-app.add_typer(vqgan_app, name="vqgan")
 
 UpstreamOption = Annotated[str, typer.Option("--upstream", help="a suite (its upstream pool) or an upstream pool's dataset name")]
 StepsOption = Annotated[int | None, typer.Option("--steps", help="training steps (default: the adaptations' vqgan_steps)")]
@@ -29,23 +26,47 @@ SeedOption = Annotated[int, typer.Option("--seed", help="training seed (the adap
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps")]
 
 
-def _plugin() -> Any:
-    from gaia_bench.manager import get_host
+def config(steps: int | None = None, codebook: int | None = None):
+    """The default VQ-GAN config with the CLI's overrides (same rules as the adaptations' --hp)."""
+    from gaia_bench.plugins.vqgan_config import VQGAN_HYPERPARAMS
+    from gaia_bench.plugins.vqgan_train import config_from_hyperparams
 
-    host = get_host()
-    plugin = host.pm.get_plugin(VQGAN_PLUGIN)
-    if plugin is None:
-        record = host.records.get(VQGAN_PLUGIN)
-        why = f"broken: {record.error}" if record is not None and record.error else "disabled"
-        raise PluginError(f"the VQ-GAN plugin {VQGAN_PLUGIN} is not loaded ({why})",
-                          "check GAIA_BENCH_DISABLE_PLUGINS and `gaia-bench plugins`")
-    return plugin
+    return config_from_hyperparams({**VQGAN_HYPERPARAMS,
+                                    **({"vqgan_steps": steps} if steps is not None else {}),
+                                    **({"vqgan_codebook": codebook} if codebook is not None else {})})
+
+
+def train_vqgan(registries: Any, upstream: str, data_root: Path, *, steps: int | None = None, codebook: int | None = None,
+                seed: int = 0, device: str = "cpu", progress: Progress = Progress(),
+                log: Callable[[str], None] = lambda m: None) -> dict:
+    """The cached VQ-GAN's summary (trained first when missing)."""
+    from gaia_bench.plugins.vqgan_train import get_or_train
+
+    pool = registries.upstream_pool(upstream)
+    trained = get_or_train(registries, pool, data_root, config(steps, codebook), seed, progress, device, log)
+    return {**trained.summary, "directory": str(trained.directory)}
+
+
+def reconstruct_images(registries: Any, upstream: str, data_root: Path, images: Sequence[Path], out: Path, *,
+                       steps: int | None = None, codebook: int | None = None, seed: int = 0, device: str = "cpu",
+                       progress: Progress = Progress(), log: Callable[[str], None] = lambda m: None) -> tuple[Path, dict]:
+    """Write the original | reconstruction grid of ``images`` to ``out``; return it and the VQ-GAN summary."""
+    from gaia_bench.plugins.vqgan_train import get_or_train, reconstruct_files
+
+    missing = [str(p) for p in images if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"no such image file: {', '.join(missing)}", "pass paths of existing image files")
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out} is not a .png path", "e.g. --out grid.png")
+    pool = registries.upstream_pool(upstream)
+    trained = get_or_train(registries, pool, data_root, config(steps, codebook), seed, progress, device, log)
+    return reconstruct_files(trained.model, [Path(p) for p in images], out), {**trained.summary,
+                                                                             "directory": str(trained.directory)}
 
 
 def _run(call, upstream: str, *args: Any, root: str | None, device: str, **kwargs: Any) -> Any:
     """``call(registries, upstream, data_root, *args, ...)`` with a rich progress display."""
-    from gaia_bench.cli.run import resolve_device
-    from gaia_bench.jobs import Progress
+    from gaia_bench.devices import resolve_device
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import data_root
 
@@ -86,7 +107,7 @@ def train(
     data_root: DataRootOption = None,
 ) -> None:
     """Train the VQ-GAN on the upstream pool once and cache it (a cached one is reused)."""
-    summary = _run(_plugin().train, upstream, steps=steps, codebook=codebook, seed=seed, device=device, root=data_root)
+    summary = _run(train_vqgan, upstream, steps=steps, codebook=codebook, seed=seed, device=device, root=data_root)
     console.print(_summary_table(summary))
 
 
@@ -104,7 +125,12 @@ def reconstruct(
 ) -> None:
     """Encode IMAGES to code indices and decode them: writes a side-by-side PNG grid (the VQ-GAN is
     trained first when it is not cached)."""
-    path, summary = _run(_plugin().reconstruct, upstream, images, out, steps=steps, codebook=codebook, seed=seed,
+    path, summary = _run(reconstruct_images, upstream, images, out, steps=steps, codebook=codebook, seed=seed,
                          device=device, root=data_root)
     notice(f"wrote {path}: {len(images)} rows, original | reconstruction "
            f"(pool L1 {summary['pool_l1']:.4f}, {summary['pool_codes_used']} codes used)")
+
+
+@hookimpl
+def register_commands(cli):
+    cli.add_typer(vqgan_app, name="vqgan")
