@@ -69,6 +69,9 @@ class BackboneCatalog:
     get: Callable[[str], BackboneSpec | None]
     # Names with published weights (for ``gaia-bench models --pretrained``).
     pretrained_names: Callable[[], Iterable[str]] = lambda: ()
+    # Which provider an unqualified name that several share means: the highest precedence wins,
+    # a tie is an error listing ``SOURCE:name`` (declared, never load order).
+    precedence: int = 0
 
     @property
     def name(self) -> str:

@@ -19,8 +19,10 @@ class BackboneRow:
 
 class BackboneRegistry:
     """Looks a name up in every single spec and every catalog: a name means one backbone whatever
-    the plugins' load order. A name two providers share is an error listing ``SOURCE:name`` for
-    each (e.g. ``timm:resnet50``, ``torchvision:resnet50``); ``SOURCE:name`` picks one.
+    the plugins' load order or the files on disk. A name several providers share goes to the one
+    that declares the highest ``precedence`` (timm's catalog declares itself the default zoo, so
+    ``resnet50`` is ``timm:resnet50``); a tie is an error listing ``SOURCE:name`` for each.
+    ``SOURCE:name`` always picks one explicitly.
     """
 
     kind = "backbone"
@@ -65,6 +67,9 @@ class BackboneRegistry:
         if singles:
             return singles[0]
         found = self.providers(name)
+        if found:
+            top = max(self._precedence(where) for where, _ in found)
+            found = [(where, spec) for where, spec in found if self._precedence(where) == top]
         if len(found) == 1:
             return found[0][1]
         if found:
@@ -72,6 +77,19 @@ class BackboneRegistry:
             raise UsageError(f"backbone '{name}' is in {len(found)} zoos: {', '.join(choices)}",
                              f"name the one you mean, e.g. --model {choices[0]}")
         raise unknown_name(self.kind, name, self.all_names(), self.list_command)
+
+    def _precedence(self, source: str) -> int:
+        catalog = self._catalogs.get(source)
+        return catalog.precedence if catalog is not None else 0
+
+    def resolves_to(self, name: str) -> str | None:
+        """The source an unqualified ``name`` resolves to, or None (unknown or ambiguous)."""
+        found = self.providers(name)
+        if not found:
+            return None
+        top = max(self._precedence(where) for where, _ in found)
+        winners = [where for where, _ in found if self._precedence(where) == top]
+        return winners[0] if len(winners) == 1 else None
 
     def providers(self, name: str) -> list[tuple[str, BackboneSpec]]:
         """(source, spec) of every single spec and catalog that has ``name``, in registration order."""
@@ -101,7 +119,7 @@ class BackboneRegistry:
             return pattern is None or fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")
 
         def shown(where: str, name: str) -> str:
-            return name if counts[name] == 1 else f"{where}:{name}"
+            return name if counts[name] == 1 or self.resolves_to(name) == where else f"{where}:{name}"
 
         for spec in self.single_specs():
             has_weights = bool(spec.published_weights)

@@ -148,6 +148,7 @@ TIMM = BackboneCatalog(
     names=_names,
     get=get_spec,
     pretrained_names=_pretrained_names,
+    precedence=1,  # the default zoo: `--model resnet50` is timm's; `torchvision:resnet50` picks the other
 )
 
 

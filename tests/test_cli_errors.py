@@ -32,10 +32,10 @@ BASE = ["run", "--model", "test_resnet", "--shots", "10%"]
     (BASE + ["--hp", "wd_grid"], ["--hp 'wd_grid' is not KEY=VALUE", "KEY=VALUE"]),
     (BASE + ["--hp", "max_iter=0.5"], ["--hp max_iter=0.5 does not fit its default 1000", "value of type int"]),
     (BASE + ["--hp", "nonexistent=0.1"], ["--hp nonexistent: no planned job has such a hyper-parameter", "wd_grid"]),
-    (["run", "--model", "timm:resnet50", "--init", "imagenet", "--shots", "10%"],
+    (["run", "--model", "resnet50", "--init", "imagenet", "--shots", "10%"],  # timm's: the default zoo
      ["ImageNet weights 'resnet50.", "model.safetensors", "huggingface", "timm.create_model", "--init random"]),
-    (["run", "--model", "resnet50"], ["backbone 'resnet50' is in 2 zoos: timm:resnet50, torchvision:resnet50",
-                                      "--model timm:resnet50"]),
+    (["run", "--model", "torchvision:resnet50", "--init", "imagenet", "--shots", "10%"],
+     ["ImageNet weights", "resnet50-", "--init random"]),
     (["run", "--model", "timm:resnet50", "--init", "gaia"], ["GAIA weights 'resnet50.up-e-c'", "up-e/c-r50.pth",
                                                              "gaia-bench pretrain --method gaia --model timm:resnet50"]),
     (BASE + ["--init", "gaia", "--init-hp", "stepz=3"], ["--init-hp stepz: no planned init (gaia)", "steps"]),

@@ -190,3 +190,33 @@ def test_a_broken_register_commands_is_isolated(register_plugin, plugin, needle)
     assert needle in " ".join(result.output.split())
     assert runner.invoke(app, ["inits"]).exit_code == 0  # the core's commands and the built-in ones still work
     assert "Pretrain a backbone" in runner.invoke(app, ["pretrain", "--help"]).stdout
+
+
+def test_a_name_two_zoos_share_resolves_by_declared_precedence_or_is_an_error(register_plugin):
+    """Never by load order: the catalog declaring the higher precedence wins; equal ones are an
+    error listing SOURCE:name for each; SOURCE:name always works."""
+    from gaia_bench.errors import UsageError
+    from gaia_bench.manager import get_registries
+
+    def zoo(source: str, precedence: int = 0):
+        spec = gaia_bench.BackboneSpec(name="twin_net", build=lambda weights=None: None, source=source)
+        catalog = gaia_bench.BackboneCatalog(source=source, description="a test zoo", names=lambda: ["twin_net"],
+                                             get=lambda name: spec if name == "twin_net" else None,
+                                             precedence=precedence)
+
+        class Zoo:
+            @gaia_bench.hookimpl
+            def register_backbones(self, register):
+                register(catalog)
+
+        return Zoo()
+
+    register_plugin(zoo("zoo-b"), "zoo-b")
+    register_plugin(zoo("zoo-a"), "zoo-a")
+    backbones = get_registries().backbones
+    with pytest.raises(UsageError, match="'twin_net' is in 2 zoos: zoo-b:twin_net, zoo-a:twin_net"):
+        backbones.get("twin_net")
+    assert backbones.get("zoo-a:twin_net").source == "zoo-a"
+    register_plugin(zoo("zoo-c", precedence=5), "zoo-c")
+    assert get_registries().backbones.get("twin_net").source == "zoo-c"
+    assert get_registries().backbones.get("resnet50").source == "timm"  # timm declares itself the default zoo
