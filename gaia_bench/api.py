@@ -390,7 +390,7 @@ class ExecutorSpec:
 class ReporterSpec:
     """An output format. ``render(records)`` turns stored result records into one text (used by
     `gaia-bench results --format`); ``write_leaderboard(board, out_dir)`` writes a built leaderboard
-    (:class:`gaia_bench.leaderboard.Leaderboard`) into a directory and returns the files written."""
+    (:class:`gaia_bench.plugins.reporting.leaderboard.Leaderboard`) into a directory and returns the files written."""
 
     name: str
     description: str

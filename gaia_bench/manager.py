@@ -63,6 +63,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.submitit_executor",
     "gaia_bench.plugins.reporters",
     "gaia_bench.plugins.leaderboard_formats",
+    "gaia_bench.plugins.leaderboard_command",  # `gaia-bench leaderboard`
+    "gaia_bench.plugins.profile_command",  # `gaia-bench profile`
     "gaia_bench.tasks.classification",
     "gaia_bench.tasks.detection",
     "gaia_bench.tasks.segmentation",

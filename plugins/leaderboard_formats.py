@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gaia_bench import hookimpl
 from gaia_bench.api import ReporterSpec
-from gaia_bench.leaderboard import Cell, Leaderboard, MainTable, Section
+from gaia_bench.plugins.reporting.leaderboard import Cell, Leaderboard, MainTable, Section
 from gaia_bench.plugins.reporting.tables import (
     ERR_FORMULA,
     FLOP_NOTE,

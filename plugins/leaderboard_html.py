@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from gaia_bench.leaderboard import Leaderboard
+from gaia_bench.plugins.reporting.leaderboard import Leaderboard
 from gaia_bench.plugins.reporting.tables import Grid, leaderboard_grids, summary_lines
 
 _CSS = """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 
-from gaia_bench.leaderboard import DataEfficiency, RowKey, SpeedAccuracy
+from gaia_bench.plugins.reporting.leaderboard import DataEfficiency, RowKey, SpeedAccuracy
 from gaia_bench.plugins.reporting.tables import task_label
 
 _DPI = 110

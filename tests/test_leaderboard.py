@@ -20,10 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 import gaia_bench
-import gaia_bench.cli.leaderboard  # noqa: F401  (registers `leaderboard` on the app)
-import gaia_bench.cli.profile  # noqa: F401  (registers `profile` on the app)
 from gaia_bench.cli import app
-from gaia_bench.leaderboard import (
+from gaia_bench.plugins.reporting.leaderboard import (
     build_leaderboard,
     data_efficiency,
     error_rate,

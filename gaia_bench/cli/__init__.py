@@ -153,8 +153,6 @@ def tasks() -> None:
 
 
 from gaia_bench.cli import datasets as _datasets  # noqa: E402,F401  (registers the `datasets` group)
-from gaia_bench.cli import leaderboard as _leaderboard  # noqa: E402,F401  (registers `leaderboard`)
-from gaia_bench.cli import profile as _profile  # noqa: E402,F401  (registers `profile`)
 from gaia_bench.cli import results as _results  # noqa: E402,F401  (registers the `results` group)
 from gaia_bench.cli import run as _run  # noqa: E402,F401  (registers `run`)
 from gaia_bench.cli import status as _status  # noqa: E402,F401  (registers `status` and `executors`)

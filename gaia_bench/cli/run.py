@@ -17,7 +17,7 @@ from gaia_bench.console import console, err_console, notice
 from gaia_bench.devices import resolve_device
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
-from gaia_bench.plugins.reporters import summary_row
+from gaia_bench.cli.summary import summary_row
 
 
 def results_table(records: list[dict]) -> Table:

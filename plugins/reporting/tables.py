@@ -1,4 +1,4 @@
-"""The leaderboard (:mod:`gaia_bench.leaderboard`) as display grids: header, grouped columns, text
+"""The leaderboard (:mod:`gaia_bench.plugins.reporting.leaderboard`) as display grids: header, grouped columns, text
 cells with sort values, notes; with the labels, number formats and notes every format shares.
 
 Markdown, LaTeX and HTML render the same grids, so every format shows the same numbers with the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gaia_bench.leaderboard import Cell, Column, DataEfficiency, Leaderboard, MainTable, Section, SpeedAccuracy
+from gaia_bench.plugins.reporting.leaderboard import Cell, Column, DataEfficiency, Leaderboard, MainTable, Section, SpeedAccuracy
 
 TASK_LABELS = {"classification": "CLS", "detection": "DET", "segmentation": "SEG", "depth": "DEPTH"}
 ERR_FORMULA = (

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gaia_bench.cli import app
+from gaia_bench import hookimpl
 from gaia_bench.cli.common import handle_errors
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UnknownNameError, UsageError
@@ -79,7 +79,6 @@ def _rich_table(grid: Grid) -> Table:
     return table
 
 
-@app.command()
 @handle_errors
 def leaderboard(
     suite: Annotated[str, typer.Option("--suite", help="which datasets: a registered suite (mini, ...) or a reference set's (gvb)")] = "mini",
@@ -93,7 +92,7 @@ def leaderboard(
     import_references: Annotated[list[Path] | None, typer.Option("--import-references", help="include a reference set file (repeatable)")] = None,
 ) -> None:
     """Write the leaderboard (markdown, CSV, JSON, LaTeX, one HTML page, plots, results.json) from the results stores."""
-    from gaia_bench.leaderboard import build_leaderboard, merge_sources
+    from gaia_bench.plugins.reporting.leaderboard import build_leaderboard, merge_sources
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import default_store
     from gaia_bench.plugins.reporting.references import as_records, load_reference_set, named_file
@@ -140,3 +139,8 @@ def leaderboard(
         if grid.id in ("main", "err") and grid.rows:
             console.print(_rich_table(grid))
     notice(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
+
+
+@hookimpl
+def register_commands(cli):
+    cli.command()(leaderboard)

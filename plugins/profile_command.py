@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gaia_bench.cli import app
+from gaia_bench import hookimpl
 from gaia_bench.cli.common import StoreOption, handle_errors
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
@@ -23,7 +23,6 @@ def profile_table(profiles: list[dict]) -> Table:
     return table
 
 
-@app.command()
 @handle_errors
 def profile(
     model: Annotated[list[str], typer.Option("--model", help="backbone(s) to measure (repeat or comma-separate)")],
@@ -61,3 +60,8 @@ def profile(
     console.print(profile_table(measured))
     console.print(f"{FLOP_CONVENTION}. Latency: median over {repeats} forwards after {warmup} warm-up runs. "
                   f"Stored in {path}.", highlight=False, soft_wrap=True)
+
+
+@hookimpl
+def register_commands(cli):
+    cli.command()(profile)
