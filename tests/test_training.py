@@ -114,7 +114,7 @@ def test_warm_up_then_cosine_and_step_decay():
     cosine = Recipe(iterations=100, lr=1.0, warmup=10)
     assert [lr_factor(cosine, s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
     assert lr_factor(cosine, 55) == pytest.approx(0.5) and lr_factor(cosine, 100) == pytest.approx(0.0)
-    steps = Recipe(iterations=90, lr=1.0, warmup=10, warmup_start=0.1, decay="steps", milestones=(2 / 3, 8 / 9))
+    steps = Recipe(iterations=90, lr=1.0, warmup=10, warmup_start=0.1, decay="steps", milestones=(60, 80))
     assert lr_factor(steps, 0) == pytest.approx(0.19) and lr_factor(steps, 9) == pytest.approx(1.0)
     assert [lr_factor(steps, s) for s in (59, 60, 80)] == pytest.approx([1.0, 0.1, 0.01])
 
