@@ -4,7 +4,7 @@ early stopping on a held-out part of the subset (``val_share`` of it, chosen by 
 the weights that scored best there are the ones evaluated on the test split.
 
 * classification: :mod:`gaia_bench.plugins.finetune_classification` (linear head on the pooled
-  features, augmentation, held-out top-1);
+  features, augmentation, held-out top-1; trained by the one loop of :mod:`gaia_bench.plugins.training`);
 * segmentation / depth: the FPN decoder of :mod:`gaia_bench.plugins.dense_probe` with the backbone
   trainable (held-out mIoU / RMSE);
 * detection: torchvision's Faster R-CNN + FPN of :mod:`gaia_bench.plugins.detection_head` with the
@@ -25,9 +25,10 @@ from gaia_bench.api import AdaptationResult, AdaptationSpec
 from gaia_bench.plugins.detection_head import DETECTION_HYPERPARAMS
 from gaia_bench.plugins.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS
+from gaia_bench.plugins.training import FINETUNE_DEFAULTS
 
 # Shared by every task; each head's own knobs enter only its task's job ids.
-HYPERPARAMS = {"backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5}
+HYPERPARAMS = dict(FINETUNE_DEFAULTS)
 TASK_HYPERPARAMS = {"classification": CLASSIFICATION_HYPERPARAMS, "segmentation": DENSE_HYPERPARAMS,
                     "depth": DENSE_HYPERPARAMS, "detection": DETECTION_HYPERPARAMS}
 
