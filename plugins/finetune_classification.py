@@ -45,7 +45,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from gaia_bench.api import AdaptationResult, Sample
+from gaia_bench.api import AdaptationResult, HeadInput, Sample, Samples
 from gaia_bench.errors import DataError
 from gaia_bench.plugins.linear_probe import holdout_split
 from gaia_bench.plugins.schedules import scaled_schedule
@@ -348,7 +348,6 @@ def run_classification_finetune(ctx) -> AdaptationResult:
     workers, eval_batch = int(ctx.session.workers), int(ctx.session.batch_size)
     train, indices = ctx.train_subset()
     test = ctx.load(dataset.test_split)
-    num_classes = len(train.classes)
     subset = [train.samples[i] for i in indices]
     y_subset = np.asarray(train.labels())[indices]
     fit, val = holdout_split(y_subset, float(hp["val_share"]), seed)
@@ -377,8 +376,9 @@ def run_classification_finetune(ctx) -> AdaptationResult:
         # after it is built: building reseeds (random init), reusing the session's copy does not.
         backbone = ctx.trainable_backbone()
         torch.manual_seed(seed)
-        head = nn.Linear(backbone.num_features, num_classes)
-        model = nn.Sequential(backbone, head)
+        head = ctx.job.task.make_head(HeadInput((backbone.num_features,), (size, size)), dataset,
+                                      Samples(subset, train.classes), hp, seed)
+        model = nn.Sequential(backbone, head.module)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         start = time.perf_counter()
@@ -402,7 +402,7 @@ def run_classification_finetune(ctx) -> AdaptationResult:
         ctx.progress.finish()
         eval_seconds = time.perf_counter() - start
 
-    metrics = ctx.job.task.compute_metrics(np.asarray(test.labels()), y_pred, num_classes)
+    metrics = ctx.job.task.evaluate(y_pred.tolist(), test, dataset)
     step, best_iteration = outcome["step"], outcome["best_iteration"]
     details = {
         "subset": ctx.subset_stats(train, indices),

@@ -191,7 +191,7 @@ def run(ctx) -> AdaptationResult:
     out = train_union(ctx, hp, ([subset[i] for i in fit], y_subset[fit]), ([subset[i] for i in val], y_subset[val]),
                       (up_samples, np.asarray(y_up, dtype=np.int64)), len(train.classes), n_up_classes,
                       (test.samples, np.asarray(test.labels())))
-    metrics = ctx.job.task.compute_metrics(np.asarray(test.labels()), out["y_pred"], len(train.classes))
+    metrics = ctx.job.task.evaluate(np.asarray(out["y_pred"]).tolist(), test, ctx.job.dataset)
     details = {"subset": ctx.subset_stats(train, indices), "selection": summary, **out["details"],
                "peak_memory_after_select": select_memory}
     return AdaptationResult(
