@@ -24,9 +24,9 @@ un-pretrained init triples the schedule (:mod:`gaia_bench.plugins.schedules`).
 
 from __future__ import annotations
 
-import copy
+import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -113,6 +113,108 @@ def holdout_positions(n: int, val_share: float, seed: int) -> tuple[list[int], l
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
+# ----------------------------------------------------------------------------- on the training loop
+def pyramid_model(head, backbone, levels: int, train_batchnorm: bool | None):
+    """The :class:`~gaia_bench.plugins.training.TrainModel` of a head over a backbone's pyramid.
+    ``train_batchnorm`` None: the backbone is frozen and not part of the model (its inputs are
+    pyramids); otherwise it trains too (its inputs are images) and its BatchNorm layers use batch
+    statistics only when ``train_batchnorm``. ``forward((inputs, targets))`` is the head's loss."""
+    from torch import nn
+
+    class PyramidHeadModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = head.module
+            self.backbone = backbone if train_batchnorm is not None else None
+
+        def forward(self, batch):
+            inputs, targets = batch
+            if self.backbone is not None:
+                inputs = [f.float() for f in self.backbone.pyramid(inputs)[-levels:]]
+            return head.loss(inputs, targets)
+
+        def train(self, mode: bool = True):
+            super().train(mode)
+            if mode and self.backbone is not None:
+                set_batchnorm_mode(self.backbone, bool(train_batchnorm))
+            return self
+
+        def parameter_groups(self):
+            return {"head": list(self.head.parameters()),
+                    "backbone": list(self.backbone.parameters()) if self.backbone is not None else []}
+
+    return PyramidHeadModel()
+
+
+class ShuffledBatches:
+    """The dense heads' batch stream (a :class:`~gaia_bench.plugins.training.BatchSource`):
+    ``batch`` positions at a time from back-to-back passes over ``n`` items, each reshuffled by a
+    generator seeded with ``seed`` (a pass's last batch may be shorter); with ``flips`` every item
+    is also mirrored with probability 0.5, drawn from the same generator. ``fetch(positions,
+    mirrored)`` makes a batch's ``(inputs, targets)``. One process only: the stream holds the
+    in-memory pyramids."""
+
+    def __init__(self, n: int, batch: int, seed: int, fetch: Callable[[list, list], Any], flips: bool = False) -> None:
+        self.n, self.batch, self.seed, self.fetch, self.flips = n, batch, seed, fetch, flips
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch
+
+    def batches(self, steps: int, rank: int = 0, world_size: int = 1) -> Iterator:
+        import torch
+
+        from gaia_bench.plugins.training import Batch
+
+        if world_size != 1:
+            raise ValueError("the pyramid heads train in one process")
+        generator = torch.Generator().manual_seed(self.seed)
+        order, pointer = torch.randperm(self.n, generator=generator).tolist(), 0
+        for _ in range(steps):
+            if pointer >= self.n:
+                order, pointer = torch.randperm(self.n, generator=generator).tolist(), 0
+            positions = order[pointer:pointer + self.batch]
+            pointer += self.batch
+            mirrored = ((torch.rand(len(positions), generator=generator) < 0.5).tolist() if self.flips
+                        else [False] * len(positions))
+            yield Batch(self.fetch(positions, mirrored), len(positions))
+
+
+class TaskHeldOut:
+    """A :class:`~gaia_bench.plugins.training.HeldOut` scored with the task's own ``evaluate``
+    (``metric`` of it: the job's primary metric). ``predict(samples)`` is the head's predictions for them. A task's
+    metric is not a sum over items (AP, the mean over images), so the whole held-out set is scored
+    at once, in one process."""
+
+    def __init__(self, samples: Sequence, classes: Sequence[str], task, dataset, metric: str,
+                 predict: Callable[[Sequence], list]) -> None:
+        self.samples, self.classes, self.task, self.dataset = list(samples), classes, task, dataset
+        self.metric, self.predict = metric, predict
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def statistics(self, model, part: slice) -> list[float]:
+        if range(len(self.samples))[part] != range(len(self.samples)):
+            raise ValueError("a task's held-out metric needs the whole held-out set in one process")
+        metrics = self.task.evaluate(self.predict(self.samples), Samples(self.samples, self.classes), self.dataset)
+        return [float(metrics[self.metric])]
+
+    def score(self, totals: Sequence[float]) -> float:
+        return float(totals[0])
+
+
+def early_stopping_details(result, n_fit: int, n_val: int, metric: str) -> dict[str, Any]:
+    """What a finetune's held-out early stopping did (NaN scores, an undefined metric, as None)."""
+    def clean(value):
+        return None if value is None or math.isnan(value) else value
+
+    return {"n_fit": n_fit, "n_val": n_val, "metric": metric,
+            "val_curve": [[step, clean(value)] for step, value in result.curve],
+            "best_iteration": result.best_iteration, "best_val": clean(result.best_score),
+            "stopped_early": result.stopped_early}
+
+
 # ----------------------------------------------------------------------------- the job
 def predict_dense(head, backbone, samples: Sequence, size, spec, levels: int, batch: int, device: str,
                   advance=lambda n: None) -> tuple[list, float]:
@@ -147,6 +249,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     import torch
 
     from gaia_bench.plugins.schedules import scaled_schedule
+    from gaia_bench.plugins.training import Recipe, fit as train_loop
 
     hp = {**DENSE_HYPERPARAMS, "backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5, **ctx.hyperparams}
     job = ctx.job
@@ -206,13 +309,16 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     targets = [head.target(sample) for sample in fit_samples]
     pyramid_seconds = time.perf_counter() - start
 
-    def pyramid_of(idx):
+    def pyramid_of(positions):
+        idx = torch.as_tensor(positions, dtype=torch.long)
         if feats is not None:
             return [f[idx] for f in feats]
-        return [f.float() for f in backbone.pyramid(images_t[idx])[-levels:]]
+        return [f.float() for f in backbone.pyramid(images_t[idx.to(device)])[-levels:]]
 
-    def loss_of(idx):
-        return head.loss(pyramid_of(idx.to(device)), [targets[i] for i in idx.tolist()])
+    def fetch(positions: list, mirrored: list):
+        inputs = [f[torch.as_tensor(positions, dtype=torch.long)] for f in feats] if feats is not None \
+            else images_t[torch.as_tensor(positions, dtype=torch.long).to(device)]
+        return inputs, [targets[i] for i in positions]
 
     def full_loss() -> float:
         head.module.eval()
@@ -220,71 +326,29 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         total, count = 0.0, 0
         with torch.no_grad():
             for s in range(0, len(fit_samples), batch):
-                idx = torch.arange(s, min(s + batch, len(fit_samples)))
-                total += float(loss_of(idx)) * len(idx)
-                count += len(idx)
+                positions = list(range(s, min(s + batch, len(fit_samples))))
+                total += float(head.loss(pyramid_of(positions), [targets[i] for i in positions])) * len(positions)
+                count += len(positions)
         return total / max(count, 1)
 
-    def score(samples) -> dict[str, float]:
-        predictions = predict_dense(head, backbone, samples, size, spec, levels, batch, device)[0]
-        return task.evaluate(predictions, Samples(samples, train.classes), dataset)
-
-    # --- the head (and backbone)
+    # --- the head (and backbone), on the one training loop
     start = time.perf_counter()
     primary = job.primary_metric
-    higher = task.metric(primary).higher_is_better
     train_bn = train_backbone and batchnorm_trains(ctx.config.init)
-    val_curve: list[list[float]] = []
-    best: dict[str, Any] = {"value": None, "iteration": 0, "state": None}
-    bad_checks, stopped_early, done = 0, False, 0
-    model_seconds = 0.0
+    model = pyramid_model(head, backbone, levels, train_bn if train_backbone else None)
+    recipe = Recipe(iterations=n_iters, lr=lr, backbone_lr_scale=float(hp["backbone_lr_scale"]), optimizer="adam",
+                    weight_decay=wd, decay="constant", eval_every=int(hp["dense_eval_every"]),
+                    patience=int(hp["patience"]), higher_is_better=task.metric(primary).higher_is_better, seed=seed)
+    held_out = TaskHeldOut(val_samples, train.classes, task, dataset, primary, lambda samples: predict_dense(
+        head, backbone, samples, size, spec, levels, batch, device)[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         loss_start = full_loss()
-        groups = [{"params": list(head.module.parameters()), "lr": lr}]
-        if train_backbone:
-            groups.append({"params": list(backbone.parameters()), "lr": lr * float(hp["backbone_lr_scale"])})
-        optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=wd)
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(fit_samples), generator=generator)
-        pointer = 0
-        advance = ctx.progress.start(f"{'finetune' if train_backbone else 'decoder'} {dataset.name}", n_iters) \
-            if n_iters else (lambda n: None)
-        for step in range(n_iters):
-            head.module.train()
-            if train_backbone:
-                backbone.train()
-                set_batchnorm_mode(backbone, train_bn)
-            if pointer >= len(fit_samples):
-                order, pointer = torch.randperm(len(fit_samples), generator=generator), 0
-            idx = order[pointer:pointer + batch]
-            pointer += batch
-            tick = time.perf_counter()
-            loss = loss_of(idx)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            model_seconds += time.perf_counter() - tick
-            done = step + 1
-            advance(1)
-            if val_samples and (done % int(hp["dense_eval_every"]) == 0 or done == n_iters):
-                value = score(val_samples)[primary]
-                val_curve.append([done, value])
-                if best["value"] is None or (value > best["value"] if higher else value < best["value"]):
-                    best.update(value=value, iteration=done,
-                                state=(copy.deepcopy(head.module.state_dict()), copy.deepcopy(backbone.state_dict())))
-                    bad_checks = 0
-                else:
-                    bad_checks += 1
-                if bad_checks >= int(hp["patience"]):
-                    stopped_early = done < n_iters
-                    break
-        if n_iters:
-            ctx.progress.finish()
-        if best["state"] is not None:
-            head.module.load_state_dict(best["state"][0])
-            backbone.load_state_dict(best["state"][1])
+        result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch), held_out=held_out,
+                     device=device, progress=ctx.progress,
+                     label=f"{'finetune' if train_backbone else 'decoder'} {dataset.name}")
         loss_end = full_loss()
+    done = result.steps
     train_seconds = time.perf_counter() - start
     feats = None  # free the cached pyramids before the test split
 
@@ -311,14 +375,12 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         "backbone": {"trained": train_backbone,
                      "lr_scale": float(hp["backbone_lr_scale"]) if train_backbone else 0.0,
                      "batchnorm": ("batch statistics" if train_bn else "frozen statistics") if train_backbone else "frozen"},
-        "early_stopping": {"n_fit": len(fit), "n_val": len(val), "metric": primary, "val_curve": val_curve,
-                           "best_iteration": best["iteration"], "best_val": best["value"],
-                           "stopped_early": stopped_early} if train_backbone else None,
+        "early_stopping": early_stopping_details(result, len(fit), len(val), primary) if train_backbone else None,
         "input_size": list(size),
         "loss_start": loss_start,
         "loss_end": loss_end,
         "throughput": {"train_images": done * batch, "train_seconds": train_seconds,
-                       "train_model_seconds": model_seconds, "eval_images": len(test), "eval_seconds": eval_seconds,
+                       "train_model_seconds": result.model_seconds, "eval_images": len(test), "eval_seconds": eval_seconds,
                        "eval_model_seconds": eval_model_seconds},
         "trainable_params": trainable,
         "frozen_backbone": not train_backbone,

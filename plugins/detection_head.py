@@ -30,7 +30,6 @@ seeded by the job seed.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Callable, Sequence
@@ -39,12 +38,22 @@ import numpy as np
 
 from gaia_bench.api import AdaptationResult, HeadInput, Samples
 from gaia_bench.errors import UsageError
-from gaia_bench.plugins.dense_probe import batchnorm_trains, fixed_size, load_image, set_batchnorm_mode
+from gaia_bench.plugins.dense_probe import (
+    ShuffledBatches,
+    TaskHeldOut,
+    batchnorm_trains,
+    early_stopping_details,
+    fixed_size,
+    load_image,
+    pyramid_model,
+)
 from gaia_bench.plugins.schedules import scaled_schedule
+from gaia_bench.plugins.training import Recipe, fit as train_loop
 from gaia_bench.tasks.faster_rcnn import FPN_CHANNELS, REPRESENTATION
 
 LEVELS = 4
 MOMENTUM, CLIP_NORM = 0.9, 10.0
+MILESTONES = (2 / 3, 8 / 9)  # lr x0.1 from these fractions of the schedule on (Detectron's 1x shape)
 
 DETECTION_HYPERPARAMS = {
     "det_epochs": 24, "det_min_iters": 300, "det_max_iters": 1500, "det_batch": 4, "det_lr": 0.02,
@@ -55,13 +64,13 @@ CACHE_MB = 2048  # frozen pyramids (plain + mirrored) are kept in memory up to t
 
 
 class PyramidSource:
-    """The backbone's last ``levels`` maps for a batch of subset positions, plain or mirrored:
-    from memory when the pyramids were cached, else computed now (with gradients when the backbone
-    trains)."""
+    """The frozen backbone's last ``levels`` maps for a batch of positions, plain or mirrored:
+    from memory when the pyramids were cached, else computed now; or the images themselves, for a
+    backbone that trains."""
 
-    def __init__(self, backbone, samples, size, mean, std, device: str, levels: int, trainable: bool) -> None:
+    def __init__(self, backbone, samples, size, mean, std, device: str, levels: int) -> None:
         self.backbone, self.samples, self.size = backbone, samples, size
-        self.mean, self.std, self.device, self.levels, self.trainable = mean, std, device, levels, trainable
+        self.mean, self.std, self.device, self.levels = mean, std, device, levels
         self.cache: dict[bool, list] | None = None
 
     def images(self, positions: Sequence[int], flip: Sequence[bool]):
@@ -76,7 +85,7 @@ class PyramidSource:
     def compute(self, positions: Sequence[int], flip: Sequence[bool]) -> list:
         import torch
 
-        with torch.set_grad_enabled(self.trainable):
+        with torch.no_grad():
             return [f.float() for f in self.backbone.pyramid(self.images(positions, flip))[-self.levels:]]
 
     def fill_cache(self, batch_size: int, advance: Callable[[int], None]) -> None:
@@ -109,13 +118,6 @@ def pyramid_bytes(backbone, size: tuple[int, int], levels: int) -> int:
     channels = backbone.pyramid_channels[-levels:]
     reductions = backbone.pyramid_reductions[-levels:]
     return sum(4 * c * math.ceil(size[0] / r) * math.ceil(size[1] / r) for c, r in zip(channels, reductions))
-
-
-def lr_factor(step: int, iterations: int, warmup: int) -> float:
-    """Linear warm-up from 0.1, then x0.1 at 2/3 and again at 8/9 of the schedule."""
-    warm = 0.1 + 0.9 * min(1.0, (step + 1) / warmup) if warmup else 1.0
-    decay = 0.1 ** ((step >= 2 * iterations / 3) + (step >= 8 * iterations / 9))
-    return warm * decay
 
 
 # ----------------------------------------------------------------------------- the job
@@ -176,7 +178,7 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     backbone.to(device)
     backbone.eval()
     fit_samples = [subset[i] for i in fit]
-    source = PyramidSource(backbone, fit_samples, size, spec.mean, spec.std, device, levels, train_backbone)
+    source = PyramidSource(backbone, fit_samples, size, spec.mean, spec.std, device, levels)
     cache_mb = 2 * len(fit_samples) * pyramid_bytes(backbone, size, levels) / 2**20
     cached = not train_backbone and cache_mb <= CACHE_MB
     if cached:
@@ -186,85 +188,39 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         ctx.progress.finish()
     stage["pyramid"] = time.perf_counter() - start
 
+    start = time.perf_counter()
+    primary = job.primary_metric
+    train_bn = train_backbone and batchnorm_trains(ctx.config.init)
+    warmup = min(100, n_iters // 5)
+    recipe = Recipe(iterations=n_iters, lr=float(hp["det_lr"]), backbone_lr_scale=float(hp["backbone_lr_scale"]),
+                    optimizer="sgd", momentum=MOMENTUM, weight_decay=float(hp["det_weight_decay"]), warmup=warmup,
+                    warmup_start=0.1, decay="steps", milestones=MILESTONES, clip_norm=CLIP_NORM,
+                    eval_every=int(hp["det_eval_every"]), patience=int(hp["patience"]),
+                    higher_is_better=task.metric(primary).higher_is_better, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = task.make_head(HeadInput(tuple(int(c) for c in backbone.pyramid_channels[-levels:]), size), dataset,
                               Samples(fit_samples, classes), hp, seed)
-        detector = head.module.to(device)
-        lr = float(hp["det_lr"])
-        groups = [{"params": list(detector.parameters()), "lr": lr}]
-        if train_backbone:
-            groups.append({"params": list(backbone.parameters()), "lr": lr * float(hp["backbone_lr_scale"])})
-        base_lrs = [g["lr"] for g in groups]
-        optimizer = torch.optim.SGD(groups, lr=lr, momentum=MOMENTUM, weight_decay=float(hp["det_weight_decay"]))
-        train_bn = train_backbone and batchnorm_trains(ctx.config.init)
+        model = pyramid_model(head, backbone, levels, train_bn if train_backbone else None)
         targets = {m: [head.target(s, m) for s in fit_samples] for m in (False, True)}
-        generator = torch.Generator().manual_seed(seed)
-        warmup = min(100, n_iters // 5)
-        order, pointer = torch.randperm(len(fit_samples), generator=generator).tolist(), 0
-        val_source = PyramidSource(backbone, [subset[i] for i in val], size, spec.mean, spec.std, device, levels, False)
-        val_curve: list[list[float]] = []
-        best = {"score": -1.0, "iteration": 0, "state": None}
-        bad_checks, stopped_early, done = 0, False, 0
-        losses: list[float] = []
-        model_seconds = 0.0
 
-        def check(step: int) -> bool:
-            """Held-out primary metric now; keep the best weights; True when patience ran out."""
-            nonlocal bad_checks
-            backbone.eval()
-            predictions = predict(head, val_source, batch)
-            value = task.evaluate(predictions, Samples(val_source.samples, classes), dataset)[job.primary_metric]
-            value = -1.0 if math.isnan(value) else value
-            val_curve.append([step, value])
-            if value > best["score"]:
-                best.update(score=value, iteration=step,
-                            state=(copy.deepcopy(detector.state_dict()), copy.deepcopy(backbone.state_dict())))
-                bad_checks = 0
-            else:
-                bad_checks += 1
-            return bad_checks >= int(hp["patience"])
+        def fetch(positions: list, mirrored: list):
+            inputs = source.images(positions, mirrored) if train_backbone else source(positions, mirrored)
+            return inputs, [targets[m][p] for p, m in zip(positions, mirrored)]
 
-        start = time.perf_counter()
-        advance = ctx.progress.start(f"detector {dataset.name}", n_iters) if n_iters else (lambda n: None)
-        for step in range(n_iters):
-            detector.train()
-            if train_backbone:
-                backbone.train()
-                set_batchnorm_mode(backbone, train_bn)
-            if pointer >= len(order):
-                order, pointer = torch.randperm(len(fit_samples), generator=generator).tolist(), 0
-            positions = order[pointer:pointer + batch]
-            pointer += batch
-            flips = (torch.rand(len(positions), generator=generator) < 0.5).tolist()
-            for group, base in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base * lr_factor(step, n_iters, warmup)
-            tick = time.perf_counter()
-            loss = head.loss(source(positions, flips), [targets[m][p] for p, m in zip(positions, flips)])
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], CLIP_NORM)
-            optimizer.step()
-            model_seconds += time.perf_counter() - tick
-            losses.append(float(loss.detach()))
-            done = step + 1
-            advance(1)
-            if val and (done % int(hp["det_eval_every"]) == 0 or done == n_iters):
-                if check(done):
-                    stopped_early = done < n_iters
-                    break
-        if n_iters:
-            ctx.progress.finish()
-        if val and best["state"] is not None:
-            detector.load_state_dict(best["state"][0])
-            backbone.load_state_dict(best["state"][1])
-        stage["head_train"] = time.perf_counter() - start
+        val_source = PyramidSource(backbone, [subset[i] for i in val], size, spec.mean, spec.std, device, levels)
+        held_out = TaskHeldOut(val_source.samples, classes, task, dataset, primary,
+                               lambda samples: predict(head, val_source, batch))
+        result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch, flips=True),
+                     held_out=held_out, device=device, progress=ctx.progress, label=f"detector {dataset.name}")
+    stage["head_train"] = time.perf_counter() - start
+    done = result.steps
     train_images = done * batch
 
     start = time.perf_counter()
     backbone.eval()
     del source
-    test_source = PyramidSource(backbone, test.samples, size, spec.mean, spec.std, device, levels, False)
+    test_source = PyramidSource(backbone, test.samples, size, spec.mean, spec.std, device, levels)
     advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
     tick = time.perf_counter()
     predictions = predict(head, test_source, max(1, ctx.session.batch_size), advance)
@@ -273,7 +229,7 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     metrics = task.evaluate(predictions, test, dataset)
     stage["evaluate"] = time.perf_counter() - start
 
-    trainable = sum(p.numel() for p in detector.parameters())
+    trainable = sum(p.numel() for p in head.module.parameters())
     if train_backbone:
         trainable += sum(p.numel() for p in backbone.parameters())
     details = {
@@ -289,14 +245,12 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         "backbone": {"trained": train_backbone, "lr_scale": float(hp["backbone_lr_scale"]) if train_backbone else 0.0,
                      "batchnorm": ("batch statistics" if train_bn else "frozen statistics") if train_backbone else "frozen",
                      "pyramids_cached": cached, "cache_mb": round(cache_mb, 1)},
-        "early_stopping": {"n_fit": len(fit), "n_val": len(val), "val_curve": val_curve,
-                           "best_iteration": best["iteration"], "best_val": best["score"] if val else None,
-                           "stopped_early": stopped_early} if train_backbone else None,
-        "loss_start": float(np.mean(losses[:10])) if losses else None,
-        "loss_end": float(np.mean(losses[-10:])) if losses else None,
+        "early_stopping": early_stopping_details(result, len(fit), len(val), primary) if train_backbone else None,
+        "loss_start": float(np.mean(result.losses[:10])) if result.losses else None,
+        "loss_end": float(np.mean(result.losses[-10:])) if result.losses else None,
         "input_size": list(size),
         "throughput": {"train_images": train_images, "train_seconds": stage["head_train"],
-                       "train_model_seconds": model_seconds, "eval_images": len(test),
+                       "train_model_seconds": result.model_seconds, "eval_images": len(test),
                        "eval_seconds": stage["evaluate"], "eval_model_seconds": eval_model_seconds},
         "trainable_params": int(trainable),
         "frozen_backbone": not train_backbone,
