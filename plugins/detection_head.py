@@ -53,7 +53,6 @@ from gaia_bench.tasks.faster_rcnn import FPN_CHANNELS, REPRESENTATION
 
 LEVELS = 4
 MOMENTUM, CLIP_NORM = 0.9, 10.0
-MILESTONES = (2 / 3, 8 / 9)  # lr x0.1 from these fractions of the schedule on (Detectron's 1x shape)
 
 DETECTION_HYPERPARAMS = {
     "det_epochs": 24, "det_min_iters": 300, "det_max_iters": 1500, "det_batch": 4, "det_lr": 0.02,
@@ -194,8 +193,8 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     warmup = min(100, n_iters // 5)
     recipe = Recipe(iterations=n_iters, lr=float(hp["det_lr"]), backbone_lr_scale=float(hp["backbone_lr_scale"]),
                     optimizer="sgd", momentum=MOMENTUM, weight_decay=float(hp["det_weight_decay"]), warmup=warmup,
-                    warmup_start=0.1, decay="steps", milestones=MILESTONES, clip_norm=CLIP_NORM,
-                    eval_every=int(hp["det_eval_every"]), patience=int(hp["patience"]),
+                    warmup_start=0.1, decay="steps", milestones=(2 * n_iters / 3, 8 * n_iters / 9),
+                    clip_norm=CLIP_NORM, eval_every=int(hp["det_eval_every"]), patience=int(hp["patience"]),
                     higher_is_better=task.metric(primary).higher_is_better, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -12,6 +12,8 @@ Each task trains its own head through its ``train_head`` hook with the backbone 
 * detection: torchvision's Faster R-CNN + FPN, trained by :mod:`gaia_bench.plugins.detection_head`
   (held-out VOC mAP).
 
+All of them train on the one loop of :mod:`gaia_bench.plugins.training`.
+
 Schedules follow :mod:`gaia_bench.plugins.schedules`; an un-pretrained init (``random``,
 ``scratch``) gets the 3x longer schedule the *Rethinking ImageNet Pre-training* paper calls for.
 
@@ -28,9 +30,10 @@ from gaia_bench.errors import UsageError
 from gaia_bench.plugins.detection_head import DETECTION_HYPERPARAMS
 from gaia_bench.plugins.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS
+from gaia_bench.plugins.training import FINETUNE_DEFAULTS
 
 # Shared by every task; each head's own knobs enter only its task's job ids.
-HYPERPARAMS = {"backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5}
+HYPERPARAMS = dict(FINETUNE_DEFAULTS)
 TASK_HYPERPARAMS = {"classification": CLASSIFICATION_HYPERPARAMS, "segmentation": DENSE_HYPERPARAMS,
                     "depth": DENSE_HYPERPARAMS, "detection": DETECTION_HYPERPARAMS}
 

@@ -7,7 +7,7 @@
 3. ``head``: only the new task head is trained, on the re-represented images, the backbone frozen
    (eval mode: not even BatchNorm statistics move). The frozen backbone's features are computed once;
 4. ``finetune``: the whole model, starting from stage 3's head, fine-tuned on the real subset with
-   ``finetune``'s recipe (:mod:`gaia_bench.plugins.vqgan_finetune`).
+   ``finetune``'s recipe (:mod:`gaia_bench.plugins.vqgan_finetune`, on the one training loop).
 
 Every stage is logged (``stages.log``) and checkpointed in the job's work directory,
 ``<cache home>/jobs/<job id>/mf/``; ``state.json`` lists the finished stages, so a killed run
@@ -27,12 +27,13 @@ from typing import Any
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
 from gaia_bench.paths import cache_home
-from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS, SHARED_DEFAULTS
+from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS
+from gaia_bench.plugins.training import FINETUNE_DEFAULTS
 from gaia_bench.plugins.vqgan_config import VQGAN_HYPERPARAMS
 
 STAGES = ("vqgan", "re-represent", "head", "finetune")
 # Stage 4 is finetune's recipe with its defaults; stage 3 trains the head alone for head_iters steps.
-HYPERPARAMS = {**SHARED_DEFAULTS, **CLASSIFICATION_HYPERPARAMS, "head_iters": 100, "head_lr": 0.01,
+HYPERPARAMS = {**FINETUNE_DEFAULTS, **CLASSIFICATION_HYPERPARAMS, "head_iters": 100, "head_lr": 0.01,
                **VQGAN_HYPERPARAMS}
 
 
@@ -129,7 +130,7 @@ def _train_head(ctx, hp: dict[str, Any], split, backbone, head, stages: StageDir
 
     from gaia_bench.api import Sample
     from gaia_bench.imagedata import ImageSamples, eval_transform
-    from gaia_bench.plugins.finetune_classification import _check_errors
+    from gaia_bench.plugins.training import check_errors
 
     spec, size, device = ctx.job.backbone, int(ctx.config.image_size), ctx.device
     rerep = [Sample(s.key, stages.path / "re-represented" / f"{i:05d}.png", s.target) for i, s in enumerate(split.fit)]
@@ -141,7 +142,7 @@ def _train_head(ctx, hp: dict[str, Any], split, backbone, head, stages: StageDir
     features = torch.zeros(len(rerep), backbone.num_features)
     with torch.no_grad():
         for images, indices, errors in loader:
-            _check_errors(rerep, indices, errors)
+            check_errors(rerep, indices, errors)
             features[indices] = backbone(images.to(device)).cpu()
     targets = torch.as_tensor(np.asarray(split.y_fit), dtype=torch.long)
     optimizer = torch.optim.AdamW(head.parameters(), lr=float(hp["head_lr"]), weight_decay=float(hp["weight_decay"]))
@@ -169,7 +170,8 @@ def run(ctx) -> AdaptationResult:
     import torch
     from torch import nn
 
-    from gaia_bench.plugins.vqgan_finetune import evaluate_test, fine_tune, job_split, peak_rss_mb, rng_devices
+    from gaia_bench.plugins.training import peak_memory_mb, rng_devices
+    from gaia_bench.plugins.vqgan_finetune import evaluate_test, fine_tune, job_split
     from gaia_bench.plugins.vqgan_train import vqgan_for_job
 
     hp: dict[str, Any] = {**HYPERPARAMS, **ctx.hyperparams}
@@ -183,7 +185,7 @@ def run(ctx) -> AdaptationResult:
     memory: dict[str, float] = {}
 
     def mark(stage: str, seconds: float, **record: Any) -> None:
-        memory[stage] = peak_rss_mb()
+        memory[stage] = peak_memory_mb("cpu")["peak_rss_mb"]
         stages.finish(stage, {"seconds": round(seconds, 3), "peak_rss_mb": memory[stage], **record})
 
     with torch.random.fork_rng(devices=rng_devices(ctx.device)):

@@ -74,7 +74,7 @@ class Recipe:
     warmup: int = 0  # linear warm-up steps (see lr_factor)
     warmup_start: float = 0.0  # lr factor the warm-up starts from ("steps" decay: 0.1 in detection)
     decay: Literal["cosine", "steps", "constant"] = "cosine"
-    milestones: tuple[float, ...] = ()  # "steps": x0.1 from each of these fractions of iterations
+    milestones: tuple[float, ...] = ()  # "steps": x0.1 from each of these steps on (e.g. 2 * n / 3)
     clip_norm: float | None = None  # max gradient norm over all trained parameters
     eval_every: int = 1  # steps between held-out checks (and one at the last step)
     patience: int = 5  # checks without improvement before stopping
@@ -183,7 +183,7 @@ def peak_memory_mb(device: str) -> dict[str, float]:
 def lr_factor(recipe: Recipe, step: int) -> float:
     """The lr multiplier at (0-based) ``step``: linear warm-up from ``warmup_start`` over
     ``warmup`` steps, then ``cosine`` decay to 0 at ``iterations`` (measured from the warm-up's
-    end), ``steps`` (x0.1 from each milestone on, warm-up included) or ``constant``."""
+    end), ``steps`` (x0.1 from each milestone step on, warm-up included) or ``constant``."""
     warmup, total = recipe.warmup, recipe.iterations
     if recipe.decay == "cosine":
         if step < warmup:
@@ -191,7 +191,7 @@ def lr_factor(recipe: Recipe, step: int) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
     warm = recipe.warmup_start + (1.0 - recipe.warmup_start) * min(1.0, (step + 1) / warmup) if warmup else 1.0
     if recipe.decay == "steps":
-        return warm * 0.1 ** sum(step >= m * total for m in recipe.milestones)
+        return warm * 0.1 ** sum(step >= m for m in recipe.milestones)
     return warm
 
 
@@ -322,9 +322,9 @@ def _loop(model: Any, recipe: Recipe, batches: BatchSource, held_out: HeldOut | 
                     stopped_early = True
                     break
     finally:
-        main.close() if hasattr(main, "close") else None  # stops DataLoader workers before the test pass
-        if side is not None and hasattr(side, "close"):
-            side.close()
+        for stream in (main, side):  # a generator's DataLoader workers stop before the test pass
+            if hasattr(stream, "close"):
+                stream.close()
     if rank is not None:  # the global batch's mean loss (every rank leaves the loop at the same step)
         last_loss = rank.all_sum([last_loss * last_size])[0] / batches.batch_size
     result = FitResult(steps=step, stopped_early=stopped_early, best_score=best["score"],

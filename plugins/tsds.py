@@ -9,10 +9,17 @@ with the selected upstream images.
 2. Selection (:mod:`gaia_bench.plugins.tsds_select`): class means, cosine similarity, ``top-k`` or
    ``pairs`` until ``budget`` images. The downstream class means come from the whole subset, so 2
    images per class (``--shots 2/class``) are enough, as in GAIA.
-3. Training (:mod:`gaia_bench.plugins.tsds_train`): ``finetune``'s recipe on the subset, every batch
-   topped up with selected upstream images; by default they count as extra images of the downstream
-   class they were selected for (``labels=matched``), or keep their own labels on a separate head
-   (``labels=upstream-head``).
+3. Training: ``finetune``'s recipe (:func:`gaia_bench.plugins.training.train_classifier`: the same
+   hold-out and early stopping, schedule -- sized by the downstream images, so both methods take
+   the same number of steps --, optimizer, warm-up and cosine decay, augmentation and seeding) with
+   every batch topped up by the loop's extra stream: ``round(upstream_ratio x b)`` selected upstream
+   images (``b`` = the downstream batch), drawn from their own stream of reshuffled epochs. The loss
+   is ``CE(downstream) + upstream_weight x CE(upstream)``, each the mean over its part of the
+   batch, so the downstream images never drown in a larger selection. ``labels`` says what an
+   upstream image is trained to predict: ``matched`` (GAIA's use of the selection, the default),
+   the downstream class it was selected for, through the one downstream head -- the selection is
+   extra labelled data of that class; ``upstream-head``, its own upstream class, through a second
+   linear head that is dropped after training -- the upstream labels only shape the backbone.
 
 The record's details keep the class matching (pairs, cosines, images taken), the number selected,
 the schedule, steps run, peak memory; ``stage_seconds`` times each stage. `gaia-bench tsds select`
@@ -30,12 +37,14 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec, DatasetSpec, Sample
 from gaia_bench.errors import UsageError
-from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS, SHARED_DEFAULTS
+from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS
+from gaia_bench.plugins.training import FINETUNE_DEFAULTS
 from gaia_bench.plugins.tsds_select import MODES, Selection, select
-from gaia_bench.plugins.tsds_train import LABEL_MODES
+
+LABEL_MODES = ("matched", "upstream-head")
 
 HYPERPARAMS = {
-    **SHARED_DEFAULTS,
+    **FINETUNE_DEFAULTS,
     "upstream": "mini-upstream",  # the pool selected from (a dataset of task 'upstream')
     "mode": "top-k",  # or "pairs"
     "budget": 500,  # upstream images selected at most
@@ -168,8 +177,20 @@ def preview(ctx) -> dict:
 
 
 def run(ctx) -> AdaptationResult:
+    import torch
+    from torch import nn
+
+    from gaia_bench.imagedata import eval_transform
     from gaia_bench.plugins.linear_probe import holdout_split
-    from gaia_bench.plugins.tsds_train import peak_memory_mb, train_union
+    from gaia_bench.plugins.training import (
+        Classifier,
+        ImageStream,
+        augmenting_transform,
+        peak_memory_mb,
+        predict_classes,
+        rng_devices,
+        train_classifier,
+    )
 
     hp = {**CLASSIFICATION_HYPERPARAMS, **HYPERPARAMS, **ctx.hyperparams}
     pool, selection, summary, seconds = _select(ctx, hp)
@@ -188,16 +209,56 @@ def run(ctx) -> AdaptationResult:
         kept = np.unique(pool.labels[selection.indices]) if len(selection) else np.zeros(0, dtype=np.int64)
         y_up = np.searchsorted(kept, pool.labels[selection.indices])
         n_up_classes = max(len(kept), 1)
-    out = train_union(ctx, hp, ([subset[i] for i in fit], y_subset[fit]), ([subset[i] for i in val], y_subset[val]),
-                      (up_samples, np.asarray(y_up, dtype=np.int64)), len(train.classes), n_up_classes,
-                      (test.samples, np.asarray(test.labels())))
-    metrics = ctx.job.task.evaluate(np.asarray(out["y_pred"]).tolist(), test, ctx.job.dataset)
-    details = {"subset": ctx.subset_stats(train, indices), "selection": summary, **out["details"],
-               "peak_memory_after_select": select_memory}
+
+    spec = ctx.job.backbone
+    size, seed, device = int(ctx.config.image_size), int(ctx.config.seed), ctx.device
+    workers, eval_batch = int(ctx.session.workers), int(ctx.session.batch_size)
+    down_batch = min(int(hp["batch"]), max(len(fit), 1))
+    up_batch = min(len(up_samples), round(down_batch * float(hp["upstream_ratio"])))
+    up_weight = float(hp["upstream_weight"])
+    upstream = None
+    if up_batch:  # its own stream, seeded apart from the downstream one
+        transform = augmenting_transform(size, spec.mean, spec.std, float(hp["crop_scale_min"]), bool(hp["hflip"]))
+        upstream = ImageStream(up_samples, np.asarray(y_up, dtype=np.int64), transform, size, up_batch, seed + 1,
+                               workers)
+
+    name = f"{spec.name} / {dataset.name}"
+    with torch.random.fork_rng(devices=rng_devices(device)):
+        backbone = ctx.trainable_backbone()
+        torch.manual_seed(seed)
+        head = nn.Linear(backbone.num_features, len(train.classes))
+        up_head = nn.Linear(backbone.num_features, n_up_classes) if hp["labels"] == "upstream-head" else None
+        model = Classifier(backbone, head, label_smoothing=float(hp["label_smoothing"]), extra_head=up_head,
+                           extra_weight=up_weight)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+        start = time.perf_counter()
+        result, trained = train_classifier(ctx, hp, model, ([subset[i] for i in fit], y_subset[fit]),
+                                           ([subset[i] for i in val], y_subset[val]),
+                                           label=f"tsds train {name} (+{len(up_samples)} upstream)", extra=upstream)
+        train_seconds = time.perf_counter() - start
+        train_memory = peak_memory_mb(device)
+
+        start = time.perf_counter()
+        advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test))
+        y_pred = predict_classes(model.classifier, test.samples, eval_transform(size, spec.mean, spec.std), size,
+                                 device, eval_batch, workers, on_batch=advance)
+        ctx.progress.finish()
+        eval_seconds = time.perf_counter() - start
+
+    metrics = ctx.job.task.evaluate(y_pred.tolist(), test, dataset)
+    trained["early_stopping"]["metric"] = "held-out top1 (downstream images only)"
+    details = {"subset": ctx.subset_stats(train, indices), "selection": summary, **trained,
+               "batch": {"downstream": down_batch, "upstream": up_batch, "upstream_weight": up_weight,
+                         "upstream_labels": hp["labels"]},
+               "final_losses": {"loss": result.last_loss,
+                                "downstream_loss": result.last_parts.get("main", result.last_loss),
+                                "upstream_loss": result.last_parts.get("extra", float("nan"))},
+               "peak_memory_after_train": train_memory, "peak_memory_after_select": select_memory}
     return AdaptationResult(
         metrics=metrics, n_train=len(indices), n_test=len(test), details=details,
-        stage_seconds={**seconds, "tsds_train": out["train_seconds"], "evaluate": out["eval_seconds"]},
-        trainable_params=out["trainable_params"],
+        stage_seconds={**seconds, "tsds_train": train_seconds, "evaluate": eval_seconds},
+        trainable_params=int(trainable),
     )
 
 
