@@ -161,24 +161,104 @@ class MetricInfo:
     description: str = ""
 
 
-class HoldoutStrata(Protocol):
-    """``holdout_strata(subset)``: one stratum (an int) per item of the job's subset, or None."""
+class Evaluate(Protocol):
+    """A task's official metrics, the same signature for every task type."""
 
-    def __call__(self, subset: Samples) -> list[int] | None: ...
+    def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]:
+        """The metrics of ``predictions`` on ``test``: one prediction per test sample, in test order
+        (classification: the predicted class id; detection: the image's
+        :class:`~gaia_bench.tasks.metrics_detection.ImageDetections`; segmentation: the image's
+        confusion counts, a (C, C) int array; depth: the image's metric terms or predicted map)."""
+        ...
+
+
+class HoldoutStrata(Protocol):
+    """How a task holds out part of a training subset (for early stopping, hyper-parameter choice)."""
+
+    def __call__(self, subset: Samples) -> list[int] | None:
+        """One stratum per sample (the hold-out takes its share of every stratum), or None for a
+        random hold-out of whole samples."""
+        ...
+
+
+@dataclass(frozen=True)
+class HeadInput:
+    """What a head reads from the backbone: ``channels`` of its pooled features (one entry) or of
+    the last maps of its pyramid (fine to coarse); ``size`` is the (height, width) of the images
+    the backbone sees, which a dense head predicts at and a detector sizes its anchors by."""
+
+    channels: tuple[int, ...]
+    size: tuple[int, int]
+
+
+class Head(Protocol):
+    """A task's trainable head for one job, built by :class:`MakeHead`. The adaptation decides
+    what trains (the head alone over a frozen backbone, or both) and runs the loop; the head says
+    what it learns from, its loss and its predictions. ``inputs`` is what the backbone gives it:
+    pooled features ``[B, C]`` or the list of pyramid maps that :class:`HeadInput` describes."""
+
+    module: Any  # the torch.nn.Module holding the head's parameters (optimizer, state dict, train/eval)
+
+    def target(self, sample: Sample, mirrored: bool = False) -> Any:
+        """One sample's training target at the head's input size (mirrored left-right when the
+        trainer flips the image)."""
+        ...
+
+    def loss(self, inputs: Any, targets: Sequence[Any]) -> Any:
+        """The scalar training loss of a batch (module in training mode), from targets that
+        :meth:`target` made; placed on the module's device here."""
+        ...
+
+    def predict(self, inputs: Any, samples: Sequence[Sample]) -> list[Any]:
+        """Eval-mode predictions for a batch, one per sample, in the form :class:`Evaluate` takes."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The head's architecture and loss in words and numbers, for a result's details."""
+        ...
+
+
+class MakeHead(Protocol):
+    """Builds a task's head for one job."""
+
+    def __call__(self, inputs: HeadInput, dataset: DatasetSpec, fit: Samples, hyperparams: Mapping[str, Any],
+                 seed: int) -> Head:
+        """A new head over ``inputs`` for ``dataset``, initialized from ``seed`` alone (the
+        caller's random state is left alone); ``fit`` are the samples it will be trained on
+        (their ``classes``; a depth head starts its output at their mean log depth);
+        ``hyperparams`` are the job's."""
+        ...
+
+
+class TrainHead(Protocol):
+    """Trains a task's head on a job and evaluates it: what ``linear-probe`` and ``finetune`` run."""
+
+    def __call__(self, ctx: JobContext, train_backbone: bool) -> AdaptationResult:
+        """The head over a frozen backbone (``train_backbone`` False) or the head and the backbone
+        together, trained on the job's subset and scored on its test split with the task's
+        :class:`Evaluate`."""
+        ...
+
+
+def random_holdout(subset: Samples) -> list[int] | None:
+    """No strata: the hold-out is a random share of whole samples (dense tasks)."""
+    return None
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task type: its metrics (official definitions) and which one is primary."""
+    """A task type: its metrics (official definitions), which one is primary, and the hooks the
+    adaptations call instead of knowing the task: ``evaluate`` (ONE signature for every task),
+    ``holdout_strata``, ``make_head`` and ``train_head`` (None: no adaptation can train a head for it)."""
 
     name: str
     description: str
     metrics: Sequence[MetricInfo]
     primary_metric: str
-    compute_metrics: Callable[..., dict[str, float]]
-    # How a job's held-out part is stratified (:mod:`gaia_bench.protocol`): one stratum per item of
-    # the subset (classification: its label), or None for a plain random hold-out.
-    holdout_strata: HoldoutStrata | None = None
+    evaluate: Evaluate
+    holdout_strata: HoldoutStrata = random_holdout
+    make_head: MakeHead | None = None
+    train_head: TrainHead | None = None
 
     def metric(self, name: str) -> MetricInfo:
         for info in self.metrics:

@@ -1,29 +1,17 @@
-"""Semantic segmentation and monocular depth heads: a light decoder over the backbone's pyramid,
-trained on the job's percentage-shot subset. Under ``linear-probe`` the backbone is FROZEN (eval
+"""Training a dense task's head (segmentation, depth: the FPN decoder of
+:mod:`gaia_bench.tasks.dense_decoder`, built by the task's ``make_head``) over the backbone's
+pyramid, on the job's percentage-shot subset. Under ``linear-probe`` the backbone is FROZEN (eval
 mode, no gradients); under ``finetune`` (``train_backbone=True``) it trains too, at
 ``backbone_lr_scale`` x the decoder's learning rate, BatchNorm statistics frozen for pretrained
 inits (batch statistics for un-pretrained ones), early-stopped on a held-out part of the subset.
-
-Decoder (a small FPN, as in semantic-FPN heads): 1x1 lateral convolutions to ``WIDTH`` (64)
-channels on the last ``LEVELS`` (4) maps of :meth:`Backbone.pyramid` (fewer when the backbone has
-fewer); from the coarsest map, upsample (bilinear) and add the next finer lateral, down to the finest
-level used; then a 3x3 conv + ReLU and a 1x1 predictor; the output is upsampled bilinearly to the
-input size (training) or to the ground truth's resolution (evaluation).
-
-* segmentation: one logit per class, cross-entropy with ``ignore_index`` 255 (VOC's void); the
-  evaluation accumulates ONE confusion matrix over the whole test split (argmax at the mask's
-  resolution) and scores it with the task's official metrics.
-* depth: the predictor outputs log-depth (its bias starts at the mean log ground-truth depth of the
-  training subset); trained with BTS's scale-invariant log loss
-  ``10 * sqrt(mean(d^2) - 0.85 * mean(d)^2)``, ``d = log pred - log gt`` over valid pixels
-  (``gt > 0``) of the batch; evaluated in metres (``exp``, clipped to [1e-3, max_depth]) at the ground
-  truth's resolution on its valid pixels, with the dataset's crop (KITTI: Garg, 80 m).
+The head reads the last ``LEVELS`` (4) maps of :meth:`Backbone.pyramid` (fewer when the backbone
+has fewer); its loss, predictions and the task's ``evaluate`` are the task's. Nothing here knows
+which dense task it trains.
 
 Because the backbone is frozen, its pyramid is computed ONCE per training image and kept in memory.
 Images are resized (bilinear) to one fixed size: the first training image's native size rounded to a
 multiple of 32 (mini-voc-seg / mini-kitti-depth: 128 x 192, kept as is), normalized with the
-backbone's mean / std; ``--image-size`` (the classification input) is not used. Training targets are
-resized to that size with nearest-neighbour only when their size differs.
+backbone's mean / std; ``--image-size`` (the classification input) is not used.
 
 Schedule: Adam (lr 1e-3, weight decay 1e-4), batch 8, reshuffled each pass by a generator seeded with
 the job seed (head initialization too), so a job is deterministic. The number of iterations is
@@ -36,23 +24,19 @@ un-pretrained init triples the schedule (:mod:`gaia_bench.plugins.schedules`).
 
 from __future__ import annotations
 
-import copy
+import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 
-from gaia_bench.api import AdaptationResult
+from gaia_bench.api import AdaptationResult, HeadInput, Samples
+from gaia_bench.errors import UsageError
 
-WIDTH = 64
 LEVELS = 4
 MULTIPLE = 32
 EPOCHS, MIN_ITERS, MAX_ITERS = 40, 100, 600
 BATCH = 8
 LR, WEIGHT_DECAY = 1e-3, 1e-4
-SILOG_LAMBDA = 0.85
-MIN_DEPTH = 1e-3
-IGNORE_INDEX = 255
 
 
 DENSE_HYPERPARAMS = {
@@ -74,37 +58,6 @@ def fixed_size(height: int, width: int, multiple: int = MULTIPLE) -> tuple[int, 
     return (max(multiple, int(round(height / multiple)) * multiple), max(multiple, int(round(width / multiple)) * multiple))
 
 
-def _decoder_class():
-    import torch.nn.functional as F
-    from torch import nn
-
-    class FPNDecoder(nn.Module):
-        """Laterals to ``width`` channels, top-down upsample-and-sum, 3x3 conv + ReLU, 1x1 predictor."""
-
-        def __init__(self, in_channels: Sequence[int], out_channels: int, width: int = WIDTH) -> None:
-            super().__init__()
-            self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
-            self.fuse = nn.Conv2d(width, width, 3, padding=1)
-            self.predict = nn.Conv2d(width, out_channels, 1)
-
-        def forward(self, feats: Sequence[Any], size: tuple[int, int]):
-            x = self.lateral[-1](feats[-1])
-            for lateral, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
-                x = F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False) + lateral(f)
-            x = self.predict(F.relu(self.fuse(x)))
-            return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-    return FPNDecoder
-
-
-def build_decoder(in_channels: Sequence[int], out_channels: int, seed: int, width: int = WIDTH):
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _decoder_class()(in_channels, out_channels, width)
-
-
 # ----------------------------------------------------------------------------- data
 def load_image(path, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]):
     from PIL import Image
@@ -115,29 +68,6 @@ def load_image(path, size: tuple[int, int], mean: Sequence[float], std: Sequence
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.BILINEAR)
     return TF.normalize(TF.to_tensor(image), mean, std)
-
-
-def read_target(target) -> np.ndarray:
-    """Segmentation: class indices (uint8, 255 void); depth: float32 metres, 0 = invalid."""
-    from gaia_bench.tasks.dense_targets import DepthTarget, SegmentationTarget
-
-    if isinstance(target, SegmentationTarget):
-        from gaia_bench.tasks.voc_format import read_segmentation
-
-        return read_segmentation(target.mask_path)
-    if isinstance(target, DepthTarget):
-        from gaia_bench.tasks.kitti_depth_format import read_kitti_depth, read_nyu_depth
-
-        return (read_kitti_depth if target.kind == "kitti" else read_nyu_depth)(target.depth_path)
-    raise TypeError(f"no dense reader for a {type(target).__name__} target")
-
-
-def _resize_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if values.shape == size:
-        return values
-    rows = (np.arange(size[0]) * values.shape[0] // size[0]).clip(0, values.shape[0] - 1)
-    cols = (np.arange(size[1]) * values.shape[1] // size[1]).clip(0, values.shape[1] - 1)
-    return values[rows[:, None], cols[None, :]]
 
 
 def compute_pyramids(backbone, samples, size, mean, std, device: str, batch_size: int, levels: int,
@@ -154,18 +84,6 @@ def compute_pyramids(backbone, samples, size, mean, std, device: str, batch_size
             chunks.append([f.float() for f in backbone.pyramid(x)[-levels:]])
             advance(len(batch))
     return [torch.cat([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]
-
-
-# ----------------------------------------------------------------------------- losses
-def silog_loss(log_pred, gt, lam: float = SILOG_LAMBDA):
-    """BTS's scale-invariant log loss over pixels with ``gt > 0`` (``log_pred`` and ``gt``: [B,1,H,W])."""
-    import torch
-
-    valid = gt > MIN_DEPTH
-    if not valid.any():
-        return log_pred.sum() * 0.0
-    d = log_pred[valid] - torch.log(gt[valid])
-    return 10.0 * torch.sqrt(torch.clamp((d ** 2).mean() - lam * d.mean() ** 2, min=1e-12))
 
 
 # ----------------------------------------------------------------------------- shared by the dense heads
@@ -186,75 +104,150 @@ def batchnorm_trains(init_name: str) -> bool:
     return init_name in UNPRETRAINED_INITS
 
 
+# ----------------------------------------------------------------------------- on the training loop
+def pyramid_model(head, backbone, levels: int, train_batchnorm: bool | None):
+    """The :class:`~gaia_bench.plugins.training.TrainModel` of a head over a backbone's pyramid.
+    ``train_batchnorm`` None: the backbone is frozen and not part of the model (its inputs are
+    pyramids); otherwise it trains too (its inputs are images) and its BatchNorm layers use batch
+    statistics only when ``train_batchnorm``. ``forward((inputs, targets))`` is the head's loss."""
+    from torch import nn
+
+    class PyramidHeadModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = head.module
+            self.backbone = backbone if train_batchnorm is not None else None
+
+        def forward(self, batch):
+            inputs, targets = batch
+            if self.backbone is not None:
+                inputs = [f.float() for f in self.backbone.pyramid(inputs)[-levels:]]
+            return head.loss(inputs, targets)
+
+        def train(self, mode: bool = True):
+            super().train(mode)
+            if mode and self.backbone is not None:
+                set_batchnorm_mode(self.backbone, bool(train_batchnorm))
+            return self
+
+        def parameter_groups(self):
+            return {"head": list(self.head.parameters()),
+                    "backbone": list(self.backbone.parameters()) if self.backbone is not None else []}
+
+    return PyramidHeadModel()
+
+
+class ShuffledBatches:
+    """The dense heads' batch stream (a :class:`~gaia_bench.plugins.training.BatchSource`):
+    ``batch`` positions at a time from back-to-back passes over ``n`` items, each reshuffled by a
+    generator seeded with ``seed`` (a pass's last batch may be shorter); with ``flips`` every item
+    is also mirrored with probability 0.5, drawn from the same generator. ``fetch(positions,
+    mirrored)`` makes a batch's ``(inputs, targets)``. One process only: the stream holds the
+    in-memory pyramids."""
+
+    def __init__(self, n: int, batch: int, seed: int, fetch: Callable[[list, list], Any], flips: bool = False) -> None:
+        self.n, self.batch, self.seed, self.fetch, self.flips = n, batch, seed, fetch, flips
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch
+
+    def batches(self, steps: int, rank: int = 0, world_size: int = 1) -> Iterator:
+        import torch
+
+        from gaia_bench.plugins.training import Batch
+
+        if world_size != 1:
+            raise ValueError("the pyramid heads train in one process")
+        generator = torch.Generator().manual_seed(self.seed)
+        order, pointer = torch.randperm(self.n, generator=generator).tolist(), 0
+        for _ in range(steps):
+            if pointer >= self.n:
+                order, pointer = torch.randperm(self.n, generator=generator).tolist(), 0
+            positions = order[pointer:pointer + self.batch]
+            pointer += self.batch
+            mirrored = ((torch.rand(len(positions), generator=generator) < 0.5).tolist() if self.flips
+                        else [False] * len(positions))
+            yield Batch(self.fetch(positions, mirrored), len(positions))
+
+
+class TaskHeldOut:
+    """A :class:`~gaia_bench.plugins.training.HeldOut` scored with the task's own ``evaluate``
+    (``metric`` of it: the job's primary metric). ``predict(samples)`` is the head's predictions for them. A task's
+    metric is not a sum over items (AP, the mean over images), so the whole held-out set is scored
+    at once, in one process."""
+
+    def __init__(self, samples: Sequence, classes: Sequence[str], task, dataset, metric: str,
+                 predict: Callable[[Sequence], list]) -> None:
+        self.samples, self.classes, self.task, self.dataset = list(samples), classes, task, dataset
+        self.metric, self.predict = metric, predict
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def statistics(self, model, part: slice) -> list[float]:
+        if range(len(self.samples))[part] != range(len(self.samples)):
+            raise ValueError("a task's held-out metric needs the whole held-out set in one process")
+        metrics = self.task.evaluate(self.predict(self.samples), Samples(self.samples, self.classes), self.dataset)
+        return [float(metrics[self.metric])]
+
+    def score(self, totals: Sequence[float]) -> float:
+        return float(totals[0])
+
+
+def early_stopping_details(result, n_fit: int, n_val: int, metric: str) -> dict[str, Any]:
+    """What a finetune's held-out early stopping did (NaN scores, an undefined metric, as None)."""
+    def clean(value):
+        return None if value is None or math.isnan(value) else value
+
+    return {"n_fit": n_fit, "n_val": n_val, "metric": metric,
+            "val_curve": [[step, clean(value)] for step, value in result.curve],
+            "best_iteration": result.best_iteration, "best_val": clean(result.best_score),
+            "stopped_early": result.stopped_early}
+
+
 # ----------------------------------------------------------------------------- the job
-def stack_targets(task: str, samples, size: tuple[int, int], device: str):
-    """Training targets at the fixed input size: class maps (int64) or depth [N,1,H,W] (metres)."""
+def predict_dense(head, backbone, samples: Sequence, size, spec, levels: int, batch: int, device: str,
+                  advance=lambda n: None) -> tuple[list, float]:
+    """The head's prediction for every sample (in order), and the seconds spent in the model
+    (backbone + head, with the head's per-image scoring) as opposed to reading images."""
     import torch
 
-    raw = np.stack([_resize_nearest(read_target(s.target), size) for s in samples])
-    if task == "segmentation":
-        return torch.from_numpy(raw.astype(np.int64)).to(device)
-    return torch.from_numpy(raw.astype(np.float32))[:, None].to(device)
-
-
-def evaluate_dense(task_spec, task: str, head, backbone, samples, size, spec, levels: int, out_channels: int,
-                   class_names, batch: int, device: str, advance=lambda n: None) -> tuple[dict, float]:
-    """The task's metrics over ``samples`` at each ground truth's resolution, and the seconds spent
-    in the model (backbone + head) as opposed to reading files and scoring."""
-    import torch
-
-    from gaia_bench.tasks.metrics_segmentation import confusion_matrix
-
-    head.eval()
     backbone.eval()
-    confusion = np.zeros((out_channels, out_channels), dtype=np.int64) if task == "segmentation" else None
-    gts: list[np.ndarray] = []
-    preds: list[np.ndarray] = []
+    predictions: list = []
     model_seconds = 0.0
     with torch.no_grad():
         for s in range(0, len(samples), batch):
             chunk = samples[s:s + batch]
             x = torch.stack([load_image(sample.path, size, spec.mean, spec.std) for sample in chunk]).to(device)
-            truths = [read_target(sample.target) for sample in chunk]
             tick = time.perf_counter()
             pyramid = [f.float() for f in backbone.pyramid(x)[-levels:]]
-            outs = [head([f[i:i + 1] for f in pyramid], tuple(gt.shape)) for i, gt in enumerate(truths)]
+            predictions.extend(head.predict(pyramid, chunk))
             model_seconds += time.perf_counter() - tick
-            for sample, gt, out in zip(chunk, truths, outs):
-                if task == "segmentation":
-                    pred = out[0].argmax(dim=0).cpu().numpy()
-                    confusion += confusion_matrix(gt, pred, out_channels, getattr(sample.target, "ignore_index", IGNORE_INDEX))
-                else:
-                    cap = float(getattr(sample.target, "max_depth", 80.0))
-                    preds.append(torch.exp(out[0, 0]).clamp(MIN_DEPTH, cap).cpu().numpy().astype(np.float64))
-                    gts.append(gt)
             advance(len(chunk))
-    if task == "segmentation":
-        return task_spec.compute_metrics(confusion, class_names), model_seconds
-    kind = getattr(samples[0].target, "kind", "kitti")
-    return task_spec.compute_metrics(gts, preds, kind), model_seconds
+    return predictions, model_seconds
 
 
 def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) -> AdaptationResult:
-    """Train the decoder (and, with ``train_backbone``, the backbone at ``backbone_lr_scale`` x the
-    decoder's lr) on the job's subset and evaluate it on the dataset's test split. ``iterations``
-    overrides the schedule (0 = the untrained decoder, for comparisons).
+    """Train the task's head (and, with ``train_backbone``, the backbone at ``backbone_lr_scale`` x
+    the head's lr) on the job's subset and evaluate it on the dataset's test split. ``iterations``
+    overrides the schedule (0 = the untrained head, for comparisons).
 
     With ``train_backbone`` (``finetune``), ``val_share`` of the subset's images are held out, the
     task's primary metric on them is checked every ``dense_eval_every`` iterations, and the best
     weights are tested (early stopping after ``patience`` checks without improvement); the frozen
     case trains on the whole subset from cached pyramids."""
     import torch
-    import torch.nn.functional as F
 
     from gaia_bench.plugins.schedules import scaled_schedule
+    from gaia_bench.plugins.training import Recipe, fit as train_loop
 
     hp = {**DENSE_HYPERPARAMS, "backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5, **ctx.hyperparams}
     job = ctx.job
     dataset = job.dataset
-    task = dataset.task
-    if task not in ("segmentation", "depth"):
-        raise ValueError(f"dense probe does not handle task {task!r}")
+    task = job.task
+    if task.make_head is None:
+        raise UsageError(f"task {task.name!r} has no head to train", "give its TaskSpec a make_head")
     spec = job.backbone
     device = ctx.device
     seed = int(ctx.config.seed)
@@ -298,136 +291,85 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         feats = compute_pyramids(backbone, fit_samples, size, spec.mean, spec.std, device, ctx.session.batch_size,
                                  levels, advance)
     ctx.progress.finish()
-    targets = stack_targets(task, fit_samples, size, device)
-    num_classes = len(data.train.classes) or int(dataset.num_classes or 0)
-    out_channels = num_classes if task == "segmentation" else 1
-    class_names = list(data.train.classes) or None
+    channels = (list(backbone.pyramid_channels[-levels:]) if backbone.pyramid_channels
+                else [f.shape[1] for f in feats])
+    head = task.make_head(HeadInput(tuple(int(c) for c in channels), size), dataset,
+                          Samples(fit_samples, data.train.classes), hp, seed)
+    head.module.to(device)
+    targets = [head.target(sample) for sample in fit_samples]
     pyramid_seconds = time.perf_counter() - start
 
-    def pyramid_of(idx):
+    def pyramid_of(positions):
+        idx = torch.as_tensor(positions, dtype=torch.long)
         if feats is not None:
             return [f[idx] for f in feats]
-        return [f.float() for f in backbone.pyramid(images_t[idx])[-levels:]]
+        return [f.float() for f in backbone.pyramid(images_t[idx.to(device)])[-levels:]]
 
-    # --- the decoder (and backbone)
-    start = time.perf_counter()
-    head = build_decoder(list(backbone.pyramid_channels[-levels:]) if backbone.pyramid_channels
-                         else [f.shape[1] for f in feats], out_channels, seed).to(device)
-    if task == "depth":
-        valid = targets > MIN_DEPTH
-        log_init = float(torch.log(targets[valid]).mean()) if valid.any() else 0.0
-        with torch.no_grad():
-            head.predict.bias.fill_(log_init)
-
-    def loss_of(out, target):
-        if task == "segmentation":
-            if not (target != IGNORE_INDEX).any():
-                return out.sum() * 0.0
-            return F.cross_entropy(out, target, ignore_index=IGNORE_INDEX)
-        return silog_loss(out, target)
+    def fetch(positions: list, mirrored: list):
+        inputs = [f[torch.as_tensor(positions, dtype=torch.long)] for f in feats] if feats is not None \
+            else images_t[torch.as_tensor(positions, dtype=torch.long).to(device)]
+        return inputs, [targets[i] for i in positions]
 
     def full_loss() -> float:
-        head.eval()
+        head.module.eval()
         backbone.eval()
         total, count = 0.0, 0
         with torch.no_grad():
             for s in range(0, len(fit_samples), batch):
-                idx = torch.arange(s, min(s + batch, len(fit_samples)))
-                out = head(pyramid_of(idx), size)
-                total += float(loss_of(out, targets[idx])) * out.shape[0]
-                count += out.shape[0]
+                positions = list(range(s, min(s + batch, len(fit_samples))))
+                total += float(head.loss(pyramid_of(positions), [targets[i] for i in positions])) * len(positions)
+                count += len(positions)
         return total / max(count, 1)
 
+    # --- the head (and backbone), on the one training loop
+    start = time.perf_counter()
     primary = job.primary_metric
-    higher = job.task.metric(primary).higher_is_better
     train_bn = train_backbone and batchnorm_trains(ctx.config.init)
-    val_curve: list[list[float]] = []
-    best: dict[str, Any] = {"value": None, "iteration": 0, "state": None}
-    bad_checks, stopped_early, done = 0, False, 0
-    model_seconds = 0.0
+    model = pyramid_model(head, backbone, levels, train_bn if train_backbone else None)
+    recipe = Recipe(iterations=n_iters, lr=lr, backbone_lr_scale=float(hp["backbone_lr_scale"]), optimizer="adam",
+                    weight_decay=wd, decay="constant", eval_every=int(hp["dense_eval_every"]),
+                    patience=int(hp["patience"]), higher_is_better=task.metric(primary).higher_is_better, seed=seed)
+    held_out = TaskHeldOut(val_samples, data.train.classes, task, dataset, primary, lambda samples: predict_dense(
+        head, backbone, samples, size, spec, levels, batch, device)[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         loss_start = full_loss()
-        groups = [{"params": list(head.parameters()), "lr": lr}]
-        if train_backbone:
-            groups.append({"params": list(backbone.parameters()), "lr": lr * float(hp["backbone_lr_scale"])})
-        optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=wd)
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(fit_samples), generator=generator)
-        pointer = 0
-        advance = ctx.progress.start(f"{'finetune' if train_backbone else 'decoder'} {dataset.name}", n_iters) \
-            if n_iters else (lambda n: None)
-        for step in range(n_iters):
-            head.train()
-            if train_backbone:
-                backbone.train()
-                set_batchnorm_mode(backbone, train_bn)
-            if pointer >= len(fit_samples):
-                order, pointer = torch.randperm(len(fit_samples), generator=generator), 0
-            idx = order[pointer:pointer + batch]
-            pointer += batch
-            tick = time.perf_counter()
-            loss = loss_of(head(pyramid_of(idx.to(device)), size), targets[idx.to(device)])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            model_seconds += time.perf_counter() - tick
-            done = step + 1
-            advance(1)
-            if val_samples and (done % int(hp["dense_eval_every"]) == 0 or done == n_iters):
-                value = evaluate_dense(job.task, task, head, backbone, val_samples, size, spec, levels, out_channels,
-                                       class_names, batch, device)[0][primary]
-                val_curve.append([done, value])
-                if best["value"] is None or (value > best["value"] if higher else value < best["value"]):
-                    best.update(value=value, iteration=done,
-                                state=(copy.deepcopy(head.state_dict()), copy.deepcopy(backbone.state_dict())))
-                    bad_checks = 0
-                else:
-                    bad_checks += 1
-                if bad_checks >= int(hp["patience"]):
-                    stopped_early = done < n_iters
-                    break
-        if n_iters:
-            ctx.progress.finish()
-        if best["state"] is not None:
-            head.load_state_dict(best["state"][0])
-            backbone.load_state_dict(best["state"][1])
+        result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch), held_out=held_out,
+                     device=device, progress=ctx.progress,
+                     label=f"{'finetune' if train_backbone else 'decoder'} {dataset.name}")
         loss_end = full_loss()
+    done = result.steps
     train_seconds = time.perf_counter() - start
     feats = None  # free the cached pyramids before the test split
 
     # --- evaluation on the whole test split, at ground-truth resolution
     start = time.perf_counter()
     advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
-    metrics, eval_model_seconds = evaluate_dense(job.task, task, head, backbone, list(test.samples), size, spec, levels,
-                                                 out_channels, class_names, max(1, ctx.session.batch_size), device,
-                                                 advance)
+    predictions, eval_model_seconds = predict_dense(head, backbone, list(test.samples), size, spec, levels,
+                                                    max(1, ctx.session.batch_size), device, advance)
     ctx.progress.finish()
+    metrics = task.evaluate(predictions, test, dataset)
     eval_seconds = time.perf_counter() - start
 
-    trainable = int(sum(p.numel() for p in head.parameters()))
+    trainable = int(sum(p.numel() for p in head.module.parameters()))
     if train_backbone:
         trainable += int(sum(p.numel() for p in backbone.parameters()))
     details = {
         "decoder": {
-            "kind": "fpn", "width": WIDTH, "levels_used": levels,
+            **head.describe(), "levels_used": levels,
             "in_channels": [int(c) for c in (backbone.pyramid_channels[-levels:] if backbone.pyramid_channels else [])],
             "reductions": [int(r) for r in (backbone.pyramid_reductions[-levels:] if backbone.pyramid_reductions else [])],
-            "output": "log-depth" if task == "depth" else f"{out_channels} class logits",
-            "loss": f"silog (lambda {SILOG_LAMBDA})" if task == "depth" else f"cross-entropy (ignore {IGNORE_INDEX})",
         },
         "schedule": {**schedule, "iterations_run": done, "optimizer": "adam", "lr": lr, "weight_decay": wd},
         "backbone": {"trained": train_backbone,
                      "lr_scale": float(hp["backbone_lr_scale"]) if train_backbone else 0.0,
                      "batchnorm": ("batch statistics" if train_bn else "frozen statistics") if train_backbone else "frozen"},
-        "early_stopping": {"n_fit": len(fit), "n_val": len(val), "metric": primary, "val_curve": val_curve,
-                           "best_iteration": best["iteration"], "best_val": best["value"],
-                           "stopped_early": stopped_early} if train_backbone else None,
+        "early_stopping": early_stopping_details(result, len(fit), len(val), primary) if train_backbone else None,
         "input_size": list(size),
         "loss_start": loss_start,
         "loss_end": loss_end,
         "throughput": {"train_images": done * batch, "train_seconds": train_seconds,
-                       "train_model_seconds": model_seconds, "eval_images": len(test), "eval_seconds": eval_seconds,
+                       "train_model_seconds": result.model_seconds, "eval_images": len(test), "eval_seconds": eval_seconds,
                        "eval_model_seconds": eval_model_seconds},
         "trainable_params": trainable,
         "frozen_backbone": not train_backbone,

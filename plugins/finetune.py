@@ -3,12 +3,16 @@ subset, the backbone at a lower learning rate (``backbone_lr_scale`` x the head'
 early stopping on a held-out part of the subset (``val_share`` of it, chosen by the job seed):
 the weights that scored best there are the ones evaluated on the test split.
 
+Each task trains its own head through its ``train_head`` hook with the backbone trainable:
+
 * classification: :mod:`gaia_bench.plugins.finetune_classification` (linear head on the pooled
-  features, augmentation, held-out top-1; trained by the one loop of :mod:`gaia_bench.plugins.training`);
-* segmentation / depth: the FPN decoder of :mod:`gaia_bench.plugins.dense_probe` with the backbone
-  trainable (held-out mIoU / RMSE);
-* detection: torchvision's Faster R-CNN + FPN of :mod:`gaia_bench.plugins.detection_head` with the
-  backbone trainable (held-out VOC mAP).
+  features, augmentation, held-out top-1);
+* segmentation / depth: the FPN decoder, trained by :mod:`gaia_bench.plugins.dense_probe`
+  (held-out mIoU / RMSE);
+* detection: torchvision's Faster R-CNN + FPN, trained by :mod:`gaia_bench.plugins.detection_head`
+  (held-out VOC mAP).
+
+All of them train on the one loop of :mod:`gaia_bench.plugins.training`.
 
 Schedules follow :mod:`gaia_bench.plugins.schedules`; an un-pretrained init (``random``,
 ``scratch``) gets the 3x longer schedule the *Rethinking ImageNet Pre-training* paper calls for.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
+from gaia_bench.errors import UsageError
 from gaia_bench.plugins.detection_head import DETECTION_HYPERPARAMS
 from gaia_bench.plugins.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS
@@ -34,18 +39,12 @@ TASK_HYPERPARAMS = {"classification": CLASSIFICATION_HYPERPARAMS, "segmentation"
 
 
 def run(ctx) -> AdaptationResult:
-    task = ctx.job.dataset.task
-    if task == "detection":
-        from gaia_bench.plugins.detection_head import run_detection
-
-        return run_detection(ctx, train_backbone=True)
-    if task in ("segmentation", "depth"):
-        from gaia_bench.plugins.dense_probe import run_dense
-
-        return run_dense(ctx, train_backbone=True)
-    from gaia_bench.plugins.finetune_classification import run_classification_finetune
-
-    return run_classification_finetune(ctx)
+    """The task's head and the backbone, trained together."""
+    task = ctx.job.task
+    if task.train_head is None:
+        raise UsageError(f"task {task.name!r} has no head for finetune to train",
+                         "give its TaskSpec a train_head, or choose another --adapt")
+    return task.train_head(ctx, train_backbone=True)
 
 
 FINETUNE = AdaptationSpec(

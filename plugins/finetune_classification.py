@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from gaia_bench.api import AdaptationResult
+from gaia_bench.api import AdaptationResult, HeadInput, Samples
 from gaia_bench.plugins.training import FINETUNE_DEFAULTS, rng_devices, train_classifier
 
 CLASSIFICATION_HYPERPARAMS = {
@@ -66,7 +66,6 @@ CLASSIFICATION_HYPERPARAMS = {
 
 def run_classification_finetune(ctx) -> AdaptationResult:
     import torch
-    from torch import nn
 
     from gaia_bench.imagedata import eval_transform
     from gaia_bench.plugins.training import Classifier, predict_classes
@@ -76,8 +75,7 @@ def run_classification_finetune(ctx) -> AdaptationResult:
     size, seed, device = int(ctx.config.image_size), int(ctx.config.seed), ctx.device
     workers, eval_batch = int(ctx.session.workers), int(ctx.session.batch_size)
     data = ctx.data
-    test = data.test
-    num_classes = data.num_classes
+    train, test = data.train, data.test
     subset = list(data.subset.samples)
     y_subset = data.subset_labels()
     fit, val = np.asarray(data.fit, dtype=int), np.asarray(data.val, dtype=int)
@@ -88,8 +86,9 @@ def run_classification_finetune(ctx) -> AdaptationResult:
         # after it is built: building reseeds (random init), reusing the session's copy does not.
         backbone = ctx.trainable_backbone()
         torch.manual_seed(seed)
-        head = nn.Linear(backbone.num_features, num_classes)
-        model = Classifier(backbone, head, label_smoothing=float(hp["label_smoothing"]))
+        head = ctx.job.task.make_head(HeadInput((backbone.num_features,), (size, size)), dataset,
+                                      Samples(subset, train.classes), hp, seed)
+        model = Classifier(backbone, head.module, label_smoothing=float(hp["label_smoothing"]))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         start = time.perf_counter()
@@ -105,7 +104,7 @@ def run_classification_finetune(ctx) -> AdaptationResult:
         ctx.progress.finish()
         eval_seconds = time.perf_counter() - start
 
-    metrics = ctx.job.task.compute_metrics(np.asarray(test.labels()), y_pred, num_classes)
+    metrics = ctx.job.task.evaluate(y_pred.tolist(), test, dataset)
     return AdaptationResult(
         metrics=metrics,
         details=details,

@@ -7,10 +7,9 @@ Weight decay ``wd`` means the objective ``mean cross-entropy + wd/2 * ||W||^2`` 
 features (scikit-learn's ``C = 1 / (wd * n)``), minimized with L-BFGS. Hold-out: ``val_share`` of each class that has at
 least 2 samples (at least 1 of them), chosen by the job seed; ties prefer the larger ``wd``.
 
-Segmentation and depth datasets go to :func:`gaia_bench.plugins.dense_probe.run_dense` (a light
-decoder over the frozen backbone's feature pyramid), detection to
-:func:`gaia_bench.plugins.detection_head.run_detection` (Faster R-CNN + FPN over the frozen
-pyramid); classification is the probe above.
+Every task trains its own head through its ``train_head`` hook with the backbone frozen: for
+classification that is the probe above (:func:`run_classification`); the dense tasks train a light
+decoder, detection a Faster R-CNN + FPN, over the frozen backbone's feature pyramid.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import numpy as np
 
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
+from gaia_bench.errors import UsageError
 from gaia_bench.plugins.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.detection_head import DETECTION_HYPERPARAMS
 
@@ -116,15 +116,12 @@ def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: li
 
 
 def run(ctx) -> AdaptationResult:
-    if ctx.job.dataset.task == "detection":
-        from gaia_bench.plugins.detection_head import run_detection
-
-        return run_detection(ctx)
-    if ctx.job.dataset.task in ("segmentation", "depth"):
-        from gaia_bench.plugins.dense_probe import run_dense
-
-        return run_dense(ctx)
-    return run_classification(ctx)
+    """The task's head over the frozen backbone."""
+    task = ctx.job.task
+    if task.train_head is None:
+        raise UsageError(f"task {task.name!r} has no head for linear-probe to train",
+                         "give its TaskSpec a train_head, or choose another --adapt")
+    return task.train_head(ctx, train_backbone=False)
 
 
 def run_classification(ctx) -> AdaptationResult:
@@ -135,7 +132,6 @@ def run_classification(ctx) -> AdaptationResult:
     x_train = ctx.features(dataset.train_split)[indices]
     y_train = data.subset_labels()
     x_test = ctx.features(dataset.test_split)
-    y_test = np.asarray(data.test.labels())
 
     start = time.perf_counter()
     num_classes = data.num_classes
@@ -144,7 +140,7 @@ def run_classification(ctx) -> AdaptationResult:
     wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(hp["wd_grid"]))
     probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
     fit_seconds = time.perf_counter() - start
-    metrics = ctx.job.task.compute_metrics(y_test, probe.predict(x_test), num_classes)
+    metrics = ctx.job.task.evaluate(probe.predict(x_test).tolist(), data.test, dataset)
     return AdaptationResult(
         metrics=metrics,
         details={"probe": {**selection, "weight_decay_used": wd, "converged": probe.converged}},

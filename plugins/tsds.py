@@ -239,7 +239,7 @@ def run(ctx) -> AdaptationResult:
         ctx.progress.finish()
         eval_seconds = time.perf_counter() - start
 
-    metrics = ctx.job.task.compute_metrics(np.asarray(test.labels()), y_pred, len(train.classes))
+    metrics = ctx.job.task.evaluate(y_pred.tolist(), test, dataset)
     trained["early_stopping"]["metric"] = "held-out top1 (downstream images only)"
     details = {"selection": summary, **trained,
                "batch": {"downstream": down_batch, "upstream": up_batch, "upstream_weight": up_weight,

@@ -125,7 +125,7 @@ def evaluate_test(ctx, model: nn.Module, label: str) -> tuple[dict[str, float], 
     y_pred = predict_classes(model, test.samples, eval_transform(size, spec.mean, spec.std), size, ctx.device,
                              int(ctx.session.batch_size), int(ctx.session.workers), on_batch=advance)
     ctx.progress.finish()
-    return ctx.job.task.compute_metrics(np.asarray(test.labels()), y_pred, len(test.classes)), len(test)
+    return ctx.job.task.evaluate(y_pred.tolist(), test, dataset), len(test)
 
 
 def sample_images(samples: Sequence[Sample], size: int) -> torch.Tensor:

@@ -13,16 +13,18 @@ family by its target type and the adaptations stay format-agnostic:
 * :class:`PedestrianTarget` — CityPersons' log-average miss rate MR⁻² per setup
   (:mod:`gaia_bench.tasks.metrics_citypersons`); ``mr`` is the Reasonable setup, GV-B's first number.
 
-All values are in percent."""
+All values are in percent. The task's head is the Faster R-CNN + FPN of
+:mod:`gaia_bench.tasks.faster_rcnn`; a hold-out is stratified by each image's smallest class."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from gaia_bench import hookimpl
-from gaia_bench.api import MetricInfo, Samples, TaskSpec
+from gaia_bench.api import DatasetSpec, MetricInfo, Samples, TaskSpec
+from gaia_bench.tasks.faster_rcnn import make_head
 
 
 def _family(targets: Sequence) -> str:
@@ -61,7 +63,7 @@ def citypersons_metrics(detections: Sequence, targets: Sequence) -> dict[str, fl
     return {"mr": metrics["mr_Reasonable"], **metrics}
 
 
-def compute_detection_metrics(detections: Sequence, targets: Sequence, class_names: Sequence[str]) -> dict[str, float]:
+def detection_metrics(detections: Sequence, targets: Sequence, class_names: Sequence[str]) -> dict[str, float]:
     """The targets' metric family in percent, from one :class:`ImageDetections` per test image and
     its target (same order); labels index ``class_names``."""
     family = _family(targets)
@@ -77,9 +79,24 @@ def compute_detection_metrics(detections: Sequence, targets: Sequence, class_nam
     return {name: 100.0 * value for name, value in metrics.items()}
 
 
-def first_class_strata(subset: Samples) -> list[int]:
-    """The held-out part is drawn per image's smallest class (-1 for an image without objects)."""
+def evaluate(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]:
+    """:func:`detection_metrics` of one :class:`ImageDetections` per test image."""
+    if len(predictions) != len(test):
+        raise ValueError(f"{len(predictions)} predictions for {len(test)} test samples")
+    return detection_metrics(predictions, [s.target for s in test.samples], list(test.classes))
+
+
+def holdout_strata(subset: Samples) -> list[int]:
+    """Each image's smallest class (-1 for an image without objects): any stable key works, and
+    this one keeps every class that can spare an image in the fit part."""
     return [min(s.target.labels) if s.target.labels else -1 for s in subset.samples]
+
+
+def train_head(ctx, train_backbone: bool):
+    """The detector trainer of :mod:`gaia_bench.plugins.detection_head` (imported when a job runs)."""
+    from gaia_bench.plugins.detection_head import run_detection
+
+    return run_detection(ctx, train_backbone=train_backbone)
 
 
 DETECTION = TaskSpec(
@@ -99,8 +116,10 @@ DETECTION = TaskSpec(
         MetricInfo("mr_All", False, "CityPersons MR^-2, height >= 20 px, visibility >= 0.2, %"),
     ),
     primary_metric="mAP_voc07_11pt",
-    compute_metrics=compute_detection_metrics,
-    holdout_strata=first_class_strata,
+    evaluate=evaluate,
+    holdout_strata=holdout_strata,
+    make_head=make_head,
+    train_head=train_head,
 )
 
 

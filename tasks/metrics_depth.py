@@ -106,6 +106,27 @@ def clip_prediction(pred: np.ndarray, min_depth: float, max_depth: float) -> np.
     return np.clip(pred, min_depth, max_depth)  # +inf lands on max_depth
 
 
+def image_errors(gt: np.ndarray, pred: np.ndarray, dataset: Dataset, crop: Crop | None | Literal["default"] = "default",
+                 min_depth: float = MIN_DEPTH, max_depth: float | None = None) -> dict[str, float] | None:
+    """One image's :func:`depth_errors` over its counted pixels (None when it has none), with the
+    conventions of :func:`depth_metrics`."""
+    cap = MAX_DEPTH[dataset] if max_depth is None else max_depth
+    chosen = DEFAULT_CROP[dataset] if crop == "default" else crop
+    gt = np.asarray(gt, dtype=np.float64)
+    if gt.shape != np.shape(pred):
+        raise ValueError(f"ground truth {gt.shape} vs prediction {np.shape(pred)}")
+    mask = evaluation_mask(gt, dataset, chosen, min_depth, cap)
+    return depth_errors(gt[mask], clip_prediction(pred, min_depth, cap)[mask]) if mask.any() else None
+
+
+def mean_errors(rows: Sequence[dict[str, float] | None]) -> dict[str, float]:
+    """The mean over images of their :func:`image_errors`, images without a counted pixel skipped."""
+    counted = [row for row in rows if row is not None]
+    if not counted:
+        raise ValueError("no image has a valid ground-truth pixel inside the crop")
+    return {name: float(np.mean([row[name] for row in counted])) for name in METRICS}
+
+
 def depth_metrics(gts: Sequence[np.ndarray], preds: Sequence[np.ndarray], dataset: Dataset,
                   crop: Crop | None | Literal["default"] = "default", min_depth: float = MIN_DEPTH,
                   max_depth: float | None = None) -> dict[str, float]:
@@ -114,16 +135,4 @@ def depth_metrics(gts: Sequence[np.ndarray], preds: Sequence[np.ndarray], datase
     (KITTI Garg, NYU Eigen)."""
     if len(gts) != len(preds):
         raise ValueError(f"{len(gts)} ground truths for {len(preds)} predictions")
-    cap = MAX_DEPTH[dataset] if max_depth is None else max_depth
-    chosen = DEFAULT_CROP[dataset] if crop == "default" else crop
-    rows = []
-    for gt, pred in zip(gts, preds):
-        gt = np.asarray(gt, dtype=np.float64)
-        if gt.shape != np.shape(pred):
-            raise ValueError(f"ground truth {gt.shape} vs prediction {np.shape(pred)}")
-        mask = evaluation_mask(gt, dataset, chosen, min_depth, cap)
-        if mask.any():
-            rows.append(depth_errors(gt[mask], clip_prediction(pred, min_depth, cap)[mask]))
-    if not rows:
-        raise ValueError("no image has a valid ground-truth pixel inside the crop")
-    return {name: float(np.mean([row[name] for row in rows])) for name in METRICS}
+    return mean_errors([image_errors(gt, pred, dataset, crop, min_depth, max_depth) for gt, pred in zip(gts, preds)])

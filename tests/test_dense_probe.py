@@ -9,12 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
-from gaia_bench.plugins.dense_probe import read_target, schedule_iterations
+from gaia_bench.plugins.dense_probe import schedule_iterations
 from gaia_bench.store import ResultsStore
 from gaia_bench.tasks import mini_dense
-from gaia_bench.tasks.depth import compute_depth_metrics
-from gaia_bench.tasks.metrics_segmentation import dataset_confusion
-from gaia_bench.tasks.segmentation import compute_segmentation_metrics
+from gaia_bench.tasks.dense_decoder import read_target
+from gaia_bench.tasks.depth import DEPTH
+from gaia_bench.tasks.metrics_segmentation import confusion_matrix
+from gaia_bench.tasks.segmentation import SEGMENTATION
 
 runner = CliRunner()
 SEG_KEYS = {"mIoU", "pixel_acc", "mean_class_acc"}
@@ -60,9 +61,9 @@ def test_segmentation_probe_beats_all_background_and_is_deterministic(tmp_path, 
     assert rec["n_test"] == mini_dense.N_TEST
 
     val = mini_dense.MINI_VOC_SEG.load(data_root / "mini-voc-seg", "val")
-    masks = [read_target(s.target) for s in val.samples]
-    baseline = compute_segmentation_metrics(dataset_confusion(((m, np.zeros_like(m)) for m in masks), len(val.classes)),
-                                            val.classes)
+    all_background = [confusion_matrix(m, np.zeros_like(m), len(val.classes)) for m in
+                      (read_target(s.target) for s in val.samples)]
+    baseline = SEGMENTATION.evaluate(all_background, val, mini_dense.MINI_VOC_SEG)
     assert rec["metrics"]["mIoU"] > baseline["mIoU"] + 5.0, (rec["metrics"], baseline)
 
     again = _run(store, data_root, "mini-voc-seg", "--force")
@@ -81,7 +82,8 @@ def test_depth_probe_beats_constant_median_and_is_deterministic(tmp_path, data_r
     test = mini_dense.MINI_KITTI_DEPTH.load(root, "test")
     train_depths = np.concatenate([d[d > 0] for d in (read_target(s.target) for s in train.samples)])
     gts = [read_target(s.target) for s in test.samples]
-    baseline = compute_depth_metrics(gts, [np.full(g.shape, float(np.median(train_depths))) for g in gts], "kitti")
+    baseline = DEPTH.evaluate([np.full(g.shape, float(np.median(train_depths))) for g in gts], test,
+                              mini_dense.MINI_KITTI_DEPTH)
     assert rec["metrics"]["rmse"] < 0.9 * baseline["rmse"], (rec["metrics"], baseline)
     assert rec["metrics"]["d1"] > baseline["d1"]
 

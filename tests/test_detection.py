@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
-from gaia_bench.plugins.detection_head import anchor_sizes, to_image_detections, training_target
 from gaia_bench.store import ResultsStore
 from gaia_bench.tasks.dense_targets import DetectionTarget
+from gaia_bench.tasks.faster_rcnn import anchor_sizes, to_image_detections, training_target
 
 runner = CliRunner()
 SHORT = ["--hp", "det_min_iters=150", "--hp", "det_max_iters=150"]

@@ -24,7 +24,8 @@ from gaia_bench.manager import get_registries  # noqa: E402
 from gaia_bench.store import ResultsStore  # noqa: E402
 from gaia_bench.tasks import gvb_citypersons, gvb_depth, gvb_voc, gvb_widerface  # noqa: E402
 from gaia_bench.tasks.dense_targets import DepthTarget, FaceTarget, PedestrianTarget, SegmentationTarget  # noqa: E402
-from gaia_bench.tasks.detection import compute_detection_metrics  # noqa: E402
+from gaia_bench.api import Samples  # noqa: E402
+from gaia_bench.tasks.detection import DETECTION  # noqa: E402
 from gaia_bench.tasks.gvb_dense_common import MAX_LINES_PER_KIND, Problems  # noqa: E402
 from gaia_bench.tasks.kitti_depth_format import read_kitti_depth, read_nyu_depth  # noqa: E402
 from gaia_bench.tasks.metrics_detection import ImageDetections  # noqa: E402
@@ -313,24 +314,27 @@ def _perfect(samples) -> list[ImageDetections]:
 
 
 def test_each_dataset_family_gets_its_official_metric(replica):
+    evaluate = DETECTION.evaluate
     faces = gvb_widerface.load(replica / "widerface", "val").samples
-    metrics = compute_detection_metrics(_perfect(faces), [s.target for s in faces], ["face"])
+    metrics = evaluate(_perfect(faces), Samples(faces, ["face"]), gvb_widerface.WIDERFACE)
     assert set(metrics) == {"ap_easy", "ap_medium", "ap_hard"}
     assert metrics["ap_easy"] == pytest.approx(100.0) and metrics["ap_medium"] == pytest.approx(100.0)
     people = gvb_citypersons.load(replica / "citypersons", "val").samples
-    metrics = compute_detection_metrics(_perfect(people), [s.target for s in people], ["pedestrian"])
+    metrics = evaluate(_perfect(people), Samples(people, ["pedestrian"]), gvb_citypersons.CITYPERSONS)
     assert {"mr", "mr_Reasonable", "mr_Reasonable_small", "mr_Reasonable_occ", "mr_All"} <= set(metrics)
     assert metrics["mr"] == metrics["mr_Reasonable"] < 1e-6
-    missed = compute_detection_metrics([ImageDetections(np.zeros((0, 4)), [], []) for _ in people],
-                                       [s.target for s in people], ["pedestrian"])
+    missed = evaluate([ImageDetections(np.zeros((0, 4)), [], []) for _ in people], Samples(people, ["pedestrian"]),
+                      gvb_citypersons.CITYPERSONS)
     assert missed["mr"] == pytest.approx(100.0)
     voc = gvb_voc.load_detection(replica / "VOCdevkit", "test")
     dets = [ImageDetections(np.asarray(s.target.boxes), np.ones(len(s.target.boxes)), np.asarray(s.target.labels))
             for s in voc.samples]
-    metrics = compute_detection_metrics(dets, [s.target for s in voc.samples], voc.classes)
+    metrics = evaluate(dets, voc, gvb_voc.VOC_DET)
     assert metrics["mAP"] == metrics["mAP_voc07_11pt"] == pytest.approx(100.0)
     with pytest.raises(ValueError, match="mix metric families"):
-        compute_detection_metrics(_perfect(faces[:1] + people[:1]), [faces[0].target, people[0].target], ["x"])
+        evaluate(_perfect(faces[:1] + people[:1]), Samples(faces[:1] + people[:1], ["x"]), gvb_widerface.WIDERFACE)
+    with pytest.raises(ValueError, match="1 predictions for 2 test samples"):
+        evaluate(_perfect(faces[:1]), Samples(faces[:2], ["face"]), gvb_widerface.WIDERFACE)
 
 
 # ----------------------------------------------------------------------------- end to end
