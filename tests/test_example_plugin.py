@@ -39,7 +39,8 @@ def test_example_plugin_end_to_end(host, register_plugin, tmp_path, monkeypatch)
     record = register_plugin(module, "tinynets", META["project"]["name"], META["project"]["version"])
     assert record.ok
     host.registries()
-    assert {("backbone", "tinynet"), ("init", "orthogonal")} <= set(map(tuple, record.registered))
+    assert {("backbone", "tinynet"), ("init", "orthogonal"),
+            ("adaptation", "nearest-centroid")} <= set(map(tuple, record.registered))
     store = tmp_path / "r.db"
     result = CliRunner().invoke(app, ["run", "--model", "tinynet", "--init", "orthogonal", "--dataset", "digits-lt",
                                       "--shots", "10%", "--store", str(store), "--data-root", str(tmp_path / "data")],
@@ -51,6 +52,14 @@ def test_example_plugin_end_to_end(host, register_plugin, tmp_path, monkeypatch)
     assert rec["config"]["init"] == "orthogonal" and rec["config"]["weights_id"] == "orthogonal:relu-gain:seed=0"
     assert rec["environment"]["plugins"]["tinynets"] == "gaia-bench-tinynets==0.1.0"
     assert rec["metrics"]["top1"] > 20.0  # chance is 10%
+    centroid = CliRunner().invoke(app, ["run", "--model", "tinynet", "--init", "orthogonal", "--dataset", "digits-lt",
+                                        "--shots", "10%", "--adapt", "nearest-centroid", "--store", str(store),
+                                        "--data-root", str(tmp_path / "data")], env={"COLUMNS": "200"})
+    assert centroid.exit_code == 0, centroid.output
+    with ResultsStore(store) as s:
+        ncm = next(r for r in s.query() if r["config"]["adaptation"] == "nearest-centroid")
+    assert ncm["status"] == "done" and ncm["n_train"] == rec["n_train"] == 53  # filled in by the core
+    assert ncm["details"]["subset"] == rec["details"]["subset"] and ncm["metrics"]["top1"] > 20.0
     sys.modules.pop(target, None)
 
 

@@ -1,9 +1,10 @@
-"""An example third-party gaia-bench plugin: a backbone, ``tinynet`` (a four-stage CNN), and an
-init, ``orthogonal`` (orthogonal weight matrices, Saxe et al. 2014).
+"""An example third-party gaia-bench plugin: a backbone, ``tinynet`` (a four-stage CNN), an
+init, ``orthogonal`` (orthogonal weight matrices, Saxe et al. 2014), and an adaptation,
+``nearest-centroid`` (cosine nearest class mean on the frozen backbone's cached features).
 
 Install with ``pip install ./examples/gaia-bench-tinynets``; the ``gaia_bench`` entry point in its
 pyproject.toml makes ``gaia-bench plugins`` list it, and
-``gaia-bench run --model tinynet --init orthogonal`` use both.
+``gaia-bench run --model tinynet --init orthogonal --adapt nearest-centroid`` use all three.
 """
 
 from __future__ import annotations
@@ -73,3 +74,33 @@ def register_inits(register):
         name="orthogonal", description="orthogonal conv / linear weights with ReLU gain (Saxe et al. 2014)",
         initialize=orthogonal_initialize, weights_id=lambda spec, ctx: f"orthogonal:relu-gain:seed={SEED}",
         weights_source="no weights: generated on the fly", applies_to="any backbone (made for tinynet)"))
+
+
+def nearest_centroid(ctx) -> gaia_bench.AdaptationResult:
+    """Each class is the mean of its subset images' L2-normalised features; a test image gets the
+    class whose mean is most similar (cosine). The runner has already drawn the job's subset
+    (``ctx.data``) and fills in ``n_train`` and the subset statistics; the features come from the
+    core's cache; the task computes its official metrics from one prediction per test image."""
+    import numpy as np
+
+    data, dataset = ctx.data, ctx.job.dataset
+
+    def unit(x):
+        return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+
+    x_fit = unit(ctx.features(dataset.train_split)[list(data.indices)])
+    y_fit = data.subset_labels()
+    present = np.unique(y_fit)
+    centroids = unit(np.stack([x_fit[y_fit == c].mean(axis=0) for c in present]))
+    scores = unit(ctx.features(dataset.test_split)) @ centroids.T
+    predictions = present[scores.argmax(axis=1)].tolist()
+    metrics = ctx.job.task.evaluate(predictions, data.test, dataset)
+    return gaia_bench.AdaptationResult(metrics=metrics, details={"classes_with_a_centroid": len(present)},
+                                       trainable_params=0)
+
+
+@gaia_bench.hookimpl
+def register_adaptations(register):
+    register(gaia_bench.AdaptationSpec(
+        name="nearest-centroid", description="cosine nearest class mean on the frozen backbone's cached features",
+        task_types=("classification",), run=nearest_centroid))
