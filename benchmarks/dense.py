@@ -26,7 +26,7 @@ import torch
 
 from gaia_bench.jobs import apply_overrides, plan
 from gaia_bench.manager import get_registries
-from gaia_bench.plugins import detection_head
+from gaia_bench.plugins.adaptations.lib import detection_head
 from gaia_bench.runner import Session, run_job
 from gaia_bench.shots import parse_shots
 

@@ -98,7 +98,7 @@ def record_for(job, i: int) -> dict:
 
 def grid_scale(work: Path) -> None:
     from gaia_bench.jobs import plan
-    from gaia_bench.plugins.reporting.leaderboard import build_leaderboard, merge_sources
+    from gaia_bench.plugins.reporters.lib.leaderboard import build_leaderboard, merge_sources
     from gaia_bench.manager import get_registries
     from gaia_bench.shots import parse_shots
     from gaia_bench.store import ResultsStore

@@ -167,7 +167,7 @@ class Evaluate(Protocol):
     def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]:
         """The metrics of ``predictions`` on ``test``: one prediction per test sample, in test order
         (classification: the predicted class id; detection: the image's
-        :class:`~gaia_bench.tasks.metrics_detection.ImageDetections`; segmentation: the image's
+        :class:`~gaia_bench.tasks.types.lib.metrics_detection.ImageDetections`; segmentation: the image's
         confusion counts, a (C, C) int array; depth: the image's metric terms or predicted map)."""
         ...
 
@@ -412,7 +412,7 @@ class AdaptationSpec:
     hyperparams: Mapping[str, Any] = field(default_factory=dict)  # names -> defaults
     task_hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # task -> names -> defaults
     # Tasks whose training runs data-parallel in ``ctx.processes`` processes (--gpus-per-job N);
-    # the others run in one process (the built-in adaptations use plugins/distributed.py).
+    # the others run in one process (the built-in adaptations use plugins/adaptations/lib/distributed.py).
     data_parallel_tasks: Sequence[str] = ()
 
     def hyperparams_for(self, task: str) -> dict[str, Any]:
@@ -470,7 +470,7 @@ class ExecutorSpec:
 class ReporterSpec:
     """An output format. ``render(records)`` turns stored result records into one text (used by
     `gaia-bench results --format`); ``write_leaderboard(board, out_dir)`` writes a built leaderboard
-    (:class:`gaia_bench.plugins.reporting.leaderboard.Leaderboard`) into a directory and returns the files written."""
+    (:class:`gaia_bench.plugins.reporters.lib.leaderboard.Leaderboard`) into a directory and returns the files written."""
 
     name: str
     description: str

@@ -41,46 +41,46 @@ from gaia_bench.registry import Registry
 ENTRY_POINT_GROUP = "gaia_bench"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "gaia_bench.plugins.timm_backbones",
-    "gaia_bench.plugins.gaia_checkpoints",  # resnet50.<GV-B release>
-    "gaia_bench.plugins.torchvision_backbones",
-    "gaia_bench.plugins.open_clip_backbones",  # RN50, ViT-B-32, ...
-    "gaia_bench.plugins.transformers_backbones",  # Hub repo ids (facebook/dinov2-small) and the dinov2 init
-    "gaia_bench.plugins.inits",
-    "gaia_bench.plugins.pretrain_imagenet",  # the pretraining-method inits, listed in this order
-    "gaia_bench.plugins.pretrain_gaia",
-    "gaia_bench.plugins.pretrain_clip",
-    "gaia_bench.plugins.pretrain_scratch",
-    "gaia_bench.plugins.linear_probe",
-    "gaia_bench.plugins.finetune",
-    "gaia_bench.plugins.tsds",
-    "gaia_bench.plugins.mf",
-    "gaia_bench.plugins.vqgan_replay",
-    "gaia_bench.plugins.pretrain_command",  # `gaia-bench pretrain`
-    "gaia_bench.plugins.vqgan_command",  # `gaia-bench vqgan`
-    "gaia_bench.plugins.tsds_command",  # `gaia-bench tsds`
-    "gaia_bench.plugins.local_executor",
-    "gaia_bench.plugins.submitit_executor",
-    "gaia_bench.plugins.reporters",
-    "gaia_bench.plugins.leaderboard_formats",
-    "gaia_bench.plugins.leaderboard_command",  # `gaia-bench leaderboard`
-    "gaia_bench.plugins.profile_command",  # `gaia-bench profile`
-    "gaia_bench.tasks.classification",
-    "gaia_bench.tasks.detection",
-    "gaia_bench.tasks.segmentation",
-    "gaia_bench.tasks.depth",
-    "gaia_bench.tasks.digits",
-    "gaia_bench.tasks.fashion_mnist",
-    "gaia_bench.tasks.lfw_faces",
-    "gaia_bench.tasks.textures",
-    "gaia_bench.tasks.upstream_pool",
-    "gaia_bench.tasks.mini_dense",
-    "gaia_bench.tasks.gvb_classification",
-    "gaia_bench.tasks.gvb_voc",  # GV-B's dense datasets: voc_det, voc_seg
-    "gaia_bench.tasks.gvb_widerface",
-    "gaia_bench.tasks.gvb_citypersons",
-    "gaia_bench.tasks.gvb_depth",  # kitti, nyuv2
-    "gaia_bench.tasks.suites",
+    "gaia_bench.plugins.backbones.timm_backbones",
+    "gaia_bench.plugins.backbones.gaia_checkpoints",  # resnet50.<GV-B release>
+    "gaia_bench.plugins.backbones.torchvision_backbones",
+    "gaia_bench.plugins.backbones.open_clip_backbones",  # RN50, ViT-B-32, ...
+    "gaia_bench.plugins.backbones.transformers_backbones",  # Hub repo ids (facebook/dinov2-small) and the dinov2 init
+    "gaia_bench.plugins.inits.inits",
+    "gaia_bench.plugins.inits.pretrain_imagenet",  # the pretraining-method inits, listed in this order
+    "gaia_bench.plugins.inits.pretrain_gaia",
+    "gaia_bench.plugins.inits.pretrain_clip",
+    "gaia_bench.plugins.inits.pretrain_scratch",
+    "gaia_bench.plugins.adaptations.linear_probe",
+    "gaia_bench.plugins.adaptations.finetune",
+    "gaia_bench.plugins.adaptations.tsds.tsds",
+    "gaia_bench.plugins.adaptations.vqgan.mf",
+    "gaia_bench.plugins.adaptations.vqgan.vqgan_replay",
+    "gaia_bench.plugins.inits.pretrain_command",  # `gaia-bench pretrain`
+    "gaia_bench.plugins.adaptations.vqgan.vqgan_command",  # `gaia-bench vqgan`
+    "gaia_bench.plugins.adaptations.tsds.tsds_command",  # `gaia-bench tsds`
+    "gaia_bench.plugins.executors.local_executor",
+    "gaia_bench.plugins.executors.submitit_executor",
+    "gaia_bench.plugins.reporters.reporters",
+    "gaia_bench.plugins.reporters.leaderboard_formats",
+    "gaia_bench.plugins.reporters.leaderboard_command",  # `gaia-bench leaderboard`
+    "gaia_bench.plugins.reporters.profile_command",  # `gaia-bench profile`
+    "gaia_bench.tasks.types.classification",
+    "gaia_bench.tasks.types.detection",
+    "gaia_bench.tasks.types.segmentation",
+    "gaia_bench.tasks.types.depth",
+    "gaia_bench.tasks.datasets.digits",
+    "gaia_bench.tasks.datasets.fashion_mnist",
+    "gaia_bench.tasks.datasets.lfw_faces",
+    "gaia_bench.tasks.datasets.textures",
+    "gaia_bench.tasks.datasets.upstream_pool",
+    "gaia_bench.tasks.datasets.mini_dense",
+    "gaia_bench.tasks.datasets.gvb_classification",
+    "gaia_bench.tasks.datasets.gvb_voc",  # GV-B's dense datasets: voc_det, voc_seg
+    "gaia_bench.tasks.datasets.gvb_widerface",
+    "gaia_bench.tasks.datasets.gvb_citypersons",
+    "gaia_bench.tasks.datasets.gvb_depth",  # kitti, nyuv2
+    "gaia_bench.tasks.datasets.suites",
 )
 
 # hook name -> (kind shown to users, accepted types, Registries attribute)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gaia_bench.tasks.gvb_voc import CLASSES
-from gaia_bench.tasks.kitti_depth_format import write_kitti_depth
-from gaia_bench.tasks.voc_format import VocObject, write_image, write_image_sets
+from gaia_bench.tasks.datasets.gvb_voc import CLASSES
+from gaia_bench.tasks.datasets.lib.kitti_depth_format import write_kitti_depth
+from gaia_bench.tasks.datasets.lib.voc_format import VocObject, write_image, write_image_sets
 
 
 def _canvas(seed: int, height: int, width: int) -> np.ndarray:
@@ -255,7 +255,7 @@ def write_nyu(data_root: Path) -> Path:
     import h5py
     import scipy.io
 
-    from gaia_bench.tasks.kitti_depth_format import write_nyu_depth
+    from gaia_bench.tasks.datasets.lib.kitti_depth_format import write_nyu_depth
 
     root = data_root / "nyu_depth_v2"
     small = (48, 64)

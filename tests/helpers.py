@@ -47,7 +47,7 @@ def require_debian_sources() -> None:
     import pytest
 
     from gaia_bench.errors import DataError
-    from gaia_bench.tasks.sources import debian_path
+    from gaia_bench.tasks.datasets.lib.sources import debian_path
 
     try:
         debian_path("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist")

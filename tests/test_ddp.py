@@ -77,7 +77,7 @@ def test_two_gloo_processes_give_the_one_process_result(root, one_process):
 
 def test_a_crashing_rank_fails_the_job_with_its_error_not_a_hang(root, one_process):
     from gaia_bench.manager import get_registries
-    from gaia_bench.plugins.linear_probe import holdout_split
+    from gaia_bench.plugins.adaptations.linear_probe import holdout_split
     from gaia_bench.shots import parse_shot, sample_subset
 
     data = root / "broken-data"
@@ -102,7 +102,7 @@ def test_a_crashing_rank_fails_the_job_with_its_error_not_a_hang(root, one_proce
 def test_more_gpus_than_there_are_is_refused_with_the_fix(tmp_path, monkeypatch):
     import torch
 
-    from gaia_bench.plugins.distributed import plan_launch
+    from gaia_bench.plugins.adaptations.lib.distributed import plan_launch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

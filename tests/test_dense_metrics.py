@@ -11,16 +11,16 @@ import math
 import numpy as np
 import pytest
 
-from gaia_bench.tasks.dense_targets import DetectionTarget
-from gaia_bench.tasks.metrics_citypersons import (
+from gaia_bench.tasks.datasets.lib.dense_targets import DetectionTarget
+from gaia_bench.tasks.types.lib.metrics_citypersons import (
     FPPI_POINTS,
     SETUPS,
     citypersons_metrics,
     citypersons_mr,
     miss_rates_at_fppi,
 )
-from gaia_bench.tasks.metrics_depth import depth_errors, depth_metrics, eigen_crop_mask, garg_crop_mask
-from gaia_bench.tasks.metrics_detection import (
+from gaia_bench.tasks.types.lib.metrics_depth import depth_errors, depth_metrics, eigen_crop_mask, garg_crop_mask
+from gaia_bench.tasks.types.lib.metrics_detection import (
     ImageDetections,
     ap_area,
     ap_voc07_11pt,
@@ -28,13 +28,13 @@ from gaia_bench.tasks.metrics_detection import (
     match_class,
     voc_detection_metrics,
 )
-from gaia_bench.tasks.metrics_segmentation import (
+from gaia_bench.tasks.types.lib.metrics_segmentation import (
     confusion_matrix,
     dataset_confusion,
     per_class_iou,
     segmentation_metrics,
 )
-from gaia_bench.tasks.metrics_widerface import (
+from gaia_bench.tasks.types.lib.metrics_widerface import (
     keep_from_indices,
     nested_keep_masks,
     normalize_scores,

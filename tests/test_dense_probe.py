@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
-from gaia_bench.plugins.dense_probe import schedule_iterations
+from gaia_bench.plugins.adaptations.lib.dense_probe import schedule_iterations
 from gaia_bench.store import ResultsStore
-from gaia_bench.tasks import mini_dense
-from gaia_bench.tasks.dense_decoder import read_target
-from gaia_bench.tasks.depth import DEPTH
-from gaia_bench.tasks.metrics_segmentation import confusion_matrix
-from gaia_bench.tasks.segmentation import SEGMENTATION
+from gaia_bench.tasks.datasets import mini_dense
+from gaia_bench.tasks.types.lib.dense_decoder import read_target
+from gaia_bench.tasks.types.depth import DEPTH
+from gaia_bench.tasks.types.lib.metrics_segmentation import confusion_matrix
+from gaia_bench.tasks.types.segmentation import SEGMENTATION
 
 runner = CliRunner()
 SEG_KEYS = {"mIoU", "pixel_acc", "mean_class_acc"}

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from gaia_bench.cli import app
 from gaia_bench.store import ResultsStore
-from gaia_bench.tasks.dense_targets import DetectionTarget
-from gaia_bench.tasks.faster_rcnn import anchor_sizes, to_image_detections, training_target
+from gaia_bench.tasks.datasets.lib.dense_targets import DetectionTarget
+from gaia_bench.tasks.types.lib.faster_rcnn import anchor_sizes, to_image_detections, training_target
 
 runner = CliRunner()
 SHORT = ["--hp", "det_min_iters=150", "--hp", "det_max_iters=150"]

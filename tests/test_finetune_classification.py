@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gaia_bench.manager import get_registries
-from gaia_bench.plugins.finetune_classification import CLASSIFICATION_HYPERPARAMS
+from gaia_bench.plugins.adaptations.lib.finetune_classification import CLASSIFICATION_HYPERPARAMS
 from tests.helpers import cli
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from gaia_bench.api import InitContext
 from gaia_bench.cli import app
-from gaia_bench.plugins import gaia_checkpoints as gaia
+from gaia_bench.plugins.backbones import gaia_checkpoints as gaia
 
 
 def registries():

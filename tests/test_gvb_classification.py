@@ -89,7 +89,7 @@ def test_format_details(regs, replicas):
 
 
 def test_suite_declares_the_26_as_the_leaderboard_names_them(regs):
-    from gaia_bench.tasks.suites import load_protocols
+    from gaia_bench.tasks.datasets.suites import load_protocols
 
     reference = {d["name"]: d for d in json.loads(GVB_JSON.read_text())["datasets"]}
     suite = regs.suites.get("gvb")
@@ -184,7 +184,7 @@ def _tar(path: Path, members: dict[str, bytes], links: dict[str, str] | None = N
     ({"ok.txt": b"x"}, {"abs": "/etc/passwd"}),
 ])
 def test_safe_extract_refuses_escapes(tmp_path, members, links):
-    from gaia_bench.tasks.lib.downloads import safe_extract
+    from gaia_bench.tasks.datasets.lib.downloads import safe_extract
 
     archive = _tar(tmp_path / "evil.tar.gz", members, links)
     target = tmp_path / "target"
@@ -201,8 +201,8 @@ def test_safe_extract_refuses_escapes(tmp_path, members, links):
 
 
 def test_download_fetches_checks_and_lays_out(tmp_path, monkeypatch):
-    from gaia_bench.tasks.lib.downloads import file_digest
-    from gaia_bench.tasks.gvb_classification import GVB_SETS, Archive
+    from gaia_bench.tasks.datasets.lib.downloads import file_digest
+    from gaia_bench.tasks.datasets.gvb_classification import GVB_SETS, Archive
 
     source = tmp_path / "mirror"
     write_replica("cifar10", source)

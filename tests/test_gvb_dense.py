@@ -23,13 +23,13 @@ from gaia_bench.errors import DataError  # noqa: E402
 from gaia_bench.manager import get_registries  # noqa: E402
 from gaia_bench.store import ResultsStore  # noqa: E402
 from gaia_bench.tasks import gvb_citypersons, gvb_depth, gvb_voc, gvb_widerface  # noqa: E402
-from gaia_bench.tasks.dense_targets import DepthTarget, FaceTarget, PedestrianTarget, SegmentationTarget  # noqa: E402
+from gaia_bench.tasks.datasets.lib.dense_targets import DepthTarget, FaceTarget, PedestrianTarget, SegmentationTarget  # noqa: E402
 from gaia_bench.api import Samples  # noqa: E402
-from gaia_bench.tasks.detection import DETECTION  # noqa: E402
-from gaia_bench.tasks.gvb_dense_common import MAX_LINES_PER_KIND, Problems  # noqa: E402
-from gaia_bench.tasks.kitti_depth_format import read_kitti_depth, read_nyu_depth  # noqa: E402
-from gaia_bench.tasks.metrics_detection import ImageDetections  # noqa: E402
-from gaia_bench.tasks.voc_format import read_segmentation  # noqa: E402
+from gaia_bench.tasks.types.detection import DETECTION  # noqa: E402
+from gaia_bench.tasks.datasets.lib.gvb_dense_common import MAX_LINES_PER_KIND, Problems  # noqa: E402
+from gaia_bench.tasks.datasets.lib.kitti_depth_format import read_kitti_depth, read_nyu_depth  # noqa: E402
+from gaia_bench.tasks.types.lib.metrics_detection import ImageDetections  # noqa: E402
+from gaia_bench.tasks.datasets.lib.voc_format import read_segmentation  # noqa: E402
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}

@@ -46,7 +46,7 @@ def test_imagenet_weights_come_from_the_local_hub_cache(tmp_path):
     assert records["imagenet"]["config"]["weights_id"].startswith("imagenet:test_resnet.r160_in1k:sha256=")
     assert records["imagenet"]["metrics"] != records["random"]["metrics"]
 
-    from gaia_bench.plugins.timm_backbones import build_timm
+    from gaia_bench.plugins.backbones.timm_backbones import build_timm
 
     path = next((tmp_path / "hub").rglob("model.safetensors"))
     loaded = build_timm("test_resnet.r160_in1k", weights=str(path)).trunk.state_dict()
@@ -72,7 +72,7 @@ class NoWeights:
 
     @gaia_bench.hookimpl
     def register_inits(self, register):
-        from gaia_bench.plugins.inits import pretrained_init
+        from gaia_bench.plugins.inits.inits import pretrained_init
 
         register(pretrained_init("up-g", "published Up-G weights only", None, weights_source="published files"))
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import gaia_bench
 from gaia_bench.cli import app
-from gaia_bench.plugins.reporting.leaderboard import (
+from gaia_bench.plugins.reporters.lib.leaderboard import (
     build_leaderboard,
     data_efficiency,
     error_rate,
@@ -29,7 +29,7 @@ from gaia_bench.plugins.reporting.leaderboard import (
     pareto_front,
     shot_order,
 )
-from gaia_bench.plugins.reporting.profiles import load_profiles
+from gaia_bench.plugins.reporters.lib.profiles import load_profiles
 from gaia_bench.store import ResultsStore
 
 SUITE = ("cls-a", "cls-b", "det-a", "depth-a")
@@ -165,7 +165,7 @@ def test_pareto_front_on_a_hand_made_set():
 @pytest.fixture()
 def built(tmp_path, suite):
     """A leaderboard written by the CLI from a store with two profiled models."""
-    from gaia_bench.plugins.reporting.profiles import save_profile
+    from gaia_bench.plugins.reporters.lib.profiles import save_profile
 
     db = store_with(tmp_path / "a.db", RECORDS)
     for model, latency in (("m1", 10.0), ("m2", 30.0)):

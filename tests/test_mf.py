@@ -52,7 +52,7 @@ def mf_runs():
     job = _job("mf", head_iters=5)
     with pytest.raises(KeyboardInterrupt):
         _run(job, _KillAt("mf stage 3/4"))
-    from gaia_bench.plugins.mf import job_work_dir
+    from gaia_bench.plugins.adaptations.vqgan.mf import job_work_dir
 
     work = job_work_dir(job.job_id, "mf")
     killed_state = (work / "state.json").read_text()

@@ -19,17 +19,17 @@ from typer.testing import CliRunner
 from gaia_bench.cli import app
 from gaia_bench.errors import DataError
 from gaia_bench.manager import get_registries
-from gaia_bench.tasks import mini_dense
-from gaia_bench.tasks.dense_targets import DepthTarget, DetectionTarget, SegmentationTarget
-from gaia_bench.tasks.kitti_depth_format import read_kitti_depth, read_nyu_depth
-from gaia_bench.tasks.mini_dense import image_id, kitti_paths
-from gaia_bench.tasks.scene_generator import (
+from gaia_bench.tasks.datasets import mini_dense
+from gaia_bench.tasks.datasets.lib.dense_targets import DepthTarget, DetectionTarget, SegmentationTarget
+from gaia_bench.tasks.datasets.lib.kitti_depth_format import read_kitti_depth, read_nyu_depth
+from gaia_bench.tasks.datasets.mini_dense import image_id, kitti_paths
+from gaia_bench.tasks.datasets.lib.scene_generator import (
     CLASSES,
     DIFFICULT_VISIBLE_FRACTION,
     MIN_VISIBLE_PX,
     generate_scene,
 )
-from gaia_bench.tasks.voc_format import read_annotation, read_image_set, read_segmentation, void_boundary, voc_colormap
+from gaia_bench.tasks.datasets.lib.voc_format import read_annotation, read_image_set, read_segmentation, void_boundary, voc_colormap
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200"}
@@ -106,7 +106,7 @@ def test_splits_load_with_typed_targets(data_root):
 
 
 def test_registered_through_the_plugin_manager(register_plugin, host):
-    if "gaia_bench.tasks.mini_dense" not in host.records:
+    if "gaia_bench.tasks.datasets.mini_dense" not in host.records:
         assert register_plugin(mini_dense, "mini-dense").ok
     datasets = get_registries().datasets
     tasks = {name: datasets.get(name).task for name in ("mini-voc-det", "mini-voc-seg", "mini-kitti-depth")}
@@ -285,7 +285,7 @@ def test_classes_are_long_tailed(annotations):
 
 # ----------------------------------------------------------------------------- verify
 def test_verify_names_deleted_and_modified_files(data_root, tmp_path, register_plugin, host):
-    if "gaia_bench.tasks.mini_dense" not in host.records:
+    if "gaia_bench.tasks.datasets.mini_dense" not in host.records:
         register_plugin(mini_dense, "mini-dense")
     for name in ("mini-voc-det", "mini-kitti-depth"):
         shutil.copytree(data_root / name, tmp_path / name)

@@ -74,13 +74,13 @@ def test_duplicate_name_marks_the_later_plugin_broken(register_plugin):
     class Dup:
         @gaia_bench.hookimpl
         def register_adaptations(self, register):
-            from gaia_bench.plugins.linear_probe import LINEAR_PROBE
+            from gaia_bench.plugins.adaptations.linear_probe import LINEAR_PROBE
 
             register(LINEAR_PROBE)
 
     register_plugin(Dup(), "dup-plugin")
     regs = get_registries()
-    assert regs.adaptations.origin("linear-probe") == "gaia_bench.plugins.linear_probe"
+    assert regs.adaptations.origin("linear-probe") == "gaia_bench.plugins.adaptations.linear_probe"
     from gaia_bench.manager import get_host
 
     assert "registered twice" in get_host().records["dup-plugin"].error
@@ -180,7 +180,7 @@ def test_a_plugin_adds_commands_through_register_commands(register_plugin):
     (type("TakesRun", (), {"register_commands": gaia_bench.hookimpl(
         lambda self, cli: cli.command("run")(lambda: None))})(), "command 'run' is registered twice"),
     (type("TakesPretrain", (), {"register_commands": gaia_bench.hookimpl(
-        lambda self, cli: cli.command("pretrain")(lambda: None))})(), "gaia_bench.plugins.pretrain_command"),
+        lambda self, cli: cli.command("pretrain")(lambda: None))})(), "gaia_bench.plugins.inits.pretrain_command"),
 ])
 def test_a_broken_register_commands_is_isolated(register_plugin, plugin, needle):
     register_plugin(plugin, "bad-commands")

@@ -38,7 +38,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def pool():
     """The mini suite's upstream pool, prepared once under the session's data root."""
-    from gaia_bench.plugins.pretraining import pool_root
+    from gaia_bench.plugins.inits.lib.pretraining import pool_root
 
     upstream = get_registries().upstream_pool("mini")
     pool_root(upstream)
@@ -88,7 +88,7 @@ def test_gn_ws_keeps_shapes_and_removes_every_batchnorm():
     from timm.layers import StdConv2d
     from torch import nn
 
-    from gaia_bench.plugins.gnws import convert_gn_ws
+    from gaia_bench.plugins.inits.lib.gnws import convert_gn_ws
 
     for name in ("test_resnet", "test_efficientnet"):
         torch.manual_seed(0)
@@ -127,7 +127,7 @@ def test_scratch_init_is_gn_ws_and_loads_from_its_checkpoint(pool):
 
 
 def test_label_space_merges_synonyms_across_sources_only():
-    from gaia_bench.plugins.pretrain_gaia import build_label_space, unified_index
+    from gaia_bench.plugins.inits.pretrain_gaia import build_label_space, unified_index
 
     space = build_label_space({"a": ["car", "cat"], "b": ["automobile", "truck"]}, threshold=0.8)
     index = unified_index(space)

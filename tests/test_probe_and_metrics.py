@@ -14,7 +14,7 @@ from gaia_bench.api import Sample, Samples
 from gaia_bench.cli import app
 from gaia_bench.manager import get_registries
 from gaia_bench.store import ResultsStore
-from gaia_bench.tasks.classification import classification_metrics
+from gaia_bench.tasks.types.classification import classification_metrics
 
 runner = CliRunner()
 
@@ -114,7 +114,7 @@ def test_models_listing_and_filters():
 
 
 def test_holdout_keeps_every_class_in_the_fit_part():
-    from gaia_bench.plugins.linear_probe import holdout_split
+    from gaia_bench.plugins.adaptations.linear_probe import holdout_split
 
     y = np.array([0] * 10 + [1] * 2 + [2])
     fit, val = holdout_split(y, 0.2, seed=0)
@@ -123,7 +123,7 @@ def test_holdout_keeps_every_class_in_the_fit_part():
 
 
 def test_weight_decay_selection_prefers_regularization_on_noise():
-    from gaia_bench.plugins.linear_probe import HYPERPARAMS, select_weight_decay
+    from gaia_bench.plugins.adaptations.linear_probe import HYPERPARAMS, select_weight_decay
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 50))

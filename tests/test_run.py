@@ -41,7 +41,7 @@ def test_run_grid_then_skip_then_force(env, tmp_path):
     sub = by_shot["10%"]["details"]["subset"]
     assert (sub["per_class_min"], sub["per_class_max"]) == (1, 13)  # the long tail survives
     rec = by_shot["10%"]
-    assert rec["environment"]["versions"]["torch"] and "gaia_bench.plugins.linear_probe" in rec["environment"]["plugins"]
+    assert rec["environment"]["versions"]["torch"] and "gaia_bench.plugins.adaptations.linear_probe" in rec["environment"]["plugins"]
     assert rec["config"]["weights_id"] == "random:torch.manual_seed(0)" and rec["memory"]["peak_rss_mb"] > 0
     # the backbone ran once per split: one cache file each for train and test
     assert len(list((Path(env["GAIA_BENCH_HOME"]) / "features").glob("*.npz"))) == 2

@@ -10,15 +10,15 @@ import pytest
 
 from gaia_bench.api import HeadInput, Sample, Samples
 from gaia_bench.manager import get_registries
-from gaia_bench.tasks import mini_dense
-from gaia_bench.tasks.classification import CLASSIFICATION, classification_metrics
-from gaia_bench.tasks.dense_decoder import read_target, resize_nearest
-from gaia_bench.tasks.dense_targets import DetectionTarget
-from gaia_bench.tasks.depth import DEPTH, depth_terms
-from gaia_bench.tasks.detection import DETECTION
-from gaia_bench.tasks.metrics_depth import depth_metrics
-from gaia_bench.tasks.metrics_segmentation import confusion_matrix, dataset_confusion, segmentation_metrics
-from gaia_bench.tasks.segmentation import SEGMENTATION
+from gaia_bench.tasks.datasets import mini_dense
+from gaia_bench.tasks.types.classification import CLASSIFICATION, classification_metrics
+from gaia_bench.tasks.types.lib.dense_decoder import read_target, resize_nearest
+from gaia_bench.tasks.datasets.lib.dense_targets import DetectionTarget
+from gaia_bench.tasks.types.depth import DEPTH, depth_terms
+from gaia_bench.tasks.types.detection import DETECTION
+from gaia_bench.tasks.types.lib.metrics_depth import depth_metrics
+from gaia_bench.tasks.types.lib.metrics_segmentation import confusion_matrix, dataset_confusion, segmentation_metrics
+from gaia_bench.tasks.types.segmentation import SEGMENTATION
 
 
 def _samples(targets, classes=("a", "b", "c")) -> Samples:

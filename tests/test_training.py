@@ -1,4 +1,4 @@
-"""The one training loop (:func:`gaia_bench.plugins.training.fit`) on toy models: it restores the best
+"""The one training loop (:func:`gaia_bench.plugins.adaptations.lib.training.fit`) on toy models: it restores the best
 held-out weights, stops on patience but never before the floor, trains on the extra stream's
 batches, follows its lr schedule, and two gloo ranks train what one process trains."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from gaia_bench.plugins.training import Batch, Recipe, fit, lr_factor
+from gaia_bench.plugins.adaptations.lib.training import Batch, Recipe, fit, lr_factor
 
 
 class Pull(nn.Module):
@@ -144,7 +144,7 @@ class Rows:
         return 6
 
     def batches(self, steps: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
-        from gaia_bench.plugins.distributed import shard
+        from gaia_bench.plugins.adaptations.lib.distributed import shard
 
         generator = torch.Generator().manual_seed(1)
         x = torch.randn(60, 3, generator=generator)

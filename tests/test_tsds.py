@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gaia_bench.manager import get_registries
-from gaia_bench.plugins.tsds_select import select
+from gaia_bench.plugins.adaptations.tsds.lib.tsds_select import select
 from tests.helpers import cli
 
 # ------------------------------------------------------------------ selection on hand-made features

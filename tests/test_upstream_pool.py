@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from gaia_bench.cli import app
 from tests.helpers import require_debian_sources
-from gaia_bench.tasks.upstream_pool import load_pool
+from gaia_bench.tasks.datasets.upstream_pool import load_pool
 
 
 

@@ -11,9 +11,9 @@ import torch
 from gaia_bench.manager import get_registries
 from gaia_bench.jobs import prepared_data_dir
 from gaia_bench.paths import data_root
-from gaia_bench.plugins.vqgan import to_model_range
-from gaia_bench.plugins.vqgan_config import VQGANConfig
-from gaia_bench.plugins.vqgan_train import (
+from gaia_bench.plugins.adaptations.vqgan.lib.vqgan import to_model_range
+from gaia_bench.plugins.adaptations.vqgan.lib.vqgan_config import VQGANConfig
+from gaia_bench.plugins.adaptations.vqgan.lib.vqgan_train import (
     evaluate_pool,
     load_upstream,
     perceptual_network,

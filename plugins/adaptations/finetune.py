@@ -1,0 +1,64 @@
+"""``finetune``: the whole model (backbone and a new task head) trained on the percentage-shot
+subset, the backbone at a lower learning rate (``backbone_lr_scale`` x the head's), with
+early stopping on a held-out part of the subset (``val_share`` of it, chosen by the job seed):
+the weights that scored best there are the ones evaluated on the test split.
+
+Each task trains its own head through its ``train_head`` hook with the backbone trainable:
+
+* classification: :mod:`gaia_bench.plugins.adaptations.lib.finetune_classification` (linear head on the pooled
+  features, augmentation, held-out top-1);
+* segmentation / depth: the FPN decoder, trained by :mod:`gaia_bench.plugins.adaptations.lib.dense_probe`
+  (held-out mIoU / RMSE);
+* detection: torchvision's Faster R-CNN + FPN, trained by :mod:`gaia_bench.plugins.adaptations.lib.detection_head`
+  (held-out VOC mAP).
+
+All of them train on the one loop of :mod:`gaia_bench.plugins.adaptations.lib.training`.
+
+Schedules follow :mod:`gaia_bench.plugins.adaptations.lib.schedules`; an un-pretrained init (``random``,
+``scratch``) gets the 3x longer schedule the *Rethinking ImageNet Pre-training* paper calls for.
+
+With ``--gpus-per-job N`` classification trains data-parallel in N processes
+(:mod:`gaia_bench.plugins.adaptations.lib.distributed`; same global batch, same job id); the dense tasks train in
+one process.
+"""
+
+from __future__ import annotations
+
+from gaia_bench import hookimpl
+from gaia_bench.api import AdaptationResult, AdaptationSpec
+from gaia_bench.errors import UsageError
+from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
+from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
+from gaia_bench.plugins.adaptations.lib.finetune_classification import CLASSIFICATION_HYPERPARAMS
+from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS
+
+# Shared by every task; each head's own knobs enter only its task's job ids.
+HYPERPARAMS = dict(FINETUNE_DEFAULTS)
+TASK_HYPERPARAMS = {"classification": CLASSIFICATION_HYPERPARAMS, "segmentation": DENSE_HYPERPARAMS,
+                    "depth": DENSE_HYPERPARAMS, "detection": DETECTION_HYPERPARAMS}
+
+
+def run(ctx) -> AdaptationResult:
+    """The task's head and the backbone, trained together."""
+    task = ctx.job.task
+    if task.train_head is None:
+        raise UsageError(f"task {task.name!r} has no head for finetune to train",
+                         "give its TaskSpec a train_head, or choose another --adapt")
+    return task.train_head(ctx, train_backbone=True)
+
+
+FINETUNE = AdaptationSpec(
+    name="finetune",
+    description="whole model trained on the subset (backbone at a lower lr), early-stopped on a held-out part; "
+                "dense tasks use the same heads as linear-probe with the backbone trainable",
+    task_types=("classification", "detection", "segmentation", "depth"),
+    run=run,
+    hyperparams=HYPERPARAMS,
+    task_hyperparams=TASK_HYPERPARAMS,
+    data_parallel_tasks=("classification",),
+)
+
+
+@hookimpl
+def register_adaptations(register):
+    register(FINETUNE)

@@ -1,0 +1,1 @@
+"""Library modules: they register nothing; the plugins beside them import them."""

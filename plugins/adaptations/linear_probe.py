@@ -1,0 +1,164 @@
+"""``linear-probe``: frozen backbone (eval mode), cached pooled features, then a multinomial
+logistic-regression probe whose weight decay is chosen on a held-out part of the training subset
+and refit on the whole subset (the protocol of CLIP / CLIP_benchmark, on GV-B's shots). The sweep
+runs from strong to weak decay, warm-starting each fit, and stops after ``patience`` worse points.
+
+Weight decay ``wd`` means the objective ``mean cross-entropy + wd/2 * ||W||^2`` on standardized
+features (scikit-learn's ``C = 1 / (wd * n)``), minimized with L-BFGS. Hold-out: ``val_share`` of each class that has at
+least 2 samples (at least 1 of them), chosen by the job seed; ties prefer the larger ``wd``.
+
+Every task trains its own head through its ``train_head`` hook with the backbone frozen: for
+classification that is the probe above (:func:`run_classification`); the dense tasks train a light
+decoder, detection a Faster R-CNN + FPN, over the frozen backbone's feature pyramid.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from gaia_bench import hookimpl
+from gaia_bench.api import AdaptationResult, AdaptationSpec
+from gaia_bench.errors import UsageError
+from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
+from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
+
+HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2}
+# The dense heads' knobs enter only their own tasks' job ids (held-out early stopping is finetune's).
+_DENSE = {k: v for k, v in DENSE_HYPERPARAMS.items() if k != "dense_eval_every"}
+_DETECTION = {k: v for k, v in DETECTION_HYPERPARAMS.items() if k != "det_eval_every"}
+TASK_HYPERPARAMS = {"classification": HYPERPARAMS, "segmentation": _DENSE, "depth": _DENSE, "detection": _DETECTION}
+
+
+def holdout_split(y: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (fit, val): per class with 2+ samples, ``max(1, round(val_share*n))`` go to val,
+    always leaving at least one to fit."""
+    rng = np.random.default_rng(seed)
+    fit, val = [], []
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        n_val = min(len(members) - 1, max(1, round(val_share * len(members)))) if len(members) >= 2 else 0
+        val.extend(members[:n_val])
+        fit.extend(members[n_val:])
+    return np.sort(np.asarray(fit, dtype=int)), np.sort(np.asarray(val, dtype=int))
+
+
+class Probe:
+    """Standardized features -> multinomial logistic regression, fit full-batch with L-BFGS
+    (torch, float64; about 5x faster here than scikit-learn's lbfgs on the same objective).
+
+    ``warm_from`` starts from another probe's weights: the weight-decay sweep runs from strong to
+    weak regularization, each fit starting where the previous one ended.
+    """
+
+    def __init__(self, wd: float, max_iter: int) -> None:
+        self.wd = wd
+        self.max_iter = max_iter
+        self.converged = True
+
+    def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int, warm_from: "Probe | None" = None) -> "Probe":
+        import torch
+
+        self.mean = x.mean(axis=0)
+        self.scale = x.std(axis=0) + 1e-6
+        features = torch.from_numpy(((x - self.mean) / self.scale).astype(np.float64))
+        targets = torch.from_numpy(np.asarray(y, dtype=np.int64))
+        if warm_from is not None:
+            weight, bias = warm_from.weight.clone(), warm_from.bias.clone()
+        else:
+            weight = torch.zeros(x.shape[1], num_classes, dtype=torch.float64)
+            bias = torch.zeros(num_classes, dtype=torch.float64)
+        weight.requires_grad_(True)
+        bias.requires_grad_(True)
+        optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=self.max_iter, tolerance_grad=1e-6,
+                                      tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
+
+        def objective():
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(features @ weight + bias, targets) + 0.5 * self.wd * (weight**2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(objective)
+        self.converged = optimizer.state[optimizer._params[0]]["n_iter"] < self.max_iter
+        self.weight, self.bias = weight.detach(), bias.detach()
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        features = torch.from_numpy(((x - self.mean) / self.scale).astype(np.float64))
+        return (features @ self.weight + self.bias).argmax(dim=1).numpy()
+
+
+def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: list[float], val_share: float,
+                        max_iter: int, seed: int, patience: int) -> dict:
+    """The grid point with the best held-out accuracy (None when no class can spare a sample).
+
+    The sweep goes from the strongest to the weakest decay and stops once ``patience`` points in a
+    row score below the best so far; ties prefer the stronger decay."""
+    fit, val = holdout_split(y, val_share, seed)
+    if len(val) == 0:
+        return {"weight_decay": None, "n_val": 0, "val_top1": None}
+    scores: dict[float, float] = {}
+    previous = None
+    worse = 0
+    for wd in sorted(grid, reverse=True):
+        previous = Probe(wd, max_iter).fit(x[fit], y[fit], num_classes, warm_from=previous)
+        scores[wd] = float((previous.predict(x[val]) == y[val]).mean() * 100)
+        worse = worse + 1 if scores[wd] < max(scores.values()) else 0
+        if worse >= patience:
+            break
+    best = max(scores, key=lambda wd: (scores[wd], wd))
+    return {"weight_decay": best, "n_val": int(len(val)), "val_top1": scores[best],
+            "val_top1_by_wd": {f"{w:g}": scores[w] for w in sorted(scores)}}
+
+
+def run(ctx) -> AdaptationResult:
+    """The task's head over the frozen backbone."""
+    task = ctx.job.task
+    if task.train_head is None:
+        raise UsageError(f"task {task.name!r} has no head for linear-probe to train",
+                         "give its TaskSpec a train_head, or choose another --adapt")
+    return task.train_head(ctx, train_backbone=False)
+
+
+def run_classification(ctx) -> AdaptationResult:
+    hp = ctx.hyperparams
+    dataset = ctx.job.dataset
+    data = ctx.data
+    indices = list(data.indices)
+    x_train = ctx.features(dataset.train_split)[indices]
+    y_train = data.subset_labels()
+    x_test = ctx.features(dataset.test_split)
+
+    start = time.perf_counter()
+    num_classes = data.num_classes
+    selection = select_weight_decay(x_train, y_train, num_classes, hp["wd_grid"], hp["val_share"], hp["max_iter"],
+                                    ctx.config.seed, hp["patience"])
+    wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(hp["wd_grid"]))
+    probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
+    fit_seconds = time.perf_counter() - start
+    metrics = ctx.job.task.evaluate(probe.predict(x_test).tolist(), data.test, dataset)
+    return AdaptationResult(
+        metrics=metrics,
+        details={"probe": {**selection, "weight_decay_used": wd, "converged": probe.converged}},
+        stage_seconds={"probe_fit": fit_seconds},
+        trainable_params=int(x_train.shape[1] * num_classes + num_classes),
+    )
+
+
+LINEAR_PROBE = AdaptationSpec(
+    name="linear-probe",
+    description="frozen backbone, cached features, logistic-regression probe with weight decay chosen on a hold-out; "
+                "segmentation / depth: a light FPN decoder, detection: Faster R-CNN + FPN, over the frozen pyramid",
+    task_types=("classification", "detection", "segmentation", "depth"),
+    run=run,
+    task_hyperparams=TASK_HYPERPARAMS,
+)
+
+
+@hookimpl
+def register_adaptations(register):
+    register(LINEAR_PROBE)

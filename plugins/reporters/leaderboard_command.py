@@ -1,0 +1,146 @@
+"""`gaia-bench leaderboard`: publishable tables and plots from one or several results stores."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gaia_bench import hookimpl
+from gaia_bench.cli.common import handle_errors
+from gaia_bench.console import console, err_console, notice
+from gaia_bench.errors import UnknownNameError, UsageError
+from gaia_bench.plugins.reporters.lib.tables import Grid
+
+_EXPORT_HINT = "pass a file written by `gaia-bench results export --json` or a leaderboard's results.json"
+
+
+def _read_store(path: str) -> tuple[list[dict], list[dict]]:
+    from gaia_bench.plugins.reporters.lib.profiles import load_profiles
+    from gaia_bench.store import ResultsStore
+
+    if not Path(path).expanduser().is_file():
+        raise UsageError(f"no results store at {path}", "run `gaia-bench run ...` first, or pass --store with an existing file")
+    with ResultsStore(path) as store:
+        records = store.query()
+    return records, load_profiles(path)
+
+
+def _read_import(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """Records, profiles and reference sets of an exported file (the last two only in a results.json)."""
+    from gaia_bench.plugins.reporters.lib.references import parse_reference_set
+    from gaia_bench.store import read_export
+
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}", _EXPORT_HINT)
+    text = path.read_text()
+    records = read_export(text, str(path))
+    doc = json.loads(text)
+    extras = doc if isinstance(doc, dict) else {}
+    refs = [parse_reference_set(json.dumps(r), f"{path} (reference set #{i})")
+            for i, r in enumerate(extras.get("reference_sets", []))]
+    return records, list(extras.get("profiles", [])), refs
+
+
+def _suite_datasets(suite: str, reference_sets: list[dict]) -> list[str]:
+    """The suite's datasets in order: a registered suite's, else those of a reference set declaring it."""
+    from gaia_bench.manager import get_registries
+
+    suites = get_registries().suites
+    if suite in suites:
+        return list(suites.get(suite).datasets)
+    for ref in reference_sets:
+        if ref.get("suite") == suite:
+            return [d["name"] for d in ref.get("datasets", [])]
+    try:
+        suites.get(suite)
+    except UnknownNameError as exc:
+        raise UsageError(exc.message, f"{exc.hint}; or name a reference set that declares it, e.g. --references gvb") from None
+    return []
+
+
+def _rebuild_command(out: Path, suite: str, shots: str, baseline: str | None, title: str | None) -> str:
+    parts = ["gaia-bench", "leaderboard", "--import", str(out / "results.json"), "--suite", suite, "--shots", shots]
+    if baseline:
+        parts += ["--baseline", baseline]
+    if title:
+        parts += ["--title", title]
+    return " ".join(shlex.quote(p) for p in parts + ["--out", str(out)])
+
+
+def _rich_table(grid: Grid) -> Table:
+    table = Table(*[(f"{c.group}\n" if c.group else "\n") + c.label for c in grid.columns], title=grid.title)
+    for row in grid.rows:
+        table.add_row(*[cell.text for cell in row])
+    return table
+
+
+@handle_errors
+def leaderboard(
+    suite: Annotated[str, typer.Option("--suite", help="which datasets: a registered suite (mini, ...) or a reference set's (gvb)")] = "mini",
+    store: Annotated[list[str] | None, typer.Option("--store", help="results store to read (repeat to merge several; default: the default store)")] = None,
+    import_: Annotated[list[Path] | None, typer.Option("--import", help="exported results JSON to merge (repeatable), e.g. a leaderboard's results.json")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output directory (default: leaderboards/<suite>)")] = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="init the error-rate reduction is measured against (default: imagenet if present, else the first init)")] = None,
+    shots: Annotated[str | None, typer.Option("--shots", help="shots of the main table (default: the most common, e.g. 10%)")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="page and table title")] = None,
+    references: Annotated[list[str] | None, typer.Option("--references", help="include a published reference set by name, e.g. gvb (repeatable)")] = None,
+    import_references: Annotated[list[Path] | None, typer.Option("--import-references", help="include a reference set file (repeatable)")] = None,
+) -> None:
+    """Write the leaderboard (markdown, CSV, JSON, LaTeX, one HTML page, plots, results.json) from the results stores."""
+    from gaia_bench.plugins.reporters.lib.leaderboard import build_leaderboard, merge_sources
+    from gaia_bench.manager import get_registries
+    from gaia_bench.paths import default_store
+    from gaia_bench.plugins.reporters.lib.references import as_records, load_reference_set, named_file
+    from gaia_bench.plugins.reporters.lib.tables import leaderboard_grids
+    from gaia_bench.shots import parse_shot
+
+    sources: list[tuple[str, list[dict]]] = []
+    profiles: list[dict] = []
+    reference_sets: list[dict] = []
+    stores = list(store or []) or ([] if import_ else [str(default_store())])
+    for path in stores:
+        records, found = _read_store(path)
+        sources.append((path, records))
+        profiles += found
+    for path in import_ or []:
+        records, found, refs = _read_import(path)
+        sources.append((str(path), records))
+        profiles += found
+        reference_sets += refs
+    reference_sets += [load_reference_set(named_file(name)) for name in references or []]
+    reference_sets += [load_reference_set(path) for path in import_references or []]
+    unique: dict[str, dict] = {}
+    for ref in reference_sets:  # a set named twice (e.g. in results.json and by --references) counts once
+        unique.setdefault(ref.get("name", ""), ref)
+
+    merged = merge_sources(sources)
+    for conflict in merged.conflicts:
+        versions = ", ".join(f"{v['source']}: {v['primary_value']}" for v in conflict.versions)
+        err_console.print(f"[yellow]warning:[/] job {conflict.job_id} has different results in different sources "
+                          f"({versions}); the tables use {conflict.kept}'s, not an average", highlight=False, soft_wrap=True)
+    board = build_leaderboard(
+        merged, suite=suite, dataset_order=_suite_datasets(suite, list(unique.values())),
+        references=[r for ref in unique.values() for r in as_records(ref)], reference_sets=list(unique.values()),
+        profiles=profiles, shots=parse_shot(shots).label if shots else None, baseline=baseline, title=title,
+    )
+    out_dir = out or Path("leaderboards") / suite
+    board.rebuild = _rebuild_command(out_dir, suite, board.shots, baseline, title)
+    writers = [r for _, r in get_registries().reporters.items() if r.write_leaderboard is not None]
+    if not writers:
+        raise UsageError("no installed reporter writes leaderboards",
+                         "enable the built-in leaderboard_formats plugin (see GAIA_BENCH_DISABLE_PLUGINS)")
+    written = [path for writer in writers for path in writer.write_leaderboard(board, out_dir)]
+    for grid in leaderboard_grids(board):
+        if grid.id in ("main", "err") and grid.rows:
+            console.print(_rich_table(grid))
+    notice(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
+
+
+@hookimpl
+def register_commands(cli):
+    cli.command()(leaderboard)

@@ -1,0 +1,290 @@
+"""Leaderboard output formats: markdown, CSV, JSON, LaTeX (booktabs), the HTML page, the plots,
+and results.json (the records the tables were built from), all written into one directory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from gaia_bench import hookimpl
+from gaia_bench.api import ReporterSpec
+from gaia_bench.plugins.reporters.lib.leaderboard import Cell, Leaderboard, MainTable, Section
+from gaia_bench.plugins.reporters.lib.tables import (
+    ERR_FORMULA,
+    FLOP_NOTE,
+    STD_NOTE,
+    Grid,
+    leaderboard_grids,
+    summary_lines,
+    task_label,
+)
+from gaia_bench.store import export_records
+
+PLOTS = ("data_efficiency.png", "speed_accuracy.png")
+OUTPUTS = ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "leaderboard.json", "results.json", "main.csv",
+           "error_rate_reduction.csv", "data_efficiency.csv", "speed_accuracy.csv", "references.csv", *PLOTS)
+
+
+# --------------------------------------------------------------------------- markdown
+def _md_grid(grid: Grid) -> str:
+    from tabulate import tabulate
+
+    headers = [f"{c.group} {c.label}" if c.group and c.group != "mean" else c.label for c in grid.columns]
+    body = [[cell.text for cell in row] for row in grid.rows]
+    align = ["right" if c.numeric else "left" for c in grid.columns]
+    table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True, colalign=align) if body else "(none)"
+    notes = "".join(f"- {n}\n" for n in grid.notes)
+    return f"## {grid.title}\n\n{table}\n\n{notes}"
+
+
+def render_markdown(board: Leaderboard, plots: dict[str, bytes]) -> str:
+    parts = [f"# {board.title}\n", "".join(f"- {line}\n" for line in summary_lines(board))]
+    for grid in leaderboard_grids(board):
+        parts.append(_md_grid(grid))
+        if grid.id == "efficiency" and "data_efficiency.png" in plots:
+            parts.append("![data efficiency](data_efficiency.png)\n")
+        if grid.id == "speed" and "speed_accuracy.png" in plots:
+            parts.append("![speed / accuracy](speed_accuracy.png)\n")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- LaTeX
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "↓": r"$\downarrow$",
+                  "↑": r"$\uparrow$", "★": r"$\star$", "−": r"$-$", "²": r"$^2$", "×": r"$\times$", "·": r"$\cdot$",
+                  "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+_LATEX_MAX_COLUMNS = 10  # wider tables are scaled down to the text width (GV-B's 26 datasets)
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials; `code` spans (as in the notes) become \\texttt."""
+    pieces = text.split("`")
+    escaped = ["".join(_LATEX_SPECIAL.get(ch, ch) for ch in piece) for piece in pieces]
+    return "".join(rf"\texttt{{{p}}}" if i % 2 else p for i, p in enumerate(escaped))
+
+
+def _latex_grid(grid: Grid) -> str:
+    cols = grid.columns
+    spec = "".join("r" if c.numeric else "l" for c in cols)
+    wide = len(cols) > _LATEX_MAX_COLUMNS
+    lines = [rf"\subsection*{{{latex_escape(grid.title)}}}", r"\begin{center}",
+             *([r"\resizebox{\textwidth}{!}{%"] if wide else []), rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    groups: list[tuple[str, int, int]] = []  # (group, first column, last column), 1-based
+    for i, c in enumerate(cols, start=1):
+        if groups and groups[-1][0] == c.group and c.group:
+            groups[-1] = (c.group, groups[-1][1], i)
+        else:
+            groups.append((c.group, i, i))
+    if any(g for g, _, _ in groups):
+        cells = [rf"\multicolumn{{{b - a + 1}}}{{c}}{{{latex_escape(g)}}}" if g else " & ".join([""] * (b - a + 1))
+                 for g, a, b in groups]
+        lines.append(" & ".join(cells) + r" \\")
+        lines.append(" ".join(rf"\cmidrule(lr){{{a}-{b}}}" for g, a, b in groups if g))
+    lines.append(" & ".join(latex_escape(c.label) for c in cols) + r" \\")
+    lines.append(r"\midrule")
+    for row in grid.rows:
+        lines.append(" & ".join(latex_escape(cell.text) for cell in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}" + ("}" if wide else ""), r"\end{center}"]
+    notes = [r"\begin{itemize}"] + [rf"\item {latex_escape(n)}" for n in grid.notes] + [r"\end{itemize}"]
+    if not grid.rows:
+        lines = [rf"\subsection*{{{latex_escape(grid.title)}}}", "(none)"]
+    return "\n".join(lines + notes)
+
+
+def render_latex(board: Leaderboard) -> str:
+    """A standalone document (pdflatex): every table in booktabs style (in place, not floating, so its
+    notes and formulas stay right below it); a paper can take any tabular as it is."""
+    head = [r"\documentclass{article}", r"\usepackage[T1]{fontenc}", r"\usepackage{booktabs}",
+            r"\usepackage{graphicx}", r"\usepackage[margin=1.5cm,landscape]{geometry}", r"\begin{document}",
+            rf"\section*{{{latex_escape(board.title)}}}", r"\begin{itemize}"]
+    head += [rf"\item {latex_escape(line)}" for line in summary_lines(board)] + [r"\end{itemize}"]
+    body = [_latex_grid(g) for g in leaderboard_grids(board)]
+    return "\n".join(head + body + [r"\end{document}"]) + "\n"
+
+
+# --------------------------------------------------------------------------- CSV
+def _csv(header: list[str], rows: list[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _main_csv(table: MainTable, source: str) -> str:
+    header = ["source", "model", "init", "adaptation", "shots"]
+    for c in table.columns:
+        header += [c.key, f"{c.key}:std", f"{c.key}:n"]
+    header += [f"mean:{task_label(t)}" for t in table.tasks] + [f"mean:{task_label(t)}:n_datasets" for t in table.tasks]
+    rows = []
+    for row in table.rows:
+        values: list = [source, *row.key, table.shots]
+        for c in table.columns:
+            cell = row.cells.get(c)
+            values += [cell.mean, cell.std, cell.n] if cell else ["", "", ""]
+        values += [row.task_means[t].value if t in row.task_means else "" for t in table.tasks]
+        values += [row.task_means[t].n_datasets if t in row.task_means else "" for t in table.tasks]
+        rows.append(values)
+    return _csv(header, rows)
+
+
+def _err_csv(sections: list[Section]) -> str:
+    header = ["section", "init", "model", "adaptation", "baseline", "shots", "task", "reduction_pct", "n_datasets",
+              "datasets", "formula"]
+    rows = []
+    for section in sections:
+        for err in section.err:
+            for task, pairs in err.pairs.items():
+                rows.append([section.name, err.init, err.model, err.adaptation, err.baseline, section.table.shots,
+                             task_label(task), err.percent(task), len(pairs),
+                             " ".join(f"{p.model}/{p.dataset}" for p in pairs), ERR_FORMULA])
+    return _csv(header, rows)
+
+
+def _efficiency_csv(board: Leaderboard) -> str:
+    header = ["model", "init", "adaptation", "dataset", "task", "metric", "higher_is_better", "shots", "mean", "std", "n"]
+    rows = []
+    for row in board.efficiency.rows:
+        for shots in board.efficiency.shots:
+            if shots in row.cells:
+                cell = row.cells[shots]
+                rows.append([*row.key, row.column.dataset, task_label(row.column.task), row.column.metric,
+                             row.column.higher_is_better, shots, cell.mean, cell.std, cell.n])
+    return _csv(header, rows)
+
+
+def _speed_csv(board: Leaderboard) -> str:
+    speed = board.speed
+    fields = ["input_size", "batch_size", "device", "device_name", "params", "gflops_per_image", "latency_ms",
+              "throughput_ips"]
+    header = ["model", "init", "adaptation", *fields]
+    header += [f"{kind}:{task_label(t)}" for t in speed.tasks for kind in ("mean", "pareto")]
+    rows = []
+    for row in speed.rows:
+        values: list = [*row.key] + [(row.profile or {}).get(f, "") for f in fields]
+        for task in speed.tasks:
+            mean = row.task_means.get(task)
+            values += [mean.value if mean else "", row.on_front.get(task, "") if row.profile else ""]
+        rows.append(values)
+    return _csv(header, rows)
+
+
+def render_csvs(board: Leaderboard) -> dict[str, str]:
+    files = {}
+    sections = [s for s in (board.measured, board.references) if s]
+    if board.measured:
+        files["main.csv"] = _main_csv(board.measured.table, "measured")
+    if board.references:
+        files["references.csv"] = _main_csv(board.references.table, f"reference: {board.references.name}")
+    files["error_rate_reduction.csv"] = _err_csv(sections)
+    if board.efficiency.rows:
+        files["data_efficiency.csv"] = _efficiency_csv(board)
+    if board.speed:
+        files["speed_accuracy.csv"] = _speed_csv(board)
+    return files
+
+
+# --------------------------------------------------------------------------- JSON
+def _cell_json(cell: Cell) -> dict:
+    out = {"mean": cell.mean, "std": cell.std, "n": cell.n, "values": cell.values, "record_ids": cell.record_ids,
+           "configs": cell.configs}
+    if cell.provenance:
+        out["provenance"] = cell.provenance
+    return out
+
+
+def _section_json(section: Section, source: str) -> dict:
+    table = section.table
+    return {
+        "source": source,
+        "shots": table.shots,
+        "columns": [{"key": c.key, "dataset": c.dataset, "task": c.task, "metric": c.metric,
+                     "higher_is_better": c.higher_is_better} for c in table.columns],
+        "rows": [{"model": r.key[0], "init": r.key[1], "adaptation": r.key[2], "source": source,
+                  "cells": {c.key: _cell_json(cell) for c, cell in r.cells.items()},
+                  "task_means": {t: vars(m) for t, m in r.task_means.items()}} for r in table.rows],
+        "error_rate_reduction": {
+            "baseline": section.baseline, "formula": ERR_FORMULA,
+            "rows": [{"init": e.init, "model": e.model, "adaptation": e.adaptation, "baseline": e.baseline,
+                      "tasks": {t: {"reduction_pct": e.percent(t), "pairs": [vars(p) | {"reduction": p.reduction} for p in ps]}
+                                for t, ps in e.pairs.items()}} for e in section.err],
+        },
+    }
+
+
+def render_json(board: Leaderboard) -> str:
+    eff = board.efficiency
+    doc = {
+        "kind": "gaia-bench-leaderboard",
+        "schema_version": 1,
+        "title": board.title,
+        "suite": board.suite,
+        "shots": board.shots,
+        "rebuild": board.rebuild,
+        "notes": {"cells": STD_NOTE, "error_rate_reduction": ERR_FORMULA, "flops": FLOP_NOTE},
+        "main": _section_json(board.measured, "measured") if board.measured else None,
+        "references": ({"label": board.references.name,
+                        "sets": [{k: s.get(k) for k in ("name", "label", "description", "source")} for s in board.reference_sets],
+                        **_section_json(board.references, "reference")} if board.references else None),
+        "data_efficiency": {"shots": eff.shots, "rows": [
+            {"model": r.key[0], "init": r.key[1], "adaptation": r.key[2], "dataset": r.column.dataset,
+             "task": r.column.task, "metric": r.column.metric, "higher_is_better": r.column.higher_is_better,
+             "cells": {s: _cell_json(c) for s, c in r.cells.items()}} for r in eff.rows]},
+        "speed_accuracy": None if board.speed is None else {"rows": [
+            {"model": r.key[0], "init": r.key[1], "adaptation": r.key[2], "profile": r.profile,
+             "task_means": {t: vars(m) for t, m in r.task_means.items()}, "pareto": r.on_front} for r in board.speed.rows]},
+        "conflicts": [vars(c) for c in board.conflicts],
+        "identical_duplicates": board.identical_duplicates,
+    }
+    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_results_json(board: Leaderboard) -> str:
+    """The measured records, the profiles and the reference sets used: `--import` of this file rebuilds the tables."""
+    doc = export_records(board.records)
+    doc["profiles"] = board.profiles
+    doc["reference_sets"] = board.reference_sets
+    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# --------------------------------------------------------------------------- the directory
+def render_plots(board: Leaderboard) -> dict[str, bytes]:
+    from gaia_bench.plugins.reporters.lib.leaderboard_plots import plot_data_efficiency, plot_speed_accuracy
+
+    plots = {"data_efficiency.png": plot_data_efficiency(board.efficiency, board.title)}
+    if board.speed and board.measured:
+        directions = {t: board.measured.table.task_direction(t) for t in board.speed.tasks}
+        plots["speed_accuracy.png"] = plot_speed_accuracy(board.speed, directions, board.title)
+    return {name: png for name, png in plots.items() if png}
+
+
+def write_leaderboard(board: Leaderboard, out: Path) -> list[Path]:
+    """Write every format into ``out``; outputs of an earlier build that this one lacks are removed."""
+    from gaia_bench.plugins.reporters.lib.leaderboard_html import render_html
+
+    out.mkdir(parents=True, exist_ok=True)
+    plots = render_plots(board)
+    texts = {"leaderboard.md": render_markdown(board, plots), "leaderboard.tex": render_latex(board),
+             "leaderboard.json": render_json(board), "results.json": render_results_json(board),
+             "leaderboard.html": render_html(board, plots), **render_csvs(board)}
+    written = []
+    for name, text in texts.items():
+        (out / name).write_text(text, encoding="utf-8")
+        written.append(out / name)
+    for name, png in plots.items():
+        (out / name).write_bytes(png)
+        written.append(out / name)
+    for name in OUTPUTS:
+        if out / name not in written and (out / name).exists():
+            (out / name).unlink()
+    return written
+
+
+@hookimpl
+def register_reporters(register):
+    register(ReporterSpec("leaderboard", "leaderboard directory: markdown, CSV, JSON, LaTeX, one HTML page, plots",
+                          write_leaderboard=write_leaderboard))

@@ -1,1 +1,0 @@
-"""Library of the dataset plugins (registers nothing)."""
