@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 
 if TYPE_CHECKING:
     from gaia_bench.backbone import Backbone
-    from gaia_bench.jobs import JobContext, Progress
+    from gaia_bench.jobs import JobContext
 
 
 # --------------------------------------------------------------------------- backbones & inits
@@ -24,29 +24,34 @@ class WeightsRef:
     """
 
     tag: str  # the official tag, e.g. "resnet50.a1_in1k" or "ResNet50_Weights.IMAGENET1K_V2"
-    locate: Callable[[], Path | None]
+    locate: Callable[[], Path | None]  # the local file, or None: never downloads
     expected: str  # file name expected on disk
     search_dirs: tuple[str, ...]  # directories searched, in order
     fetch_command: str  # what fetches it on a machine with internet
 
 
+class BuildBackbone(Protocol):
+    """How a backbone is built: the one thing an init calls to get a network."""
+
+    def __call__(self, weights: str | None = None) -> Backbone:
+        """A new :class:`gaia_bench.backbone.Backbone`: with the state dict of ``weights``, a local
+        file in the backbone's own published format, or the architecture's own random
+        initialization (under the caller's torch seed) when None."""
+        ...
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
-    """One backbone architecture.
+    """One backbone architecture; ``build`` (:class:`BuildBackbone`) makes the network."""
 
-    ``build(weights=None)`` returns a :class:`gaia_bench.backbone.Backbone`; ``weights`` is a local
-    file whose state dict the backbone knows how to load (its own published format), or None for
-    the architecture's own random initialization.
-    """
-
-    name: str
-    build: Callable[..., Backbone]
+    name: str  # what --model selects (``SOURCE:name`` when two zoos have it); part of the job id
+    build: BuildBackbone
     source: str = "third-party"  # the zoo or package that provides it
-    description: str = ""
+    description: str = ""  # what it is, in one line
     # Evaluation input: square size in pixels and normalization (the weights' own, when published).
     input_size: int = 224
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # per RGB channel, of pixels in [0, 1]
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)  # per RGB channel, as ``mean``
     # Published weights by init name ("imagenet", "clip", ...): what the matching init loads.
     published_weights: Mapping[str, WeightsRef] = field(default_factory=dict)
     # The init used when --init is not given: a name, or a callable deciding from local state.
@@ -63,10 +68,10 @@ class BackboneCatalog:
     catalogs have is ambiguous, an error listing ``SOURCE:name`` for each; ``SOURCE:name`` picks a
     catalog explicitly. ``get`` returns None for a name the zoo does not have."""
 
-    source: str
-    description: str
-    names: Callable[[], Iterable[str]]
-    get: Callable[[str], BackboneSpec | None]
+    source: str  # the zoo's name: what ``SOURCE:name`` and `gaia-bench models --source` select
+    description: str  # what the zoo is, in one line
+    names: Callable[[], Iterable[str]]  # every backbone name the zoo has (imports the zoo)
+    get: Callable[[str], BackboneSpec | None]  # the spec of a name, None when the zoo lacks it
     # Names with published weights (for ``gaia-bench models --pretrained``).
     pretrained_names: Callable[[], Iterable[str]] = lambda: ()
     # Which provider an unqualified name that several share means: the highest precedence wins,
@@ -78,10 +83,13 @@ class BackboneCatalog:
         return self.source
 
 
-def _no_progress() -> Progress:
-    from gaia_bench.jobs import Progress
+@dataclass
+class Progress:
+    """How a job or an init reports long steps; the CLI supplies a rich-backed one, the default shows nothing."""
 
-    return Progress()
+    # ``start(description, total)`` opens a step (total None: unknown) and returns ``advance(n)``.
+    start: Callable[[str, int | None], Callable[[int], None]] = lambda description, total: (lambda n: None)
+    finish: Callable[[], None] = lambda: None  # closes the step ``start`` opened
 
 
 def _default_data_root() -> Path:
@@ -106,59 +114,112 @@ class InitContext:
     upstream: DatasetSpec | None = None
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
     data_root: Path = field(default_factory=_default_data_root)
-    progress: Progress = field(default_factory=_no_progress, compare=False, repr=False)
+    progress: Progress = field(default_factory=Progress, compare=False, repr=False)
+
+
+class Initialize(Protocol):
+    """What an init does for a job: build the backbone with the init's weights."""
+
+    def __call__(self, spec: BackboneSpec, ctx: InitContext) -> Backbone:
+        """The backbone of ``spec`` with the weights that ``weights_id(spec, ctx)`` names (loading
+        published weights, or pretraining on ``ctx.upstream`` first when no checkpoint is cached)."""
+        ...
 
 
 @dataclass(frozen=True)
 class InitSpec:
     """An initialization of a backbone: published weights, or a pretraining method of its own.
 
-    ``initialize(spec, ctx)`` returns the backbone with the init's weights; ``weights_id(spec,
-    ctx)`` names those exact weights (a content hash for files, a cache key for a pretraining
-    checkpoint) without building the model: it keys the feature cache and the job id, and raises
-    MissingWeightsError early. ``ctx`` is the job's :class:`InitContext` (pool, hyper-parameters,
-    data root, progress); both callables must give the same answer for the same spec and context.
+    ``initialize(spec, ctx)`` (:class:`Initialize`) returns the backbone with the init's weights;
+    ``weights_id(spec, ctx)`` names those exact weights (a content hash for files, a cache key for
+    a pretraining checkpoint) without building the model: it keys the feature cache and the job
+    id, and raises MissingWeightsError early. ``ctx`` is the job's :class:`InitContext` (pool,
+    hyper-parameters, data root, progress); both callables must give the same answer for the same
+    spec and context.
     """
 
-    name: str
-    description: str
-    initialize: Callable[[BackboneSpec, InitContext], Backbone]
-    weights_id: Callable[[BackboneSpec, InitContext], str]
-    supports: Callable[[BackboneSpec], bool] = lambda spec: True
+    name: str  # what --init selects; part of the job id
+    description: str  # one line for `gaia-bench inits`
+    initialize: Initialize  # called when a job first needs the backbone (features, training)
+    weights_id: Callable[[BackboneSpec, InitContext], str]  # called when a job is planned (see above)
+    supports: Callable[[BackboneSpec], bool] = lambda spec: True  # False: planning rejects the pair
     weights_source: str = ""  # where the weights come from, in words
     applies_to: str = "any backbone"  # which backbones it can initialize, in words
     # The pretraining method behind the init (`gaia-bench pretrain --method NAME`), if it has one.
     pretrain: PretrainMethod | None = None
 
 
+class CheckpointKey(Protocol):
+    """Names a pretraining checkpoint without training it."""
+
+    def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec,
+                 hyperparams: Mapping[str, Any] | None = None) -> str:
+        """A hash of the method, ``backbone``, the pool's name and version and the resolved
+        ``hyperparams`` (the method's defaults with these overrides, seed included)."""
+        ...
+
+
+class CheckpointPath(Protocol):
+    """Where a pretraining checkpoint is cached (it may not exist yet)."""
+
+    def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec,
+                 hyperparams: Mapping[str, Any] | None = None) -> Path:
+        """The cache file of the checkpoint that :class:`CheckpointKey` names for the same arguments."""
+        ...
+
+
+class Pretrain(Protocol):
+    """Makes sure a pretraining checkpoint exists: the step that may take minutes."""
+
+    def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
+                 force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path:
+        """The cached checkpoint file, pretrained first (reading the pool under ``root``, the
+        default data root when None, and reporting to ``progress``) when it is not cached or
+        ``force`` is set. Concurrent callers train it once."""
+        ...
+
+
+class LoadPretrained(Protocol):
+    """Builds a backbone from a pretraining checkpoint."""
+
+    def __call__(self, backbone: BackboneSpec, path: Path | str) -> Backbone:
+        """``backbone`` with the weights of the checkpoint file ``path``; an error naming the fix
+        when it was pretrained for another backbone."""
+        ...
+
+
+class LabelSpace(Protocol):
+    """Shows the unified label space a method trains on (`gaia-bench pretrain --show-label-space`)."""
+
+    def __call__(self, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
+                 root: Path | None = None) -> list[tuple[str, list[tuple[str, str, float]]]]:
+        """One ``(unified class, [(source, class name, similarity), ...])`` row per unified class of
+        the pool under ``root`` (the default data root when None), with ``hyperparams`` resolved."""
+        ...
+
+
 @dataclass(frozen=True)
 class PretrainMethod:
-    """How an init makes its own weights by pretraining a backbone on an upstream pool.
+    """How an init makes its own weights by pretraining a backbone on an upstream pool (its
+    :class:`DatasetSpec`, ``upstream`` below). ``key`` and ``path`` answer without training, so a
+    job id is known before any checkpoint exists; ``checkpoint`` trains; ``load`` reads the result."""
 
-    ``key(backbone, upstream, hyperparams)`` names the checkpoint without training (a hash of the
-    method, backbone, pool name and version, hyper-parameters and seed) and ``path(...)`` says
-    where it is cached; ``checkpoint(backbone,
-    upstream, hyperparams, force=False)`` returns its cached file, pretraining it first (with
-    progress) when it is not cached or ``force`` is set; ``load(backbone, path)`` builds the
-    backbone with those weights. ``label_space(upstream, hyperparams)``, when the method has one,
-    returns ``(unified class, [(source, class name, similarity), ...])`` rows.
-    ``upstream`` is the pool's :class:`DatasetSpec`.
-    """
-
-    hyperparams: Mapping[str, Any]  # names -> defaults
-    key: Callable[..., str]
-    path: Callable[..., Path]  # where ``key``'s checkpoint is cached (same arguments)
-    checkpoint: Callable[..., Path]
-    load: Callable[..., Backbone]
-    label_space: Callable[..., list] | None = None
+    hyperparams: Mapping[str, Any]  # names -> defaults; `--init-hp KEY=VALUE` overrides them
+    key: CheckpointKey
+    path: CheckpointPath  # where ``key``'s checkpoint is cached (same arguments)
+    checkpoint: Pretrain
+    load: LoadPretrained
+    label_space: LabelSpace | None = None  # None: the method unifies no vocabularies
 
 
 # --------------------------------------------------------------------------- tasks & datasets
 @dataclass(frozen=True)
 class MetricInfo:
-    name: str
-    higher_is_better: bool = True
-    description: str = ""
+    """One metric a task's ``evaluate`` returns."""
+
+    name: str  # the key in ``evaluate``'s dict and in a record's ``metrics``
+    higher_is_better: bool = True  # its direction, stored in each record for summaries and leaderboards
+    description: str = ""  # what it measures, in words
 
 
 class Evaluate(Protocol):
@@ -251,10 +312,10 @@ class TaskSpec:
     adaptations call instead of knowing the task: ``evaluate`` (ONE signature for every task),
     ``holdout_strata``, ``make_head`` and ``train_head`` (None: no adaptation can train a head for it)."""
 
-    name: str
-    description: str
-    metrics: Sequence[MetricInfo]
-    primary_metric: str
+    name: str  # what ``DatasetSpec.task`` names
+    description: str  # one line for `gaia-bench tasks`
+    metrics: Sequence[MetricInfo]  # every metric ``evaluate`` returns
+    primary_metric: str  # the one a record's ``primary_value`` and leaderboards report
     evaluate: Evaluate
     holdout_strata: HoldoutStrata = random_holdout
     make_head: MakeHead | None = None
@@ -274,7 +335,7 @@ class Sample:
     classification, an annotation object for dense tasks."""
 
     key: str
-    path: Path
+    path: Path  # the image file (or the container, see ``decode``)
     target: Any
     # For an image stored as a record inside a container file (a CIFAR pickle, an SVHN .mat, a
     # PCam HDF5, a FER2013 CSV): a picklable callable returning the PIL image; ``path`` is the container.
@@ -283,8 +344,10 @@ class Sample:
 
 @dataclass(frozen=True)
 class Samples:
-    samples: Sequence[Sample]
-    classes: Sequence[str]
+    """A split as a dataset reads it (``DatasetSpec.load``)."""
+
+    samples: Sequence[Sample]  # in the reader's order (the subset draw ranks them by ``key``)
+    classes: Sequence[str]  # class names, indexed by the class ids in targets
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -353,23 +416,23 @@ class DatasetSpec:
     one line per problem, each naming the fix (empty list = all good).
     """
 
-    name: str
-    task: str
-    description: str
-    load: Callable[[Path, str], Samples]
-    verify: Callable[[Path], list[str]]
-    prepare: Callable[[Path], None] | None = None
+    name: str  # what --dataset and suites name; part of the job id
+    task: str  # the name of its task type (a registered :class:`TaskSpec`)
+    description: str  # what it is, in one line
+    load: Callable[[Path, str], Samples]  # see above; the runner loads each split once per session
+    verify: Callable[[Path], list[str]]  # see above; `gaia-bench datasets verify`
+    prepare: Callable[[Path], None] | None = None  # see above; run before a job when the directory is missing
     prepare_hint: str = ""
     # Fetches the public archives into the directory, checks their checksums and lays them out;
     # called only by `gaia-bench datasets prepare NAME --download`, never by a run.
     download: Callable[[Path], None] | None = None
     splits: Mapping[str, int] = field(default_factory=dict)  # expected sizes
-    num_classes: int | None = None
-    train_split: str = "train"
-    test_split: str = "test"
+    num_classes: int | None = None  # its class count when fixed (`gaia-bench datasets` shows it)
+    train_split: str = "train"  # the split subsets are drawn from
+    test_split: str = "test"  # the split every job is scored on
     primary_metric: str | None = None  # overrides the task's primary metric (GV-B's choice)
-    version: str = "1"
-    subdir: str = ""
+    version: str = "1"  # part of the job id and the cache keys: bump it when the data or its reading changes
+    subdir: str = ""  # directory under the data root, when not ``name``
 
     @property
     def directory(self) -> str:
@@ -380,9 +443,9 @@ class DatasetSpec:
 class SuiteSpec:
     """Datasets run together; ``upstream`` names the pool its pretraining methods train on."""
 
-    name: str
-    description: str
-    datasets: Sequence[str]
+    name: str  # what --suite selects
+    description: str  # one line for `gaia-bench datasets`
+    datasets: Sequence[str]  # dataset names, in the order tables show them
     upstream: str | None = None
 
 
@@ -392,10 +455,19 @@ class AdaptationResult:
     """What an adaptation returns for one job. The runner adds what the protocol fixes (``n_train``,
     ``n_test``, the subset's statistics), timings, peak memory and provenance."""
 
-    metrics: dict[str, float]
-    details: dict[str, Any] = field(default_factory=dict)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    trainable_params: int = 0
+    metrics: dict[str, float]  # the task's ``evaluate`` output; must hold the primary metric
+    details: dict[str, Any] = field(default_factory=dict)  # JSON-able choices and diagnostics, stored in the record
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # time per stage, added to the record's timings
+    trainable_params: int = 0  # parameters the adaptation trained (its cost), stored in the record
+
+
+class RunAdaptation(Protocol):
+    """What an adaptation does for one job."""
+
+    def __call__(self, ctx: JobContext) -> AdaptationResult:
+        """Train on the job's subset (``ctx.data``, drawn by the runner) and score the test split
+        with the task's :class:`Evaluate`; raise a GaiaBenchError for a failure the user can fix."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -405,10 +477,10 @@ class AdaptationSpec:
     A job's hyper-parameters are ``hyperparams`` plus ``task_hyperparams[task]`` (those of a head
     that only one task type uses), so a detection knob does not change a classification job's id."""
 
-    name: str
-    description: str
-    task_types: Sequence[str]
-    run: Callable[[JobContext], AdaptationResult]
+    name: str  # what --adapt selects; part of the job id
+    description: str  # one line for `gaia-bench adaptations`
+    task_types: Sequence[str]  # the task types it can run; planning rejects a dataset of another
+    run: RunAdaptation  # called once per job, after the runner drew ``ctx.data``
     hyperparams: Mapping[str, Any] = field(default_factory=dict)  # names -> defaults
     task_hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # task -> names -> defaults
     # Tasks whose training runs data-parallel in ``ctx.processes`` processes (--gpus-per-job N);
@@ -436,10 +508,10 @@ class ExecutionOptions:
     max_parallel: int = 1  # jobs running at once (--max-parallel)
     values: Mapping[str, Any] = field(default_factory=dict)  # executor-specific options given, by name
     work_dir: Path | None = None  # this store's directory for job logs and per-job result files
-    cell: Callable[[Any], Callable[[], dict]] | None = None
-    cell_failed: Callable[[Any, str, Mapping[str, Any]], dict] | None = None
+    cell: Callable[[Any], Callable[[], dict]] | None = None  # ``cell(job)`` above; `gaia-bench run` sets it
+    cell_failed: Callable[[Any, str, Mapping[str, Any]], dict] | None = None  # see above; `gaia-bench run` sets it
     on_state: Callable[[str, str], None] = lambda job_id, state: None  # (job id, "pending" | "running")
-    notice: Callable[[str], None] = lambda message: None
+    notice: Callable[[str], None] = lambda message: None  # one line for the user (rich markup), e.g. a rerun
 
 
 class Execute(Protocol):
@@ -472,8 +544,8 @@ class ReporterSpec:
     `gaia-bench results --format`); ``write_leaderboard(board, out_dir)`` writes a built leaderboard
     (:class:`gaia_bench.plugins.reporters.lib.leaderboard.Leaderboard`) into a directory and returns the files written."""
 
-    name: str
-    description: str
-    extension: str = ""
-    render: Callable[[list[dict]], str] | None = None
-    write_leaderboard: Callable[[Any, Path], list[Path]] | None = None
+    name: str  # what --format selects
+    description: str  # what the format is, in one line
+    extension: str = ""  # file-name extension of ``render``'s text, e.g. "md" (for tools saving it)
+    render: Callable[[list[dict]], str] | None = None  # None: it renders no result lists
+    write_leaderboard: Callable[[Any, Path], list[Path]] | None = None  # None: `gaia-bench leaderboard` skips it

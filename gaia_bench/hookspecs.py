@@ -71,7 +71,9 @@ def register_adaptations(register: Callable[[AdaptationSpec], None]) -> None:
 
 @hookspec
 def register_tasks(register: Callable[[TaskSpec], None]) -> None:
-    """Register task types (``classification``, ``detection``, ...): metrics and their direction.
+    """Register task types (``classification``, ``detection``, ...): their metrics and direction,
+    ``evaluate`` (the official scoring, one signature for every task) and the head hooks that
+    adaptations call instead of knowing the task. A dataset names its task type.
 
     :param register: call ``register(TaskSpec(...))``.
     """
@@ -104,7 +106,8 @@ def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
 
 @hookspec
 def register_reporters(register: Callable[[ReporterSpec], None]) -> None:
-    """Register output formats for stored results (markdown, csv, json, ...).
+    """Register output formats for stored results (markdown, csv, json, ...): ``render`` serves
+    ``gaia-bench results --format NAME``, ``write_leaderboard`` serves ``gaia-bench leaderboard``.
 
     :param register: call ``register(ReporterSpec(...))``.
     """

@@ -9,7 +9,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitContext, InitSpec, JobData, Samples, TaskSpec
+from gaia_bench.api import (  # Progress: part of the contract, importable from here as before
+    AdaptationSpec,
+    BackboneSpec,
+    DatasetSpec,
+    InitContext,
+    InitSpec,
+    JobData,
+    Progress,
+    Samples,
+    TaskSpec,
+)
 from gaia_bench.errors import DataError, PluginError, UsageError
 from gaia_bench.shots import ShotSpec
 
@@ -68,14 +78,6 @@ class Job:
     @property
     def primary_metric(self) -> str:
         return self.dataset.primary_metric or self.task.primary_metric
-
-
-@dataclass
-class Progress:
-    """How a job reports long steps; the CLI supplies a rich-backed one."""
-
-    start: Callable[[str, int | None], Callable[[int], None]] = lambda description, total: (lambda n: None)
-    finish: Callable[[], None] = lambda: None
 
 
 @dataclass
