@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from gaia_bench.jobs import apply_overrides, plan
+from gaia_bench.jobs import plan
+from gaia_bench.overrides import apply_overrides
 from gaia_bench.manager import get_registries
 from gaia_bench.plugins.adaptations.lib import detection_head
 from gaia_bench.runner import Session, run_job

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 
 if TYPE_CHECKING:
     from gaia_bench.backbone import Backbone
-    from gaia_bench.jobs import JobContext
 
 
 # --------------------------------------------------------------------------- backbones & inits
@@ -405,6 +404,38 @@ class JobData:
         import numpy as np
 
         return np.asarray(self.train.labels(), dtype=np.int64)[list(self.indices)]
+
+
+class JobContext(Protocol):
+    """What an adaptation's ``run(ctx)`` (and a task's ``train_head(ctx, ...)``) gets: the planned job,
+    the data the runner drew for it, and the command's shared backbone, features and settings."""
+
+    job: Any  # the planned job: .config (JobConfig: its id's fields), .dataset, .task, .backbone, .init
+    progress: Progress  # report long steps here (rich bars in the CLI)
+    stage_seconds: dict[str, float]  # seconds per named stage, merged into the record's timings
+
+    @property
+    def config(self) -> Any: ...  # the job's JobConfig (model, init, seed, image_size, shots, ...)
+    @property
+    def hyperparams(self) -> dict[str, Any]: ...  # the job's hyper-parameters, overrides applied
+    @property
+    def device(self) -> str: ...  # where to compute: "cpu", "cuda:0", ...
+    @property
+    def processes(self) -> int: ...  # data-parallel processes the job may train in (--gpus-per-job)
+    @property
+    def batch_size(self) -> int: ...  # the command's inference batch size (--batch-size)
+    @property
+    def workers(self) -> int: ...  # data-loading worker processes (--workers)
+    @property
+    def session(self) -> Any: ...  # the command's shared caches (splits, backbone, features, data root)
+    @property
+    def data(self) -> JobData: ...  # subset, held-out part and test split, drawn by the runner
+
+    def load(self, split: str) -> Samples: ...  # a whole split of the job's dataset
+    def upstream_pool(self, name: str) -> DatasetSpec: ...  # a pool by suite or pool name
+    def build_backbone(self) -> Backbone: ...  # the shared initialized backbone: use it frozen
+    def trainable_backbone(self) -> Backbone: ...  # a private copy the adaptation may train
+    def features(self, split: str) -> Any: ...  # pooled features of every sample of a split (cached)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def split_pairs(values: Sequence[str]) -> list[str]:
 
 def parse_init_hp(values: Sequence[str]) -> dict[str, Any]:
     """``--init-hp`` values (repeated, comma-separated ``KEY=VALUE``; VALUE read as JSON) to a dict."""
-    from gaia_bench.jobs import parse_overrides
+    from gaia_bench.overrides import parse_overrides
 
     pairs = split_pairs(values)
     for pair in pairs:
@@ -48,7 +48,7 @@ def upstream_pool(registries: Any, upstream: str | None, suite: str | None) -> D
 def init_hyperparams(init: InitSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The init's pretraining hyper-parameters: its method's defaults with the overrides of the keys
     it has, cast to their defaults' types (empty for an init without a pretraining method)."""
-    from gaia_bench.jobs import apply_overrides
+    from gaia_bench.overrides import apply_overrides
 
     if init.pretrain is None:
         return {}

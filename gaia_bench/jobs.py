@@ -7,27 +7,12 @@ import itertools
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from gaia_bench.api import (  # Progress: part of the contract, importable from here as before
-    AdaptationSpec,
-    BackboneSpec,
-    DatasetSpec,
-    InitContext,
-    InitSpec,
-    JobData,
-    Progress,
-    Samples,
-    TaskSpec,
-)
+from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitContext, InitSpec, Progress, TaskSpec
 from gaia_bench.errors import DataError, PluginError, UsageError
+from gaia_bench.overrides import apply_overrides
 from gaia_bench.shots import ShotSpec
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from gaia_bench.backbone import Backbone
-    from gaia_bench.runner import Session
 
 PROTOCOL_VERSION = "gaia-bench-shots-v1"
 
@@ -80,70 +65,6 @@ class Job:
         return self.dataset.primary_metric or self.task.primary_metric
 
 
-@dataclass
-class JobContext:
-    """What an adaptation plugin gets: the job, its specs, and helpers for data and features."""
-
-    job: Job
-    session: Session
-    progress: Progress = field(default_factory=Progress)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    _data: JobData | None = field(default=None, repr=False)
-
-    @property
-    def config(self) -> JobConfig:
-        return self.job.config
-
-    @property
-    def hyperparams(self) -> dict[str, Any]:
-        return self.job.config.hyperparams
-
-    @property
-    def device(self) -> str:
-        return self.session.device
-
-    @property
-    def processes(self) -> int:
-        """Processes this job may train in, data-parallel (``--gpus-per-job``; 1: this one only).
-        An adaptation that honours it lists the task in ``AdaptationSpec.data_parallel_tasks``."""
-        return int(getattr(self.session, "processes_per_job", 1))
-
-    def load(self, split: str) -> Samples:
-        return self.session.load_split(self.job.dataset, split)
-
-    def upstream_pool(self, name: str) -> DatasetSpec:
-        """The upstream pool a name stands for (a suite's declared pool, or a pool's dataset name),
-        from the registries the job was planned with."""
-        return self.job.registries.upstream_pool(name)
-
-    @property
-    def data(self) -> JobData:
-        """The job's subset, held-out part and test split (:mod:`gaia_bench.protocol`), drawn once,
-        by the runner before the adaptation runs."""
-        if self._data is None:
-            from gaia_bench.protocol import draw
-
-            job = self.job
-            self._data = draw(job.task, job.shot, self.config.seed, self.hyperparams, self.load,
-                              job.dataset.train_split, job.dataset.test_split)
-        return self._data
-
-    def build_backbone(self) -> Backbone:
-        """The session's backbone for this job, shared with the command's other jobs: use it frozen."""
-        return self.session.backbone(self.job)
-
-    def trainable_backbone(self) -> Backbone:
-        """A private copy of the backbone that the adaptation may train (every parameter requires
-        grad); the shared one, and so every later job of the command, stays untouched."""
-        import copy
-
-        return copy.deepcopy(self.session.backbone(self.job)).requires_grad_(True)
-
-    def features(self, split: str) -> np.ndarray:
-        """Pooled features of every sample of ``split`` (from the feature cache when present)."""
-        return self.session.features(self, split)
-
-
 def _split_names(values: Sequence[str]) -> list[str]:
     names: list[str] = []
     for value in values:
@@ -152,44 +73,6 @@ def _split_names(values: Sequence[str]) -> list[str]:
             if part and part not in names:
                 names.append(part)
     return names
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings to a dict; VALUE is read as JSON (``0.01``, ``[1, 2]``, ``true``) and
-    kept as a string when it is not JSON."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--hp {item!r} is not KEY=VALUE", "e.g. --hp det_max_iters=200")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
-def _cast(key: str, value: Any, default: Any) -> Any:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, bool):
-        ok, cast = isinstance(value, bool), value
-    elif isinstance(default, int):
-        ok, cast = number and float(value).is_integer(), int(value) if number else value
-    elif isinstance(default, float):
-        ok, cast = number, float(value) if number else value
-    else:
-        ok, cast = True, value
-    if not ok:
-        raise UsageError(f"--hp {key}={json.dumps(value)} does not fit its default {json.dumps(default)}",
-                         f"give a value of type {type(default).__name__}")
-    return cast
-
-
-def apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The defaults with the overrides of the keys they have, each cast to its default's type
-    (``--hp lr=1`` and ``--hp lr=1.0`` must give the same job id)."""
-    return {key: _cast(key, overrides[key], default) if key in overrides else default
-            for key, default in defaults.items()}
 
 
 def plan(

@@ -8,17 +8,19 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gaia_bench.api import DatasetSpec, Samples
+from gaia_bench.api import DatasetSpec, JobData, Progress, Samples
+from gaia_bench.backbone import Backbone
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.features import FeatureCache, cache_key, extract_features, samples_fingerprint
 from gaia_bench.imagedata import transform_id
-from gaia_bench.jobs import Job, JobContext, Progress, data_dir, prepared_data_dir
+from gaia_bench.jobs import Job, JobConfig, data_dir, prepared_data_dir
 from gaia_bench.provenance import environment
 from gaia_bench.store import SCHEMA_VERSION
 
@@ -151,7 +153,7 @@ class Session:
             return None
         return getattr(self._backbone, "weights_report", None)
 
-    def features(self, ctx: JobContext, split: str) -> np.ndarray:
+    def features(self, ctx: SessionJobContext, split: str) -> np.ndarray:
         job = ctx.job
         samples = self.load_split(job.dataset, split).samples
         spec = job.backbone
@@ -183,6 +185,79 @@ class Session:
         return feats
 
 
+@dataclass
+class SessionJobContext:
+    """The :class:`gaia_bench.api.JobContext` an adaptation gets: its job, and the session's data,
+    backbone and feature cache, shared with the command's other jobs."""
+
+    job: Job
+    session: Session
+    progress: Progress = field(default_factory=Progress)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    _data: JobData | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> JobConfig:
+        return self.job.config
+
+    @property
+    def hyperparams(self) -> dict[str, Any]:
+        return self.job.config.hyperparams
+
+    @property
+    def device(self) -> str:
+        return self.session.device
+
+    @property
+    def processes(self) -> int:
+        """Processes this job may train in, data-parallel (``--gpus-per-job``; 1: this one only).
+        An adaptation that honours it lists the task in ``AdaptationSpec.data_parallel_tasks``."""
+        return int(getattr(self.session, "processes_per_job", 1))
+
+    def load(self, split: str) -> Samples:
+        return self.session.load_split(self.job.dataset, split)
+
+    def upstream_pool(self, name: str) -> DatasetSpec:
+        """The upstream pool a name stands for (a suite's declared pool, or a pool's dataset name),
+        from the registries the job was planned with."""
+        return self.job.registries.upstream_pool(name)
+
+    @property
+    def data(self) -> JobData:
+        """The job's subset, held-out part and test split (:mod:`gaia_bench.protocol`), drawn once,
+        by the runner before the adaptation runs."""
+        if self._data is None:
+            from gaia_bench.protocol import draw
+
+            job = self.job
+            self._data = draw(job.task, job.shot, self.config.seed, self.hyperparams, self.load,
+                              job.dataset.train_split, job.dataset.test_split)
+        return self._data
+
+    def build_backbone(self) -> Backbone:
+        """The session's backbone for this job, shared with the command's other jobs: use it frozen."""
+        return self.session.backbone(self.job)
+
+    def trainable_backbone(self) -> Backbone:
+        """A private copy of the backbone that the adaptation may train (every parameter requires
+        grad); the shared one, and so every later job of the command, stays untouched."""
+        import copy
+
+        return copy.deepcopy(self.session.backbone(self.job)).requires_grad_(True)
+
+    def features(self, split: str) -> np.ndarray:
+        """Pooled features of every sample of ``split`` (from the feature cache when present)."""
+        return self.session.features(self, split)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.session.batch_size)
+
+    @property
+    def workers(self) -> int:
+        return int(self.session.workers)
+
+
 def _peak_memory_mb(device: str) -> dict[str, float]:
     peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if device.startswith("cuda"):
@@ -199,7 +274,7 @@ def _now() -> str:
 def run_job(job: Job, session: Session) -> dict:
     """Run one job and return its record (status 'done' or 'failed'; never raises for job errors
     except KeyboardInterrupt, so one bad job does not stop a grid)."""
-    ctx = JobContext(job=job, session=session, progress=session.progress)
+    ctx = SessionJobContext(job=job, session=session, progress=session.progress)
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "job_id": job.job_id,

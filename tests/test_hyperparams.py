@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from gaia_bench.errors import UsageError
-from gaia_bench.jobs import parse_overrides, plan
+from gaia_bench.jobs import plan
+from gaia_bench.overrides import parse_overrides
 from gaia_bench.manager import get_registries
 from gaia_bench.shots import parse_shots
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gaia_bench.jobs import Progress, plan
+from gaia_bench.api import Progress
+from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
 from gaia_bench.paths import data_root
 from gaia_bench.runner import Session, run_job

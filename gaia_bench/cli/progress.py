@@ -1,5 +1,5 @@
 """What the terminal shows while a grid runs: the progress bars (:class:`RichProgress`, the rich
-backing of :class:`gaia_bench.jobs.Progress`), the live table of a run's cells (pending / running /
+backing of :class:`gaia_bench.api.Progress`), the live table of a run's cells (pending / running /
 done / failed), and the counts table that `gaia-bench status` prints from the store."""
 
 from __future__ import annotations

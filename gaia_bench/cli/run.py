@@ -72,7 +72,7 @@ def _check_processes(device: str, processes: int) -> None:
 def _option_values(executor_spec, regs, items: list[str], flags: dict[str, tuple[str, object]]) -> dict:
     """Executor-specific options from --executor-option NAME=VALUE and the dedicated flags, checked
     against what the executor declares."""
-    from gaia_bench.jobs import parse_overrides
+    from gaia_bench.overrides import parse_overrides
 
     values: dict[str, object] = {}
     given: dict[str, str] = {}
@@ -167,7 +167,8 @@ def run(
     unless --retry-failed is given. `gaia-bench status` shows a grid's progress."""
     from gaia_bench.api import InitContext
     from gaia_bench.init_context import parse_init_hp, upstream_pool
-    from gaia_bench.jobs import dataset_names_for, parse_overrides, plan
+    from gaia_bench.jobs import dataset_names_for, plan
+    from gaia_bench.overrides import parse_overrides
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.paths import feature_cache_dir
     from gaia_bench.manager import get_host

@@ -45,7 +45,7 @@ def pretrain(
 
     The cache key hashes method, backbone, pool name and version, hyper-parameters and seed, so a
     second call reuses the checkpoint; `gaia-bench run --init METHOD` uses the same cache."""
-    from gaia_bench.jobs import parse_overrides
+    from gaia_bench.overrides import parse_overrides
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import data_root as resolve_data_root
 

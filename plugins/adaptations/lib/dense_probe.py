@@ -288,7 +288,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         images_t = torch.stack(images).to(device)
         feats = None
     else:
-        feats = compute_pyramids(backbone, fit_samples, size, spec.mean, spec.std, device, ctx.session.batch_size,
+        feats = compute_pyramids(backbone, fit_samples, size, spec.mean, spec.std, device, ctx.batch_size,
                                  levels, advance)
     ctx.progress.finish()
     channels = (list(backbone.pyramid_channels[-levels:]) if backbone.pyramid_channels
@@ -346,7 +346,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     start = time.perf_counter()
     advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
     predictions, eval_model_seconds = predict_dense(head, backbone, list(test.samples), size, spec, levels,
-                                                    max(1, ctx.session.batch_size), device, advance)
+                                                    max(1, ctx.batch_size), device, advance)
     ctx.progress.finish()
     metrics = task.evaluate(predictions, test, dataset)
     eval_seconds = time.perf_counter() - start

@@ -177,7 +177,7 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     if cached:
         advance = ctx.progress.start(f"pyramid {spec.name} / {dataset.name}:{dataset.train_split} (+ mirrored)",
                                      2 * len(fit_samples))
-        source.fill_cache(max(1, ctx.session.batch_size), advance)
+        source.fill_cache(max(1, ctx.batch_size), advance)
         ctx.progress.finish()
     stage["pyramid"] = time.perf_counter() - start
 
@@ -216,7 +216,7 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     test_source = PyramidSource(backbone, test.samples, size, spec.mean, spec.std, device, levels)
     advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
     tick = time.perf_counter()
-    predictions = predict(head, test_source, max(1, ctx.session.batch_size), advance)
+    predictions = predict(head, test_source, max(1, ctx.batch_size), advance)
     eval_model_seconds = time.perf_counter() - tick
     ctx.progress.finish()
     metrics = task.evaluate(predictions, test, dataset)

@@ -73,7 +73,7 @@ def run_classification_finetune(ctx) -> AdaptationResult:
     hp: dict[str, Any] = {**CLASSIFICATION_HYPERPARAMS, **FINETUNE_DEFAULTS, **ctx.hyperparams}
     dataset, spec = ctx.job.dataset, ctx.job.backbone
     size, seed, device = int(ctx.config.image_size), int(ctx.config.seed), ctx.device
-    workers, eval_batch = int(ctx.session.workers), int(ctx.session.batch_size)
+    workers, eval_batch = int(ctx.workers), int(ctx.batch_size)
     data = ctx.data
     train, test = data.train, data.test
     subset = list(data.subset.samples)

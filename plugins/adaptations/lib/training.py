@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from gaia_bench.jobs import Progress
+    from gaia_bench.api import Progress
 
 # ``finetune``'s shared hyper-parameters (every task's, and of the methods built on finetune). Job
 # ids hash them: names and defaults never change.
@@ -618,9 +618,9 @@ def train_classifier(ctx: Any, hp: Mapping[str, Any], model: Any, fit_part: tupl
     recipe, schedule, steps_per_epoch = finetune_recipe(hp, len(fit_samples), ctx.config.init, seed)
     crop, hflip, smoothing = float(hp["crop_scale_min"]), bool(hp["hflip"]), float(hp["label_smoothing"])
     stream = ImageStream(list(fit_samples), np.asarray(y_fit), augmenting_transform(size, spec.mean, spec.std, crop, hflip),
-                         size, int(hp["batch"]), seed, int(ctx.session.workers))
+                         size, int(hp["batch"]), seed, int(ctx.workers))
     held_out = TopOneHeldOut(list(val_samples), np.asarray(y_val), eval_transform(size, spec.mean, spec.std), size,
-                             int(ctx.session.batch_size))
+                             int(ctx.batch_size))
     result = fit(model, recipe, stream, held_out=held_out, extra=extra, device=ctx.device, processes=processes,
                  progress=ctx.progress, label=label)
     n_val, step, best_iteration = len(val_samples), result.steps, result.best_iteration

@@ -116,8 +116,8 @@ def pool_features(ctx, pool: Pool) -> np.ndarray:
     if feats is None:
         advance = ctx.progress.start(f"features {spec.name} / {pool.spec.name}", len(keys))
         feats = extract_features(ctx.build_backbone(), pool.samples, image_size=size, mean=spec.mean, std=spec.std,
-                                 device=ctx.device, batch_size=int(ctx.session.batch_size),
-                                 workers=int(ctx.session.workers), on_batch=advance)
+                                 device=ctx.device, batch_size=int(ctx.batch_size),
+                                 workers=int(ctx.workers), on_batch=advance)
         ctx.progress.finish()
         if cache:
             cache.save(key, feats, keys, {"backbone": spec.name, "dataset": pool.spec.name, "split": "labelled sources"})
@@ -205,7 +205,7 @@ def run(ctx) -> AdaptationResult:
 
     spec = ctx.job.backbone
     size, seed, device = int(ctx.config.image_size), int(ctx.config.seed), ctx.device
-    workers, eval_batch = int(ctx.session.workers), int(ctx.session.batch_size)
+    workers, eval_batch = int(ctx.workers), int(ctx.batch_size)
     down_batch = min(int(hp["batch"]), max(len(fit), 1))
     up_batch = min(len(up_samples), round(down_batch * float(hp["upstream_ratio"])))
     up_weight = float(hp["upstream_weight"])

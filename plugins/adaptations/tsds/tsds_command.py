@@ -73,7 +73,10 @@ def select_command(
     from gaia_bench.devices import resolve_device
     from gaia_bench.features import FeatureCache
     from gaia_bench.init_context import upstream_pool
-    from gaia_bench.jobs import JobContext, Progress, parse_overrides, plan
+    from gaia_bench.api import Progress
+    from gaia_bench.jobs import plan
+    from gaia_bench.overrides import parse_overrides
+    from gaia_bench.runner import SessionJobContext
     from gaia_bench.manager import get_host
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.paths import feature_cache_dir
@@ -105,7 +108,7 @@ def select_command(
         session = Session(data_root=resolve_data_root(data_root), device=resolve_device(device), batch_size=batch_size,
                           workers=0, feature_cache=None if no_cache else FeatureCache(feature_cache_dir()),
                           plugin_versions=plugin_versions, progress=Progress(progress.start, progress.finish))
-        summary = preview(JobContext(job=job, session=session, progress=session.progress))
+        summary = preview(SessionJobContext(job=job, session=session, progress=session.progress))
     if show:
         console.print(selection_table(summary))
     n_classes = sum(1 for row in summary["per_downstream_class"] if row["n_selected"])

@@ -136,7 +136,7 @@ def _train_head(ctx, hp: dict[str, Any], split, backbone, head, stages: StageDir
     rerep = [Sample(s.key, stages.path / "re-represented" / f"{i:05d}.png", s.target) for i, s in enumerate(split.fit)]
     backbone.eval().requires_grad_(False)
     loader = torch.utils.data.DataLoader(ImageSamples(rerep, eval_transform(size, spec.mean, spec.std), size),
-                                         batch_size=int(ctx.session.batch_size), num_workers=0)
+                                         batch_size=int(ctx.batch_size), num_workers=0)
     iters = int(hp["head_iters"])
     advance = ctx.progress.start(f"mf stage 3/4 head {spec.name} / {ctx.job.dataset.name}", iters)
     features = torch.zeros(len(rerep), backbone.num_features)

@@ -15,7 +15,7 @@ from gaia_bench.cli.common import DataRootOption, handle_errors
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
-from gaia_bench.jobs import Progress
+from gaia_bench.api import Progress
 
 vqgan_app = typer.Typer(no_args_is_help=True, help="The upstream pool's VQ-GAN (used by the mf and vqgan-replay adaptations).")
 

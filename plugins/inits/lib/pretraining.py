@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from gaia_bench.backbone import Backbone
-    from gaia_bench.jobs import Progress
+    from gaia_bench.api import Progress
     from gaia_bench.tasks.datasets.upstream_pool import UpstreamPool
 
 CHECKPOINT_FORMAT = 1
@@ -46,7 +46,7 @@ COMMON_HYPERPARAMS: dict[str, Any] = {
 # --------------------------------------------------------------------------- naming and caching
 def resolve_hyperparams(defaults: Mapping[str, Any], overrides: Mapping[str, Any], method: str) -> dict[str, Any]:
     """The defaults with the overrides cast to their types; an unknown key is an error."""
-    from gaia_bench.jobs import apply_overrides
+    from gaia_bench.overrides import apply_overrides
 
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:

@@ -123,7 +123,7 @@ def evaluate_test(ctx, model: nn.Module, label: str) -> tuple[dict[str, float], 
     test = ctx.load(dataset.test_split)
     advance = ctx.progress.start(f"evaluate {label} {spec.name} / {dataset.name}:{dataset.test_split}", len(test))
     y_pred = predict_classes(model, test.samples, eval_transform(size, spec.mean, spec.std), size, ctx.device,
-                             int(ctx.session.batch_size), int(ctx.session.workers), on_batch=advance)
+                             int(ctx.batch_size), int(ctx.workers), on_batch=advance)
     ctx.progress.finish()
     return ctx.job.task.evaluate(y_pred.tolist(), test, dataset), len(test)
 

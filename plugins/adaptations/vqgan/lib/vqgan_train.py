@@ -33,7 +33,8 @@ from torch.nn import functional as F
 
 from gaia_bench.api import DatasetSpec, InitContext, Samples
 from gaia_bench.errors import DataError, UsageError
-from gaia_bench.jobs import Progress, prepared_data_dir
+from gaia_bench.api import Progress
+from gaia_bench.jobs import prepared_data_dir
 from gaia_bench.paths import cache_home
 from gaia_bench.plugins.adaptations.vqgan.lib.vqgan import (
     VQGAN,

@@ -1,0 +1,47 @@
+"""``KEY=VALUE`` overrides of hyper-parameters (``--hp``, ``--init-hp``): parsed as JSON and cast to
+the default's type, so equal values always give one job id."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from gaia_bench.errors import UsageError
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict; VALUE is read as JSON (``0.01``, ``[1, 2]``, ``true``) and
+    kept as a string when it is not JSON."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--hp {item!r} is not KEY=VALUE", "e.g. --hp det_max_iters=200")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _cast(key: str, value: Any, default: Any) -> Any:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, cast = isinstance(value, bool), value
+    elif isinstance(default, int):
+        ok, cast = number and float(value).is_integer(), int(value) if number else value
+    elif isinstance(default, float):
+        ok, cast = number, float(value) if number else value
+    else:
+        ok, cast = True, value
+    if not ok:
+        raise UsageError(f"--hp {key}={json.dumps(value)} does not fit its default {json.dumps(default)}",
+                         f"give a value of type {type(default).__name__}")
+    return cast
+
+
+def apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The defaults with the overrides of the keys they have, each cast to its default's type
+    (``--hp lr=1`` and ``--hp lr=1.0`` must give the same job id)."""
+    return {key: _cast(key, overrides[key], default) if key in overrides else default
+            for key, default in defaults.items()}
