@@ -15,7 +15,7 @@ from gaia_bench.api import InitContext
 from gaia_bench.cli import app
 from gaia_bench.errors import GaiaBenchError, MissingWeightsError
 from gaia_bench.manager import get_registries
-from gaia_bench.plugins.backbones import efficientnet_lite_weights as lite
+from gaia_bench.plugins.backbones.lib import efficientnet_lite_weights as lite
 from gaia_bench.store import ResultsStore
 from tests.helpers import cli
 

@@ -22,7 +22,7 @@ from gaia_bench.cli import app  # noqa: E402
 from gaia_bench.errors import DataError  # noqa: E402
 from gaia_bench.manager import get_registries  # noqa: E402
 from gaia_bench.store import ResultsStore  # noqa: E402
-from gaia_bench.tasks import gvb_citypersons, gvb_depth, gvb_voc, gvb_widerface  # noqa: E402
+from gaia_bench.tasks.datasets import gvb_citypersons, gvb_depth, gvb_voc, gvb_widerface  # noqa: E402
 from gaia_bench.tasks.datasets.lib.dense_targets import DepthTarget, FaceTarget, PedestrianTarget, SegmentationTarget  # noqa: E402
 from gaia_bench.api import Samples  # noqa: E402
 from gaia_bench.tasks.types.detection import DETECTION  # noqa: E402
