@@ -77,7 +77,7 @@ def test_two_gloo_processes_give_the_one_process_result(root, one_process):
 
 def test_a_crashing_rank_fails_the_job_with_its_error_not_a_hang(root, one_process):
     from gaia_bench.manager import get_registries
-    from gaia_bench.plugins.adaptations.linear_probe import holdout_split
+    from gaia_bench.protocol import stratified_holdout
     from gaia_bench.shots import parse_shot, sample_subset
 
     data = root / "broken-data"
@@ -86,7 +86,7 @@ def test_a_crashing_rank_fails_the_job_with_its_error_not_a_hang(root, one_proce
     train = spec.load(data / spec.directory, spec.train_split)
     keys = [s.key for s in train.samples]
     indices = sample_subset(train.label_sets(), keys, parse_shot("10%"), 0, train.single_label)
-    fit, _ = holdout_split(np.asarray(train.labels())[indices], 0.2, 0)
+    fit, _ = stratified_holdout(np.asarray(train.labels())[indices], 0.2, 0)
     broken = train.samples[indices[fit[0]]].path  # an image the first epoch trains on, in one rank's shard
     broken.write_bytes(b"not an image")
 

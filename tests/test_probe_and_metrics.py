@@ -114,11 +114,11 @@ def test_models_listing_and_filters():
 
 
 def test_holdout_keeps_every_class_in_the_fit_part():
-    from gaia_bench.plugins.adaptations.linear_probe import holdout_split
+    from gaia_bench.protocol import stratified_holdout
 
     y = np.array([0] * 10 + [1] * 2 + [2])
-    fit, val = holdout_split(y, 0.2, seed=0)
-    assert sorted(np.concatenate([fit, val])) == list(range(13))
+    fit, val = stratified_holdout(y, 0.2, seed=0)
+    assert sorted(fit + val) == list(range(13))
     assert set(y[fit]) == {0, 1, 2} and sorted(y[val]) == [0, 0, 1]  # round(0.2*10)=2, min 1, none from a singleton
 
 
@@ -128,7 +128,10 @@ def test_weight_decay_selection_prefers_regularization_on_noise():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 50))
     y = (x[:, 0] > 0).astype(int)  # one informative feature among 50
-    chosen = select_weight_decay(x, y, 2, HYPERPARAMS["wd_grid"], 0.2, 1000, seed=0, patience=9)
+    from gaia_bench.protocol import stratified_holdout
+
+    fit, val = stratified_holdout(y, 0.2, seed=0)
+    chosen = select_weight_decay(x, y, 2, HYPERPARAMS["wd_grid"], fit, val, 1000, patience=9)
     scores = chosen["val_top1_by_wd"]
     assert chosen["n_val"] == 40 and chosen["weight_decay"] >= 1e-2  # noise features: decay helps
     assert chosen["val_top1"] == max(scores.values()) > scores["1e-06"]

@@ -4,8 +4,9 @@ and refit on the whole subset (the protocol of CLIP / CLIP_benchmark, on GV-B's 
 runs from strong to weak decay, warm-starting each fit, and stops after ``patience`` worse points.
 
 Weight decay ``wd`` means the objective ``mean cross-entropy + wd/2 * ||W||^2`` on standardized
-features (scikit-learn's ``C = 1 / (wd * n)``), minimized with L-BFGS. Hold-out: ``val_share`` of each class that has at
-least 2 samples (at least 1 of them), chosen by the job seed; ties prefer the larger ``wd``.
+features (scikit-learn's ``C = 1 / (wd * n)``), minimized with L-BFGS. Hold-out: the runner's
+(``val_share`` of each class that has at least 2 samples, at least 1 of them, chosen by the job
+seed: :mod:`gaia_bench.protocol`); ties prefer the larger ``wd``.
 
 Every task trains its own head through its ``train_head`` hook with the backbone frozen: for
 classification that is the probe above (:func:`run_classification`); the dense tasks train a light
@@ -15,6 +16,7 @@ decoder, detection a Faster R-CNN + FPN, over the frozen backbone's feature pyra
 from __future__ import annotations
 
 import time
+from typing import Sequence
 
 import numpy as np
 
@@ -29,19 +31,6 @@ HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "
 _DENSE = {k: v for k, v in DENSE_HYPERPARAMS.items() if k != "dense_eval_every"}
 _DETECTION = {k: v for k, v in DETECTION_HYPERPARAMS.items() if k != "det_eval_every"}
 TASK_HYPERPARAMS = {"classification": HYPERPARAMS, "segmentation": _DENSE, "depth": _DENSE, "detection": _DETECTION}
-
-
-def holdout_split(y: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (fit, val): per class with 2+ samples, ``max(1, round(val_share*n))`` go to val,
-    always leaving at least one to fit."""
-    rng = np.random.default_rng(seed)
-    fit, val = [], []
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        n_val = min(len(members) - 1, max(1, round(val_share * len(members)))) if len(members) >= 2 else 0
-        val.extend(members[:n_val])
-        fit.extend(members[n_val:])
-    return np.sort(np.asarray(fit, dtype=int)), np.sort(np.asarray(val, dtype=int))
 
 
 class Probe:
@@ -92,13 +81,14 @@ class Probe:
         return (features @ self.weight + self.bias).argmax(dim=1).numpy()
 
 
-def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: list[float], val_share: float,
-                        max_iter: int, seed: int, patience: int) -> dict:
-    """The grid point with the best held-out accuracy (None when no class can spare a sample).
+def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: list[float], fit: Sequence[int],
+                        val: Sequence[int], max_iter: int, patience: int) -> dict:
+    """The grid point with the best accuracy on the held-out positions ``val`` after fitting on
+    ``fit`` (the runner's hold-out, :mod:`gaia_bench.protocol`; None when it is empty).
 
     The sweep goes from the strongest to the weakest decay and stops once ``patience`` points in a
     row score below the best so far; ties prefer the stronger decay."""
-    fit, val = holdout_split(y, val_share, seed)
+    fit, val = np.asarray(fit, dtype=int), np.asarray(val, dtype=int)
     if len(val) == 0:
         return {"weight_decay": None, "n_val": 0, "val_top1": None}
     scores: dict[float, float] = {}
@@ -135,8 +125,8 @@ def run_classification(ctx) -> AdaptationResult:
 
     start = time.perf_counter()
     num_classes = data.num_classes
-    selection = select_weight_decay(x_train, y_train, num_classes, hp["wd_grid"], hp["val_share"], hp["max_iter"],
-                                    ctx.config.seed, hp["patience"])
+    selection = select_weight_decay(x_train, y_train, num_classes, hp["wd_grid"], data.fit, data.val, hp["max_iter"],
+                                    hp["patience"])
     wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(hp["wd_grid"]))
     probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
     fit_seconds = time.perf_counter() - start
