@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.jobs import JobConfig
-from gaia_bench.store import SCHEMA_VERSION, write_result_file
+from gaia_bench.store import write_result_file
 
 
 @dataclass(frozen=True)
@@ -55,41 +54,19 @@ class Cell:
         return run_cell(self)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def failure_record(config: JobConfig, error: str, extra: Mapping[str, Any] | None = None, job: Any = None) -> dict:
     """The record of a job that failed before or outside :func:`gaia_bench.runner.run_job` (its
     process died, or it could not be planned where it ran)."""
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "job_id": config.job_id,
-        "config": config.as_dict(),
-        "status": "failed",
-        "error": error,
-        "finished_at": _now(),
-    }
-    if job is not None:
-        record["shots"] = {"requested": config.shots, "fraction": job.shot.fraction, "per_class": job.shot.per_class}
-        record["primary_metric"] = job.primary_metric
-        record["higher_is_better"] = job.task.metric(job.primary_metric).higher_is_better
-    record.update(extra or {})
-    return record
+    from gaia_bench.runner import now, record_header
 
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return {**record_header(config, job), "status": "failed", "error": error, "finished_at": now(), **(extra or {})}
 
 
 _SESSIONS: dict[tuple, Any] = {}  # one per process and settings: a pool worker reuses loaded data
 
 
 def _session(settings: SessionSettings) -> Any:
+    from gaia_bench.devices import resolve_device
     from gaia_bench.features import FeatureCache
     from gaia_bench.runner import Session
 
@@ -99,7 +76,7 @@ def _session(settings: SessionSettings) -> Any:
     if key not in _SESSIONS:
         _SESSIONS.clear()  # free the previous one's data and backbone
         _SESSIONS[key] = Session(
-            data_root=Path(settings.data_root), device=_resolve_device(settings.device),
+            data_root=Path(settings.data_root), device=resolve_device(settings.device),
             batch_size=settings.batch_size, workers=settings.workers,
             feature_cache=FeatureCache(Path(settings.feature_cache)) if settings.feature_cache else None,
             plugin_versions=dict(settings.plugin_versions), on_bad_sample=settings.on_bad_sample,

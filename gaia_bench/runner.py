@@ -258,7 +258,8 @@ class SessionJobContext:
         return int(self.session.workers)
 
 
-def _peak_memory_mb(device: str) -> dict[str, float]:
+def peak_memory_mb(device: str) -> dict[str, float]:
+    """This process's peak resident memory and, on CUDA, peak allocated GPU memory, in MiB."""
     peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if device.startswith("cuda"):
         import torch
@@ -267,24 +268,27 @@ def _peak_memory_mb(device: str) -> dict[str, float]:
     return peak
 
 
-def _now() -> str:
+def now() -> str:
+    """A record's time stamp: UTC, to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def record_header(config: JobConfig, job: Job | None = None) -> dict[str, Any]:
+    """What every record of a job starts with (a finished one, a failed one, one whose process died)."""
+    header: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "job_id": config.job_id, "config": config.as_dict()}
+    if job is not None:
+        header["shots"] = {"requested": config.shots, "fraction": job.shot.fraction, "per_class": job.shot.per_class}
+        header["primary_metric"] = job.primary_metric
+        header["higher_is_better"] = job.task.metric(job.primary_metric).higher_is_better
+    return header
 
 
 def run_job(job: Job, session: Session) -> dict:
     """Run one job and return its record (status 'done' or 'failed'; never raises for job errors
     except KeyboardInterrupt, so one bad job does not stop a grid)."""
     ctx = SessionJobContext(job=job, session=session, progress=session.progress)
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "job_id": job.job_id,
-        "config": job.config.as_dict(),
-        "shots": {"requested": job.config.shots, "fraction": job.shot.fraction, "per_class": job.shot.per_class},
-        "primary_metric": job.primary_metric,
-        "higher_is_better": job.task.metric(job.primary_metric).higher_is_better,
-        "started_at": _now(),
-        "environment": environment(session.plugin_versions, session.device),
-    }
+    record: dict[str, Any] = {**record_header(job.config, job), "started_at": now(),
+                              "environment": environment(session.plugin_versions, session.device)}
     if session.device.startswith("cuda"):
         import torch
 
@@ -321,6 +325,6 @@ def run_job(job: Job, session: Session) -> dict:
         record["skipped"] = skipped[:100]
     record["timings"] = {"total_s": round(time.perf_counter() - start, 3),
                          **{k: round(v, 3) for k, v in ctx.stage_seconds.items()}}
-    record["memory"] = _peak_memory_mb(session.device)
-    record["finished_at"] = _now()
+    record["memory"] = peak_memory_mb(session.device)
+    record["finished_at"] = now()
     return record

@@ -168,18 +168,6 @@ def rng_devices(device: str) -> list[int]:
     return [dev.index or 0] if dev.type == "cuda" else []
 
 
-def peak_memory_mb(device: str) -> dict[str, float]:
-    """This process's peak resident memory and, on CUDA, peak allocated GPU memory, in MiB."""
-    import resource
-
-    import torch
-
-    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if device.startswith("cuda"):
-        peak["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return peak
-
-
 def lr_factor(recipe: Recipe, step: int) -> float:
     """The lr multiplier at (0-based) ``step``: linear warm-up from ``warmup_start`` over
     ``warmup`` steps, then ``cosine`` decay to 0 at ``iterations`` (measured from the warm-up's

@@ -180,11 +180,12 @@ def run(ctx) -> AdaptationResult:
         Classifier,
         ImageStream,
         augmenting_transform,
-        peak_memory_mb,
         predict_classes,
         rng_devices,
         train_classifier,
     )
+
+    from gaia_bench.runner import peak_memory_mb
 
     hp = {**CLASSIFICATION_HYPERPARAMS, **HYPERPARAMS, **ctx.hyperparams}
     pool, selection, summary, seconds = _select(ctx, hp)

@@ -170,7 +170,8 @@ def run(ctx) -> AdaptationResult:
     import torch
     from torch import nn
 
-    from gaia_bench.plugins.adaptations.lib.training import peak_memory_mb, rng_devices
+    from gaia_bench.plugins.adaptations.lib.training import rng_devices
+    from gaia_bench.runner import peak_memory_mb
     from gaia_bench.plugins.adaptations.vqgan.lib.vqgan_finetune import evaluate_test, fine_tune, job_split
     from gaia_bench.plugins.adaptations.vqgan.lib.vqgan_train import vqgan_for_job
 
