@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,9 +267,11 @@ def get_spec(name: str) -> BackboneSpec | None:
     arch, _, tag = name.partition(".")
     if ":" in arch or "/" in arch:  # hf-hub: / local-dir: names would make open_clip fetch or read elsewhere
         return None
-    if arch not in _bundled_configs():
-        return None
+    if arch not in _bundled_configs() and "open_clip" not in sys.modules:  # configs added at run time
+        return None                                                      # live only in the imported package
     cfg = _model_cfg(arch)
+    if cfg is None:
+        return None
     if _tower_kind(cfg) is None:
         return None
     if tag and tag not in _tags(arch):
