@@ -517,6 +517,13 @@ class AdaptationSpec:
     # Tasks whose training runs data-parallel in ``ctx.processes`` processes (--gpus-per-job N);
     # the others run in one process (the built-in adaptations use plugins/adaptations/lib/distributed.py).
     data_parallel_tasks: Sequence[str] = ()
+    # It runs through ``TaskSpec.train_head``, so it also runs on any task type (a third-party one
+    # included) whose TaskSpec has a ``train_head``, not only on ``task_types``.
+    trains_task_heads: bool = False
+
+    def supports(self, task: TaskSpec) -> bool:
+        """Whether jobs of ``task`` can run with this adaptation."""
+        return task.name in self.task_types or (self.trains_task_heads and task.train_head is not None)
 
     def hyperparams_for(self, task: str) -> dict[str, Any]:
         return {**self.hyperparams, **self.task_hyperparams.get(task, {})}

@@ -136,7 +136,8 @@ def plan(
             context = replace(base_context, hyperparams=init_hyperparams(init, init_overrides))
             weights_id = init.weights_id(backbone, context)
             for adaptation, dataset in itertools.product(adaptation_specs, dataset_specs):
-                if dataset.task not in adaptation.task_types:
+                task = registries.tasks.get(dataset.task)
+                if not adaptation.supports(task):
                     if skip_unsupported:
                         if (dataset.name, adaptation.name) in skipped:
                             continue
@@ -148,7 +149,6 @@ def plan(
                         f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset '{dataset.name}')",
                         f"it supports: {', '.join(adaptation.task_types)}",
                     )
-                task = registries.tasks.get(dataset.task)
                 primary = dataset.primary_metric or task.primary_metric
                 if primary not in {m.name for m in task.metrics}:
                     raise PluginError(f"dataset '{dataset.name}' declares primary metric '{primary}', "

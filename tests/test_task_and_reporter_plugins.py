@@ -36,13 +36,20 @@ def predict_mean(ctx) -> gaia_bench.AdaptationResult:
     return gaia_bench.AdaptationResult(metrics=metrics, details={"mean": mean})
 
 
+def train_mean_head(ctx, train_backbone: bool) -> gaia_bench.AdaptationResult:
+    """The task's own head: a constant, the mean target (what linear-probe and finetune run)."""
+    result = predict_mean(ctx)
+    result.details["backbone_trained"] = train_backbone
+    return result
+
+
 class RegressionToy:
     @gaia_bench.hookimpl
     def register_tasks(self, register):
         register(gaia_bench.TaskSpec(
             name="regression-toy", description="predict one number per image",
             metrics=[gaia_bench.MetricInfo("mae", higher_is_better=False, description="mean absolute error")],
-            primary_metric="mae", evaluate=mean_absolute_error))
+            primary_metric="mae", evaluate=mean_absolute_error, train_head=train_mean_head))
 
     @gaia_bench.hookimpl
     def register_datasets(self, register):
@@ -118,3 +125,24 @@ def test_a_plugin_reporter_renders_results_for_the_results_command(register_plug
     assert only.stdout.splitlines()[1:] == ["b2\tlfw-faces\ttop1\t80.0"]
     listing = runner.invoke(app, ["plugins"], env={"COLUMNS": "250"}).stdout
     assert "tsv" in next(l for l in listing.splitlines() if "tsv-reporter" in l)
+
+
+def test_linear_probe_and_finetune_run_a_plugin_task_through_its_train_head(register_plugin, tmp_path):
+    """Adaptations that train the task's head do not list task types: a new task type with a
+    ``train_head`` runs under them; one without is refused with the reason."""
+    assert register_plugin(RegressionToy(), "regression-toy-plugin").ok
+    for split, ages in AGES.items():
+        (tmp_path / "data" / "toy-ages" / split).mkdir(parents=True)
+    store = tmp_path / "r.db"
+    result = runner.invoke(app, ["run", "--model", "test_resnet", "--init", "random", "--adapt", "linear-probe,finetune",
+                                 "--dataset", "toy-ages", "--shots", "100%", "--data-root", str(tmp_path / "data"),
+                                 "--store", str(store), "--no-cache"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    with ResultsStore(store) as s:
+        records = {r["config"]["adaptation"]: r for r in s.query(dataset="toy-ages")}
+    assert records["linear-probe"]["details"]["backbone_trained"] is False
+    assert records["finetune"]["details"]["backbone_trained"] is True
+    assert records["finetune"]["n_train"] == 4 and records["finetune"]["metrics"]["mae"] > 0
+    refused = runner.invoke(app, ["run", "--model", "test_resnet", "--adapt", "tsds", "--dataset", "toy-ages",
+                                  "--data-root", str(tmp_path / "data"), "--store", str(store)], env={"COLUMNS": "250"})
+    assert refused.exit_code == 2 and "does not support regression-toy" in refused.output

@@ -56,6 +56,7 @@ FINETUNE = AdaptationSpec(
     hyperparams=HYPERPARAMS,
     task_hyperparams=TASK_HYPERPARAMS,
     data_parallel_tasks=("classification",),
+    trains_task_heads=True,
 )
 
 

@@ -146,6 +146,7 @@ LINEAR_PROBE = AdaptationSpec(
     task_types=("classification", "detection", "segmentation", "depth"),
     run=run,
     task_hyperparams=TASK_HYPERPARAMS,
+    trains_task_heads=True,
 )
 
 
