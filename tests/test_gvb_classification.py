@@ -271,3 +271,31 @@ def test_bad_sample_fail_or_skip(tmp_path, monkeypatch):
     assert len(scans) == 2 and sorted(len(json.loads(p.read_text())) for p in scans) == [0, 1]  # trainval, test
     bad = runner.invoke(app, [*base, "--on-bad-sample", "ignore"], env=WIDE)
     assert bad.exit_code == 2 and "use fail or skip" in _text(bad)
+
+
+class _Payload:
+    """What a hostile ``batches.meta`` carries: a callable the unpickler would run while loading."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickle_payload_in_a_cifar_file_is_refused_not_run(tmp_path):
+    """Datasets are downloaded from third parties: reading CIFAR's pickles must never run code.
+    The hostile file is named, with what it asked for; nothing ran; the official files still read."""
+    import pickle
+
+    data = tmp_path / "data"
+    write_replica("cifar10", data)
+    meta = data / "cifar-10-batches-py" / "batches.meta"
+    marker = tmp_path / "pwned"
+    meta.write_bytes(pickle.dumps({"label_names": ["a"], "x": _Payload(marker)}, protocol=2))
+    for args in (["datasets", "verify", "cifar10"], ["datasets", "stats", "cifar10"]):
+        result = CliRunner().invoke(app, [*args, "--data-root", str(data)], env={"COLUMNS": "300"})
+        text = _text(result)
+        assert result.exit_code != 0 and "Traceback" not in text
+        assert f"refusing {meta}" in text and "which no official CIFAR batch contains: refused" in text
+    assert not marker.exists()

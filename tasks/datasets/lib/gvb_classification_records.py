@@ -33,10 +33,42 @@ def _require(path: Path, fix: str) -> Path:
 
 
 # --------------------------------------------------------------------------- CIFAR
+# What the official CIFAR batches are made of: dicts, lists, strings, bytes, numbers and one numpy
+# array. A pickle may name any other callable and have it run while it loads (datasets come from
+# third parties and are shared between people), so nothing else is let through.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),  # an array
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # an array, protocol 5
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # bytes written by Python 3 with protocol 2
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only the types the official CIFAR files contain."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no official CIFAR batch contains: refused")
+
+
 @functools.lru_cache(maxsize=8)
 def _cifar_batch(path: str) -> dict:
     with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+        batch = _CifarUnpickler(f, encoding="latin1").load()
+    if not isinstance(batch, dict):
+        raise pickle.UnpicklingError(f"it holds a {type(batch).__name__}, not a CIFAR batch (a dict)")
+    return batch
+
+
+def _checked_batch(path: str) -> dict:
+    """:func:`_cifar_batch`, with the file named in a refusal."""
+    try:
+        return _cifar_batch(path)
+    except pickle.UnpicklingError as exc:
+        exc.filename = path
+        raise
 
 
 def _cifar_pixels(path: str) -> np.ndarray:
@@ -51,17 +83,20 @@ def cifar_image(path: str, index: int):
 def read_cifar(root: Path, files: list[str], label_key: str, meta_file: str, names_key: str, fix: str) -> Samples:
     """The images of the pickled batches ``files`` under ``root`` (torchvision's layout)."""
     try:
-        classes = list(_cifar_batch(str(_require(root / meta_file, fix)))[names_key])
+        classes = list(_checked_batch(str(_require(root / meta_file, fix)))[names_key])
         samples = []
         for name in files:
             path = str(_require(root / name, fix))
-            batch = _cifar_batch(path)
+            batch = _checked_batch(path)
             labels = batch[label_key]
             if len(labels) != len(batch["data"]):
                 raise DataError(f"{path} has {len(batch['data'])} images but {len(labels)} labels", fix)
             samples += [Sample(f"{name}/{i:05d}", Path(path), int(t), functools.partial(cifar_image, path, i))
                         for i, t in enumerate(labels)]
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        bad = getattr(exc, "filename", None) or root
+        raise DataError(f"refusing {bad}: {exc}", f"do not use data from this source; {fix}") from None
+    except (EOFError, KeyError, ValueError) as exc:
         raise DataError(f"cannot read the CIFAR batches under {root}: {type(exc).__name__}: {exc}", fix) from None
     return Samples(samples, classes)
 
