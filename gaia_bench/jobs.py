@@ -175,9 +175,16 @@ def plan(
 
 
 def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | None) -> tuple[list[str], bool]:
-    """(names, whether they came from a suite): --dataset wins; else the --suite's datasets; else
-    the default suite 'mini'."""
+    """(names, whether they came from a suite): the --suite's datasets (default suite 'mini'), or the
+    --dataset names. Both given: the named datasets, each of which must be in the suite (the suite
+    still names the upstream pool)."""
     names = _split_names(datasets)
+    if names and suite:
+        members = registries.suites.get(suite).datasets
+        outside = [n for n in names if n not in members]
+        if outside:
+            raise UsageError(f"--dataset {', '.join(outside)} is not in --suite {suite}",
+                             f"drop --suite, or name datasets of it: {', '.join(members)}")
     if names:
         return names, False
     return list(registries.suites.get(suite or "mini").datasets), True

@@ -28,6 +28,8 @@ BASE = ["run", "--model", "test_resnet", "--shots", "10%"]
     (BASE + ["--batch-size", "0"], ["--batch-size 0 is out of range", "1 or more"]),
     (BASE + ["--workers", "-1"], ["--workers -1 is out of range"]),
     (BASE + ["--seed", "-3"], ["--seed -3 is negative"]),
+    (BASE + ["--seed", "0,x"], ["--seed 'x' is not an integer", "--seed 0,1,2"]),
+    (BASE + ["--suite", "gvb", "--dataset", "digits-lt"], ["--dataset digits-lt is not in --suite gvb", "drop --suite"]),
     (BASE + ["--image-size", "2"], ["--image-size 2 is out of range"]),
     (BASE + ["--hp", "wd_grid"], ["--hp 'wd_grid' is not KEY=VALUE", "KEY=VALUE"]),
     (BASE + ["--hp", "max_iter=0.5"], ["--hp max_iter=0.5 does not fit its default 1000", "value of type int"]),

@@ -215,6 +215,23 @@ def test_executor_options_are_checked(register_plugin, const_hooks, tmp_path, mo
         assert result.exit_code == 2 and message in text and hint in text and "Traceback" not in text, text
 
 
+def test_seeds_take_comma_lists_like_every_other_multi_value_option(register_plugin, const_hooks, tmp_path,
+                                                                    monkeypatch):
+    import gaia_bench
+    from gaia_bench.cli import app
+
+    class Plugin:
+        register_backbones = staticmethod(gaia_bench.hookimpl(const_hooks["register_backbones"]))
+        register_adaptations = staticmethod(gaia_bench.hookimpl(const_hooks["register_adaptations"]))
+
+    register_plugin(Plugin(), "comma-seeds-test")
+    monkeypatch.setenv("GAIA_BENCH_HOME", str(tmp_path / "home"))
+    args = ["run", *GRID, "--adapt", "const-test", "--store", str(tmp_path / "r.db"), "--seed", "0,1", "--seed", "2"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert sorted(r["config"]["seed"] for r in stored(tmp_path / "r.db")) == [0, 1, 2]
+
+
 def test_a_sequential_executor_runs_jobs_here_and_refuses_max_parallel(register_plugin, const_hooks, tmp_path,
                                                                        monkeypatch):
     """A third-party executor gets ``execute(jobs, run_job, options)``; one that does not declare

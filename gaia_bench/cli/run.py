@@ -132,7 +132,8 @@ def run(
     shots: Annotated[list[str], typer.Option("--shots", "-s", help=SHOTS_HELP)] = ["10%"],  # noqa: B006
     init: Annotated[list[str], typer.Option("--init", help="initialization(s) (default: the backbone's own); see `gaia-bench inits`")] = [],  # noqa: B006
     adapt: Annotated[list[str], typer.Option("--adapt", help="adaptation(s); see `gaia-bench adaptations`")] = ["linear-probe"],  # noqa: B006
-    seed: Annotated[list[int], typer.Option("--seed", help="seed(s) of the subset and the training: repeat for several")] = [0],  # noqa: B006
+    seed: Annotated[list[str], typer.Option("--seed", help="seed(s) of the subset and the training: '0,1,2' "
+                                            "or repeated")] = ["0"],  # noqa: B006
     dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="dataset(s); see `gaia-bench datasets`")] = [],  # noqa: B006
     suite: Annotated[str | None, typer.Option("--suite", help="a named suite of datasets (default: mini)")] = None,
     store: StoreOption = None,
@@ -183,6 +184,7 @@ def run(
     if on_bad_sample not in ("fail", "skip"):
         raise UsageError(f"--on-bad-sample {on_bad_sample!r} is not a choice", "use fail or skip")
     shot_specs = parse_shots(shots)
+    seed = parse_seeds(seed)
     host = get_host()
     regs = host.registries()
     executor_spec = regs.executors.get(executor)
@@ -308,6 +310,19 @@ def run(
         if n_failed and not retry_failed:
             err_console.print(f"[yellow]{n_failed} job(s) of this grid failed in an earlier run and were skipped[/] "
                               "(`gaia-bench status` shows why; --retry-failed reruns them)")
+
+
+def parse_seeds(values: list[str]) -> list[int]:
+    """``--seed`` values, repeated or comma-separated like every other multi-value option."""
+    seeds: list[int] = []
+    for part in (p.strip() for v in values for p in str(v).split(",")):
+        if not part:
+            continue
+        try:
+            seeds.append(int(part))
+        except ValueError:
+            raise UsageError(f"--seed {part!r} is not an integer", "e.g. --seed 0,1,2 or --seed 0 --seed 1") from None
+    return list(dict.fromkeys(seeds)) or [0]
 
 
 def _present(regs, names: list[str], root: Path, suite: str) -> list[str]:
