@@ -227,6 +227,32 @@ def test_download_fetches_checks_and_lays_out(tmp_path, monkeypatch):
     assert not list((tmp_path / "cli").rglob("*.tmp")) and not (tmp_path / "cli" / "cifar-10-batches-py" / "data_batch_1").exists()
 
 
+def test_a_cut_download_is_named_moved_aside_and_fetched_anew_next_time(tmp_path, monkeypatch):
+    from gaia_bench.tasks.datasets.gvb_classification import GVB_SETS, Archive
+
+    source = tmp_path / "mirror"
+    write_replica("cifar10", source)
+    good = tmp_path / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    served = tmp_path / "served.tar.gz"
+    served.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # the connection dropped half-way
+    local = replace(GVB_SETS["cifar10"], archives=(Archive(served.as_uri(), None, ".."),))
+    monkeypatch.setitem(GVB_SETS, "cifar10", local)
+    target = tmp_path / "data" / "cifar-10-batches-py"
+    result = runner.invoke(app, ["datasets", "prepare", "cifar10", "--download", "--data-root", str(tmp_path / "data")],
+                           env=WIDE)
+    text = _text(result)
+    assert result.exit_code == 1 and "Aborted" not in text and "Traceback" not in text
+    assert "served.tar.gz is damaged" in text and "run the same command again" in text
+    assert list(target.rglob("*.broken")) and not list(target.rglob("served.tar.gz"))
+    served.write_bytes(good.read_bytes())  # the next attempt gets the whole file
+    again = runner.invoke(app, ["datasets", "prepare", "cifar10", "--download", "--data-root", str(tmp_path / "data")],
+                          env=WIDE)
+    assert again.exit_code == 0, again.output
+    assert len(local.load(target, "train")) == 34
+
+
 def test_suite_runs_present_datasets_and_skips_absent(tmp_path, monkeypatch):
     monkeypatch.setenv("GAIA_BENCH_HOME", str(tmp_path / "home"))
     data = tmp_path / "data"

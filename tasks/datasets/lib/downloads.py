@@ -8,11 +8,13 @@ URLs work the same as ``http(s)://`` ones (mirrors on a shared disk, tests).
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import shutil
 import tarfile
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -84,7 +86,20 @@ def _safe_member_path(name: str, target: Path) -> Path:
 def safe_extract(archive: Path, target: Path) -> list[Path]:
     """Extract a tar (any compression) or zip archive into ``target``. Every member is checked
     before anything is written: absolute paths, ``..`` escapes, links pointing outside ``target``
-    and device or fifo members make it refuse the whole archive. Returns the top-level entries."""
+    and device or fifo members make it refuse the whole archive. Returns the top-level entries.
+
+    A damaged archive (cut short, corrupt) is moved aside to ``NAME.broken`` so that the next
+    attempt downloads it anew instead of failing on the same file, and the error says so."""
+    try:
+        return _extract(archive, target)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        broken = archive.with_name(archive.name + ".broken")
+        os.replace(archive, broken)
+        raise DataError(f"{archive.name} is damaged ({type(exc).__name__}: {exc or 'cut short'}); moved to {broken}",
+                        "run the same command again to download it anew") from None
+
+
+def _extract(archive: Path, target: Path) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
     if tarfile.is_tarfile(archive):
