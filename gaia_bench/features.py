@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,6 +33,21 @@ def samples_fingerprint(samples: Sequence[Sample]) -> str:
     for s in samples:
         h.update(f"{s.key}\x00{s.target}\n".encode())
     return h.hexdigest()[:16]
+
+
+def files_fingerprint(samples: Sequence[Sample]) -> str:
+    """Hash of each file's path, size and modification time (one ``stat`` per file, no reading):
+    an image changed, replaced or corrupted after its features were cached gets another key, so
+    it is extracted again."""
+    stats: dict[str, tuple[int, int]] = {}
+    for sample in samples:
+        if str(sample.path) not in stats:
+            try:
+                st = os.stat(sample.path)
+                stats[str(sample.path)] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                stats[str(sample.path)] = (-1, -1)
+    return hashlib.sha256(repr(sorted(stats.items())).encode()).hexdigest()[:16]
 
 
 class FeatureCache:

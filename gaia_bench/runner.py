@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import resource
 import sys
 import time
@@ -18,7 +17,7 @@ import numpy as np
 from gaia_bench.api import DatasetSpec, JobData, Progress, Samples
 from gaia_bench.backbone import Backbone
 from gaia_bench.errors import GaiaBenchError
-from gaia_bench.features import FeatureCache, cache_key, extract_features, samples_fingerprint
+from gaia_bench.features import FeatureCache, cache_key, extract_features, files_fingerprint, samples_fingerprint
 from gaia_bench.imagedata import transform_id
 from gaia_bench.jobs import Job, JobConfig, data_dir, prepared_data_dir
 from gaia_bench.provenance import environment
@@ -103,17 +102,9 @@ class Session:
 
         from gaia_bench.imagedata import ReadCheck
 
-        stats: dict[Path, tuple[int, int]] = {}
-        for sample in samples.samples:
-            if sample.path not in stats:
-                try:
-                    st = os.stat(sample.path)
-                    stats[sample.path] = (st.st_size, st.st_mtime_ns)
-                except OSError:
-                    stats[sample.path] = (-1, -1)
         key = cache_key({"scan": dataset.name, "dataset_version": dataset.version, "split": split,
                          "samples": samples_fingerprint(samples.samples),
-                         "files": hashlib.sha256(repr(sorted((str(p), v) for p, v in stats.items())).encode()).hexdigest()})
+                         "files": files_fingerprint(samples.samples)})
         cached = self.feature_cache.directory / "unreadable" / f"{key}.json" if self.feature_cache else None
         if cached is not None and cached.exists():
             try:
@@ -161,6 +152,7 @@ class Session:
         key = cache_key({
             "backbone": spec.name, "weights": job.config.weights_id, "dataset": job.dataset.name,
             "dataset_version": job.dataset.version, "split": split, "samples": samples_fingerprint(samples),
+            "files": files_fingerprint(samples),
             "transform": transform_id(size, spec.mean, spec.std),
         })
         if key in self._features:

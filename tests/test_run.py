@@ -87,6 +87,26 @@ def test_results_list_filter_export_import(env, tmp_path):
         assert s.get(doc["results"][0]["job_id"])["metrics"]["top1"] != 1.0
 
 
+def test_an_image_changed_after_its_features_were_cached_is_extracted_again(env, tmp_path):
+    """The feature cache is keyed by each file's size and modification time as well as the sample
+    keys and labels: a replaced image is never scored with its old features."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+
+    def run(store: str) -> dict:
+        result = cli(["run", *FAST, "--data-root", str(data), "--store", str(tmp_path / store)], env=env)
+        assert result.returncode == 0, result.stderr
+        with ResultsStore(tmp_path / store) as s:
+            return s.query()[0]
+
+    assert "features" in run("first.db")["timings"]  # extracted, then cached
+    assert "features" not in run("second.db")["timings"]  # the cache answers
+    image = sorted((data / "digits-lt" / "test" / "3").iterdir())[0]
+    Image.new("L", (32, 32), 255).save(image)  # same name, new content
+    assert "features" in run("third.db")["timings"]  # extracted again
+
+
 def test_corrupt_image_fails_the_job_with_its_path(env, tmp_path):
     data = tmp_path / "data"
     assert cli(["datasets", "prepare", "digits-lt", "--data-root", str(data)], env=env).returncode == 0
