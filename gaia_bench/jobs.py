@@ -194,17 +194,56 @@ def data_dir(root: Path, dataset: DatasetSpec) -> Path:
     return root / dataset.directory
 
 
+PREPARED_MARKER = ".gaia-bench-prepared"  # written last: a folder without it was never finished
+
+
+def prepare_dataset(dataset: DatasetSpec, path: Path) -> None:
+    """Materialize a plugin-made dataset at ``path`` atomically: into a sibling temporary folder,
+    marked complete, then renamed into place, so a killed prepare never leaves a folder that looks
+    prepared (the next run starts over)."""
+    import os
+    import shutil
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.preparing-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        dataset.prepare(tmp)
+        (tmp / PREPARED_MARKER).write_text(f"{dataset.name} {dataset.version}\n")
+        os.rename(tmp, path)
+    except OSError:
+        if not (path / PREPARED_MARKER).exists():  # not a concurrent prepare that won the race
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def prepared_data_dir(root: Path, dataset: DatasetSpec, progress: Progress | None = None) -> Path:
     """The dataset's directory under ``root``; materialized first when missing and the plugin can
-    make it (shown as a step of ``progress``), else one message naming the fix."""
+    make it (shown as a step of ``progress``), else one message naming the fix. A plugin-made
+    folder without the completion marker (killed half-way, or from a version without markers) is
+    kept as it is when it verifies, else moved aside and made again."""
     path = data_dir(root, dataset)
+    if dataset.prepare is not None and path.is_dir() and not (path / PREPARED_MARKER).exists():
+        if dataset.verify(path):
+            from gaia_bench.console import notice
+
+            aside = path.with_name(f"{path.name}.incomplete")
+            if aside.exists():
+                import shutil
+
+                shutil.rmtree(aside)
+            path.rename(aside)
+            notice(f"{path} was not completely prepared: moved to {aside}, preparing it again")
+        else:
+            (path / PREPARED_MARKER).write_text(f"{dataset.name} {dataset.version}\n")
     if not path.exists():
         if dataset.prepare is None:
             raise DataError(f"dataset '{dataset.name}' is not under {path}",
                             dataset.prepare_hint or f"run `gaia-bench datasets prepare {dataset.name}`")
         progress = progress or Progress()
         advance = progress.start(f"preparing dataset {dataset.name}", None)
-        dataset.prepare(path)
+        prepare_dataset(dataset, path)
         advance(1)
         progress.finish()
     return path

@@ -47,3 +47,24 @@ def test_stats_show_per_class_counts(tmp_path):
     assert rows["full"] == ["514", "10", "51.4", "13", "125"]
     assert rows["10%"] == ["53", "10", "5.3", "1", "13"]
     assert rows["1%"][3] == "1" and rows["100%"] == rows["full"]
+
+
+def test_a_half_prepared_folder_is_redone_not_trusted(tmp_path):
+    """A prepare killed half-way (no completion marker, files missing) must not poison the next
+    run: the folder is moved aside and prepared again; a complete one without a marker (an older
+    version's) is kept."""
+    from gaia_bench.jobs import PREPARED_MARKER, prepared_data_dir
+    from gaia_bench.manager import get_registries
+
+    spec = get_registries().datasets.get("digits-lt")
+    root = tmp_path / "data"
+    path = prepared_data_dir(root, spec)
+    assert (path / PREPARED_MARKER).exists() and not spec.verify(path)
+    assert not list(root.glob(".*preparing*"))  # prepared beside, renamed into place
+    (path / PREPARED_MARKER).unlink()
+    assert prepared_data_dir(root, spec) == path and (path / PREPARED_MARKER).exists()  # complete: kept
+    (path / PREPARED_MARKER).unlink()
+    (path / "train_meta.list").unlink()  # what a kill -9 during prepare left behind
+    assert prepared_data_dir(root, spec) == path
+    assert not spec.verify(path) and (path / "train_meta.list").exists()
+    assert (root / "digits-lt.incomplete").is_dir()  # kept for a look, out of the way

@@ -68,7 +68,7 @@ def prepare(
     steps and the expected tree where access needs a login or a licence."""
     from pathlib import Path
 
-    from gaia_bench.jobs import data_dir
+    from gaia_bench.jobs import data_dir, prepare_dataset
     from gaia_bench.paths import data_root as resolve
     from gaia_bench.manager import get_registries
 
@@ -101,7 +101,7 @@ def prepare(
         if target.exists():
             shutil.rmtree(target)
         with err_console.status(f"preparing {spec.name} …"):
-            spec.prepare(target)
+            prepare_dataset(spec, target)
         notice(f"{spec.name}: prepared at {target}")
 
 
@@ -155,7 +155,7 @@ def stats(
     data_root: DataRootOption = None,
 ) -> None:
     """Per-class sample counts (avg / min / max) of the training subset, as GV-B tabulates them."""
-    from gaia_bench.jobs import data_dir
+    from gaia_bench.jobs import data_dir, prepared_data_dir
     from gaia_bench.paths import data_root as resolve
     from gaia_bench.manager import get_registries
     from gaia_bench.shots import parse_shots, sample_subset, subset_stats
@@ -163,8 +163,8 @@ def stats(
     specs = parse_shots(shots)
     spec = get_registries().datasets.get(name)
     target = data_dir(resolve(data_root), spec)
-    if not target.exists() and spec.prepare is not None:
-        spec.prepare(target)
+    if spec.prepare is not None:
+        prepared_data_dir(resolve(data_root), spec)
     train = spec.load(target, spec.train_split)
     sets = train.label_sets()
     keys = [s.key for s in train.samples]
