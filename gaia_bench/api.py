@@ -30,13 +30,12 @@ class WeightsRef:
 
 
 class BuildBackbone(Protocol):
-    """How a backbone is built: the one thing an init calls to get a network."""
+    """How a backbone is built, the one thing an init calls to get a network: a new
+    :class:`gaia_bench.backbone.Backbone` with the state dict of ``weights``, a local file in the
+    backbone's own published format, or the architecture's own random initialization (under the
+    caller's torch seed) when None."""
 
-    def __call__(self, weights: str | None = None) -> Backbone:
-        """A new :class:`gaia_bench.backbone.Backbone`: with the state dict of ``weights``, a local
-        file in the backbone's own published format, or the architecture's own random
-        initialization (under the caller's torch seed) when None."""
-        ...
+    def __call__(self, weights: str | None = None) -> Backbone: ...
 
 
 @dataclass(frozen=True)
@@ -117,12 +116,11 @@ class InitContext:
 
 
 class Initialize(Protocol):
-    """What an init does for a job: build the backbone with the init's weights."""
+    """What an init does for a job: the backbone of ``spec`` with the weights that
+    ``weights_id(spec, ctx)`` names (loading published weights, or pretraining on ``ctx.upstream``
+    first when no checkpoint is cached)."""
 
-    def __call__(self, spec: BackboneSpec, ctx: InitContext) -> Backbone:
-        """The backbone of ``spec`` with the weights that ``weights_id(spec, ctx)`` names (loading
-        published weights, or pretraining on ``ctx.upstream`` first when no checkpoint is cached)."""
-        ...
+    def __call__(self, spec: BackboneSpec, ctx: InitContext) -> Backbone: ...
 
 
 @dataclass(frozen=True)
@@ -149,52 +147,46 @@ class InitSpec:
 
 
 class CheckpointKey(Protocol):
-    """Names a pretraining checkpoint without training it."""
+    """Names a pretraining checkpoint without training it: a hash of the method, ``backbone``, the
+    pool's name and version and the resolved ``hyperparams`` (the method's defaults with these
+    overrides, seed included)."""
 
     def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec,
-                 hyperparams: Mapping[str, Any] | None = None) -> str:
-        """A hash of the method, ``backbone``, the pool's name and version and the resolved
-        ``hyperparams`` (the method's defaults with these overrides, seed included)."""
-        ...
+                 hyperparams: Mapping[str, Any] | None = None) -> str: ...
 
 
 class CheckpointPath(Protocol):
-    """Where a pretraining checkpoint is cached (it may not exist yet)."""
+    """Where a pretraining checkpoint is cached (it may not exist yet): the cache file of the
+    checkpoint that :class:`CheckpointKey` names for the same arguments."""
 
     def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec,
-                 hyperparams: Mapping[str, Any] | None = None) -> Path:
-        """The cache file of the checkpoint that :class:`CheckpointKey` names for the same arguments."""
-        ...
+                 hyperparams: Mapping[str, Any] | None = None) -> Path: ...
 
 
 class Pretrain(Protocol):
-    """Makes sure a pretraining checkpoint exists: the step that may take minutes."""
+    """Makes sure a pretraining checkpoint exists (the step that may take minutes): the cached
+    checkpoint file, pretrained first (reading the pool under ``root``, the default data root when
+    None, and reporting to ``progress``) when it is not cached or ``force`` is set. Concurrent
+    callers train it once."""
 
     def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
-                 force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path:
-        """The cached checkpoint file, pretrained first (reading the pool under ``root``, the
-        default data root when None, and reporting to ``progress``) when it is not cached or
-        ``force`` is set. Concurrent callers train it once."""
-        ...
+                 force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path: ...
 
 
 class LoadPretrained(Protocol):
-    """Builds a backbone from a pretraining checkpoint."""
+    """Builds a backbone from a pretraining checkpoint: ``backbone`` with the weights of the file
+    ``path``; an error naming the fix when it was pretrained for another backbone."""
 
-    def __call__(self, backbone: BackboneSpec, path: Path | str) -> Backbone:
-        """``backbone`` with the weights of the checkpoint file ``path``; an error naming the fix
-        when it was pretrained for another backbone."""
-        ...
+    def __call__(self, backbone: BackboneSpec, path: Path | str) -> Backbone: ...
 
 
 class LabelSpace(Protocol):
-    """Shows the unified label space a method trains on (`gaia-bench pretrain --show-label-space`)."""
+    """Shows the unified label space a method trains on (`gaia-bench pretrain --show-label-space`):
+    one ``(unified class, [(source, class name, similarity), ...])`` row per unified class of the
+    pool under ``root`` (the default data root when None), with ``hyperparams`` resolved."""
 
     def __call__(self, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
-                 root: Path | None = None) -> list[tuple[str, list[tuple[str, str, float]]]]:
-        """One ``(unified class, [(source, class name, similarity), ...])`` row per unified class of
-        the pool under ``root`` (the default data root when None), with ``hyperparams`` resolved."""
-        ...
+                 root: Path | None = None) -> list[tuple[str, list[tuple[str, str, float]]]]: ...
 
 
 @dataclass(frozen=True)
@@ -222,23 +214,21 @@ class MetricInfo:
 
 
 class Evaluate(Protocol):
-    """A task's official metrics, the same signature for every task type."""
+    """A task's official metrics, the same signature for every task type: the metrics of
+    ``predictions`` on ``test``, one prediction per test sample, in test order (classification: the
+    predicted class id; detection: the image's
+    :class:`~gaia_bench.tasks.types.lib.metrics_detection.ImageDetections`; segmentation: the image's
+    confusion counts, a (C, C) int array; depth: the image's metric terms or predicted map)."""
 
-    def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]:
-        """The metrics of ``predictions`` on ``test``: one prediction per test sample, in test order
-        (classification: the predicted class id; detection: the image's
-        :class:`~gaia_bench.tasks.types.lib.metrics_detection.ImageDetections`; segmentation: the image's
-        confusion counts, a (C, C) int array; depth: the image's metric terms or predicted map)."""
-        ...
+    def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]: ...
 
 
 class HoldoutStrata(Protocol):
-    """How a task holds out part of a training subset (for early stopping, hyper-parameter choice)."""
+    """How a task holds out part of a training subset (for early stopping, hyper-parameter choice):
+    one stratum per sample (the hold-out takes its share of every stratum), or None for a random
+    hold-out of whole samples."""
 
-    def __call__(self, subset: Samples) -> list[int] | None:
-        """One stratum per sample (the hold-out takes its share of every stratum), or None for a
-        random hold-out of whole samples."""
-        ...
+    def __call__(self, subset: Samples) -> list[int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -262,42 +252,34 @@ class Head(Protocol):
     def target(self, sample: Sample, mirrored: bool = False) -> Any:
         """One sample's training target at the head's input size (mirrored left-right when the
         trainer flips the image)."""
-        ...
 
     def loss(self, inputs: Any, targets: Sequence[Any]) -> Any:
         """The scalar training loss of a batch (module in training mode), from targets that
         :meth:`target` made; placed on the module's device here."""
-        ...
 
     def predict(self, inputs: Any, samples: Sequence[Sample]) -> list[Any]:
         """Eval-mode predictions for a batch, one per sample, in the form :class:`Evaluate` takes."""
-        ...
 
     def describe(self) -> dict[str, Any]:
         """The head's architecture and loss in words and numbers, for a result's details."""
-        ...
 
 
 class MakeHead(Protocol):
-    """Builds a task's head for one job."""
+    """Builds a task's head for one job: a new head over ``inputs`` for ``dataset``, initialized from
+    ``seed`` alone (the caller's random state is left alone); ``fit`` are the samples it will be
+    trained on (their ``classes``; a depth head starts its output at their mean log depth);
+    ``hyperparams`` are the job's."""
 
     def __call__(self, inputs: HeadInput, dataset: DatasetSpec, fit: Samples, hyperparams: Mapping[str, Any],
-                 seed: int) -> Head:
-        """A new head over ``inputs`` for ``dataset``, initialized from ``seed`` alone (the
-        caller's random state is left alone); ``fit`` are the samples it will be trained on
-        (their ``classes``; a depth head starts its output at their mean log depth);
-        ``hyperparams`` are the job's."""
-        ...
+                 seed: int) -> Head: ...
 
 
 class TrainHead(Protocol):
-    """Trains a task's head on a job and evaluates it: what ``linear-probe`` and ``finetune`` run."""
+    """Trains a task's head on a job and evaluates it (what ``linear-probe`` and ``finetune`` run):
+    the head over a frozen backbone (``train_backbone`` False) or the head and the backbone together,
+    trained on the job's subset and scored on its test split with the task's :class:`Evaluate`."""
 
-    def __call__(self, ctx: JobContext, train_backbone: bool) -> AdaptationResult:
-        """The head over a frozen backbone (``train_backbone`` False) or the head and the backbone
-        together, trained on the job's subset and scored on its test split with the task's
-        :class:`Evaluate`."""
-        ...
+    def __call__(self, ctx: JobContext, train_backbone: bool) -> AdaptationResult: ...
 
 
 def random_holdout(subset: Samples) -> list[int] | None:
@@ -493,12 +475,11 @@ class AdaptationResult:
 
 
 class RunAdaptation(Protocol):
-    """What an adaptation does for one job."""
+    """What an adaptation does for one job: train on the job's subset (``ctx.data``, drawn by the
+    runner) and score the test split with the task's :class:`Evaluate`; raise a GaiaBenchError for a
+    failure the user can fix."""
 
-    def __call__(self, ctx: JobContext) -> AdaptationResult:
-        """Train on the job's subset (``ctx.data``, drawn by the runner) and score the test split
-        with the task's :class:`Evaluate`; raise a GaiaBenchError for a failure the user can fix."""
-        ...
+    def __call__(self, ctx: JobContext) -> AdaptationResult: ...
 
 
 @dataclass(frozen=True)

@@ -66,10 +66,7 @@ class BackboneRegistry:
         singles = [s for s in self._specs.values() if sep and (s.source, s.name) == (source, bare)]
         if singles:
             return singles[0]
-        found = self.providers(name)
-        if found:
-            top = max(self._precedence(where) for where, _ in found)
-            found = [(where, spec) for where, spec in found if self._precedence(where) == top]
+        found = self._winners(name)
         if len(found) == 1:
             return found[0][1]
         if found:
@@ -78,18 +75,16 @@ class BackboneRegistry:
                              f"name the one you mean, e.g. --model {choices[0]}")
         raise unknown_name(self.kind, name, self.all_names(), self.list_command)
 
-    def _precedence(self, source: str) -> int:
-        catalog = self._catalogs.get(source)
-        return catalog.precedence if catalog is not None else 0
+    def _winners(self, name: str) -> list[tuple[str, BackboneSpec]]:
+        """The providers of ``name`` with the highest declared precedence (a single spec's is 0)."""
+        found = self.providers(name)
+        rank = {where: c.precedence if (c := self._catalogs.get(where)) is not None else 0 for where, _ in found}
+        return [(where, spec) for where, spec in found if rank[where] == max(rank.values())]
 
     def resolves_to(self, name: str) -> str | None:
         """The source an unqualified ``name`` resolves to, or None (unknown or ambiguous)."""
-        found = self.providers(name)
-        if not found:
-            return None
-        top = max(self._precedence(where) for where, _ in found)
-        winners = [where for where, _ in found if self._precedence(where) == top]
-        return winners[0] if len(winners) == 1 else None
+        winners = self._winners(name)
+        return winners[0][0] if len(winners) == 1 else None
 
     def providers(self, name: str) -> list[tuple[str, BackboneSpec]]:
         """(source, spec) of every single spec and catalog that has ``name``, in registration order."""

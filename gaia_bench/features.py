@@ -67,18 +67,9 @@ class FeatureCache:
 
 
 @torch.inference_mode()
-def extract_features(
-    backbone: Backbone,
-    samples: Sequence[Sample],
-    *,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    device: str,
-    batch_size: int,
-    workers: int,
-    on_batch: Callable[[int], None] | None = None,
-) -> np.ndarray:
+def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_size: int, mean: Sequence[float],
+                     std: Sequence[float], device: str, batch_size: int, workers: int,
+                     on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Pooled features of every sample, in order. An unreadable image stops with its path."""
     dataset = ImageSamples(samples, eval_transform(image_size, mean, std), image_size)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)

@@ -23,17 +23,8 @@ from typing import Any, Callable, Collection
 import pluggy
 
 from gaia_bench import hookspecs
-from gaia_bench.api import (
-    AdaptationSpec,
-    BackboneCatalog,
-    BackboneSpec,
-    DatasetSpec,
-    ExecutorSpec,
-    InitSpec,
-    ReporterSpec,
-    SuiteSpec,
-    TaskSpec,
-)
+from gaia_bench.api import (AdaptationSpec, BackboneCatalog, BackboneSpec, DatasetSpec, ExecutorSpec, InitSpec,
+                            ReporterSpec, SuiteSpec, TaskSpec)
 from gaia_bench.backbones import BackboneRegistry
 from gaia_bench.errors import GaiaBenchError, PluginError, UsageError
 from gaia_bench.registry import Registry

@@ -21,35 +21,27 @@ from gaia_bench.errors import GaiaBenchError
 from gaia_bench.features import FeatureCache, cache_key, extract_features, samples_fingerprint
 from gaia_bench.imagedata import transform_id
 from gaia_bench.jobs import Job, JobConfig, data_dir, prepared_data_dir
+from gaia_bench.paths import atomic_write
 from gaia_bench.provenance import environment
 from gaia_bench.store import SCHEMA_VERSION
 
 
+@dataclass(kw_only=True, eq=False)
 class Session:
     """State shared by the jobs of one command: loaded splits, the current backbone, features."""
 
-    def __init__(
-        self,
-        *,
-        data_root: Path,
-        device: str,
-        batch_size: int,
-        workers: int,
-        feature_cache: FeatureCache | None,
-        plugin_versions: dict[str, str],
-        progress: Progress | None = None,
-        on_bad_sample: str = "fail",
-        processes_per_job: int = 1,
-    ) -> None:
-        self.data_root = data_root
-        self.device = device
-        self.batch_size = batch_size
-        self.workers = workers
-        self.feature_cache = feature_cache
-        self.plugin_versions = plugin_versions
-        self.progress = progress or Progress()
-        self.processes_per_job = processes_per_job  # data-parallel processes of a training job (--gpus-per-job)
-        self.on_bad_sample = on_bad_sample  # "fail": a job stops at an unreadable image; "skip": left out
+    data_root: Path
+    device: str
+    batch_size: int
+    workers: int
+    feature_cache: FeatureCache | None
+    plugin_versions: dict[str, str]
+    progress: Progress | None = None  # None: report nothing
+    on_bad_sample: str = "fail"  # "fail": a job stops at an unreadable image; "skip": left out
+    processes_per_job: int = 1  # data-parallel processes of a training job (--gpus-per-job)
+
+    def __post_init__(self) -> None:
+        self.progress = self.progress or Progress()
         self.skipped: dict[tuple[str, str], list[dict]] = {}  # (dataset, split) -> samples left out
         self._splits: dict[tuple[str, str], Samples] = {}
         self._backbone_key: tuple[str, str] | None = None
@@ -129,10 +121,8 @@ class Session:
         self.progress.finish()
         if cached is not None:
             try:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(".tmp")
-                tmp.write_text(json.dumps({str(k): v for k, v in bad.items()}))
-                os.replace(tmp, cached)
+                with atomic_write(cached, "w") as f:
+                    json.dump({str(k): v for k, v in bad.items()}, f)
             except OSError:
                 pass  # only a cache
         return bad

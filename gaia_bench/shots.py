@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 from gaia_bench.errors import UsageError
@@ -136,10 +136,7 @@ def sample_images(label_sets: Sequence[Iterable[int]], keys: Sequence[str], shot
                     counts[c] += 1
         return sorted(chosen)
     target = min(len(keys), max(1, _round_half_up(shot.fraction * len(keys))))  # type: ignore[operator]
-    frequency: dict[int, int] = defaultdict(int)
-    for s in sets:
-        for c in s:
-            frequency[c] += 1
+    frequency = Counter(c for s in sets for c in s)
     chosen = set()
     covered: set[int] = set()
     for c in sorted(frequency, key=lambda c: (frequency[c], c)):
@@ -151,8 +148,7 @@ def sample_images(label_sets: Sequence[Iterable[int]], keys: Sequence[str], shot
     for i in order:
         if len(chosen) >= target:
             break
-        if i not in chosen:
-            chosen.add(i)
+        chosen.add(i)
     return sorted(chosen)
 
 
@@ -175,13 +171,7 @@ class SubsetStats:
     per_class_max: int
 
     def as_dict(self) -> dict:
-        return {
-            "n_samples": self.n_samples,
-            "n_classes": self.n_classes,
-            "per_class_avg": round(self.per_class_avg, 3),
-            "per_class_min": self.per_class_min,
-            "per_class_max": self.per_class_max,
-        }
+        return {**asdict(self), "per_class_avg": round(self.per_class_avg, 3)}
 
 
 def subset_stats(label_sets: Sequence[Iterable[int]], num_classes: int | None = None) -> SubsetStats:
@@ -189,12 +179,8 @@ def subset_stats(label_sets: Sequence[Iterable[int]], num_classes: int | None = 
 
     Classes of the dataset absent from the subset count as 0 when ``num_classes`` is given.
     """
-    counts: dict[int, int] = defaultdict(int)
-    for s in label_sets:
-        for c in set(s):
-            counts[int(c)] += 1
-    if num_classes is not None:
-        for c in range(num_classes):
-            counts.setdefault(c, 0)
+    counts = Counter(int(c) for s in label_sets for c in set(s))
+    for c in range(num_classes or 0):
+        counts.setdefault(c, 0)
     values = list(counts.values()) or [0]
     return SubsetStats(len(label_sets), len(counts), sum(values) / len(values), min(values), max(values))

@@ -167,7 +167,7 @@ class ResultsStore:
                 records[record["job_id"]] = record
         if not records:
             return 0
-        existing = self._status_and_time(records)
+        existing = {i: {"status": s, "finished_at": t} for i, s, t in self._rows("status, finished_at", records)}
         keep = [r for r in records.values() if _newer(r, existing.get(r["job_id"]))]
         self.put_many(keep)
         for path, inode in seen:
@@ -178,14 +178,14 @@ class ResultsStore:
                 pass
         return len(keep)
 
-    def _status_and_time(self, job_ids: Iterable[str]) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        ids = list(job_ids)
+    def _rows(self, columns: str, job_ids: Iterable[str]) -> list[tuple]:
+        """``job_id, columns`` of each of ``job_ids`` that has a record, ``_CHUNK`` ids per query."""
+        ids, rows = list(job_ids), []
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
-            q = f"SELECT job_id, status, finished_at FROM results WHERE job_id IN ({','.join('?' * len(chunk))})"
-            out.update({r[0]: {"status": r[1], "finished_at": r[2]} for r in self._conn.execute(q, chunk)})
-        return out
+            q = f"SELECT job_id, {columns} FROM results WHERE job_id IN ({','.join('?' * len(chunk))})"
+            rows.extend(self._conn.execute(q, chunk))
+        return rows
 
     def record_grid(self, command: str, cells: Sequence[tuple]) -> str:
         """Remember what a run planned. ``cells``: (job_id, model, init, adaptation, dataset, task,
@@ -205,18 +205,9 @@ class ResultsStore:
         self._write(body)
         return grid
 
-    def finished_ids(self, job_ids: Iterable[str]) -> set[str]:
-        return {job_id for job_id, status in self.statuses(job_ids).items() if status == "done"}
-
     def statuses(self, job_ids: Iterable[str]) -> dict[str, str]:
         """The stored status ('done' or 'failed') of each of ``job_ids`` that has a record."""
-        ids = list(job_ids)
-        found: dict[str, str] = {}
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            q = f"SELECT job_id, status FROM results WHERE job_id IN ({','.join('?' * len(chunk))})"
-            found.update(self._conn.execute(q, chunk).fetchall())
-        return found
+        return dict(self._rows("status", job_ids))
 
     def get(self, job_id: str) -> ResultRecord | None:
         row = self._conn.execute("SELECT record FROM results WHERE job_id=?", (job_id,)).fetchone()
