@@ -66,31 +66,15 @@ class Job:
 
 
 def _split_names(values: Sequence[str]) -> list[str]:
-    names: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            part = part.strip()
-            if part and part not in names:
-                names.append(part)
-    return names
+    """Repeated and comma-separated names, in order, each once."""
+    return list(dict.fromkeys(part.strip() for value in values for part in value.split(",") if part.strip()))
 
 
-def plan(
-    registries: Any,
-    *,
-    models: Sequence[str],
-    inits: Sequence[str],
-    adaptations: Sequence[str],
-    datasets: Sequence[str],
-    shots: Sequence[ShotSpec],
-    seeds: Sequence[int],
-    image_size: int | None = None,
-    skip_unsupported: bool = False,
-    notice: Callable[[str], None] = lambda msg: None,
-    overrides: dict[str, Any] | None = None,
-    init_context: InitContext | None = None,
-    init_overrides: dict[str, Any] | None = None,
-) -> list[Job]:
+def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adaptations: Sequence[str],
+         datasets: Sequence[str], shots: Sequence[ShotSpec], seeds: Sequence[int], image_size: int | None = None,
+         skip_unsupported: bool = False, notice: Callable[[str], None] = lambda msg: None,
+         overrides: dict[str, Any] | None = None, init_context: InitContext | None = None,
+         init_overrides: dict[str, Any] | None = None) -> list[Job]:
     """Resolve every name (failing early, with suggestions) and expand the grid into jobs.
 
     A dataset whose task an adaptation does not support is an error when asked for by name, and
@@ -114,9 +98,8 @@ def plan(
     adaptation_specs = [registries.adaptations.get(a) for a in _split_names(adaptations)]
     dataset_specs = [registries.datasets.get(d) for d in _split_names(datasets)]
     explicit_inits = [registries.inits.get(i) for i in _split_names(inits)]
-    for seed in seeds:
-        if seed < 0:
-            raise UsageError(f"--seed {seed} is negative", "seeds are integers >= 0")
+    if (negative := next((seed for seed in seeds if seed < 0), None)) is not None:
+        raise UsageError(f"--seed {negative} is negative", "seeds are integers >= 0")
     if image_size is not None and not 8 <= image_size <= 4096:
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
 

@@ -200,23 +200,17 @@ class SessionJobContext:
 
     @property
     def processes(self) -> int:
-        """Processes this job may train in, data-parallel (``--gpus-per-job``; 1: this one only).
-        An adaptation that honours it lists the task in ``AdaptationSpec.data_parallel_tasks``."""
         return int(getattr(self.session, "processes_per_job", 1))
 
     def load(self, split: str) -> Samples:
         return self.session.load_split(self.job.dataset, split)
 
     def upstream_pool(self, name: str) -> DatasetSpec:
-        """The upstream pool a name stands for (a suite's declared pool, or a pool's dataset name),
-        from the registries the job was planned with."""
-        return self.job.registries.upstream_pool(name)
+        return self.job.registries.upstream_pool(name)  # from the registries the job was planned with
 
     @property
     def data(self) -> JobData:
-        """The job's subset, held-out part and test split (:mod:`gaia_bench.protocol`), drawn once,
-        by the runner before the adaptation runs."""
-        if self._data is None:
+        if self._data is None:  # drawn once, by run_job before the adaptation runs (gaia_bench.protocol)
             from gaia_bench.protocol import draw
 
             job = self.job
@@ -225,18 +219,14 @@ class SessionJobContext:
         return self._data
 
     def build_backbone(self) -> Backbone:
-        """The session's backbone for this job, shared with the command's other jobs: use it frozen."""
         return self.session.backbone(self.job)
 
     def trainable_backbone(self) -> Backbone:
-        """A private copy of the backbone that the adaptation may train (every parameter requires
-        grad); the shared one, and so every later job of the command, stays untouched."""
-        import copy
+        import copy  # a deep copy with every parameter trainable: the shared backbone stays untouched
 
         return copy.deepcopy(self.session.backbone(self.job)).requires_grad_(True)
 
     def features(self, split: str) -> np.ndarray:
-        """Pooled features of every sample of ``split`` (from the feature cache when present)."""
         return self.session.features(self, split)
 
     @property

@@ -1,26 +1,22 @@
 """The results store: one SQLite row per job, keyed by the job id (a hash of its full config).
 
 Each finished job is committed in its own transaction (WAL mode, synchronous=FULL), so killing a
-run at any moment loses no finished job and leaves a valid database. Writers that meet a lock wait
-(busy timeout) and retry with jittered back-off, so several processes on one machine may write to
-one store at once (several `gaia-bench run` drivers, a `results import`).
+run at any moment loses no finished job. Writers that meet a lock wait and retry with jittered
+back-off, so several processes on one machine may write to one store (several `gaia-bench run`
+drivers, a `results import`).
 
 Jobs that run in other processes or on other machines (``--max-parallel``, ``--executor
-submitit``) never open the database: each writes its record as a per-job result file,
-``<work dir>/results/<job_id>.json`` (written to a temporary name, fsynced, then renamed: a reader
-sees a whole file or none), and the driver -- the only writer -- puts the records into SQLite as
-jobs finish and merges any result files left over (jobs that finished after their driver was
-killed) at the start and the end of every run and in `gaia-bench status`. Why files and not every
-job writing to SQLite: cluster jobs run on many nodes that share the store over a network
-filesystem (NFS, Lustre), where SQLite's WAL mode does not work at all (its index lives in shared
-memory of one host) and POSIX byte-range locks -- which rollback-journal mode relies on -- are
-unreliable, so concurrent writers there can corrupt the database; a rename within one directory is
-atomic on those filesystems, and one writer never waits on a lock. A result file is named by its
-job id, so a retried job replaces its earlier file, and merging is idempotent (a finished record is
-never replaced by a failed one, nor a record by an older or equally old one).
+submitit``) never open the database: each writes its record atomically (fsynced, then renamed) as
+``<work dir>/results/<job_id>.json``, and the driver -- the only writer -- puts records into SQLite
+as jobs finish and merges files left over (jobs that finished after their driver was killed) at the
+start and end of every run and in `gaia-bench status`. Why: cluster nodes share the store over
+NFS or Lustre, where SQLite's WAL does not work (its index lives in one host's shared memory) and
+byte-range locks are unreliable, while a rename within a directory is atomic. A retried job
+replaces its file, and merging is idempotent (a finished record is never replaced by a failed one,
+nor a record by an older or equally old one).
 
-The store also records what each `gaia-bench run` planned (tables ``grids``, ``grid_cells`` and
-``cells``), so `gaia-bench status` can count a grid's pending cells, not only the finished ones.
+Tables ``grids``, ``grid_cells`` and ``cells`` record what each run planned, so `gaia-bench status`
+counts a grid's pending cells, not only the finished ones.
 """
 
 from __future__ import annotations
@@ -221,10 +217,7 @@ class ResultsStore:
                 continue
             if field not in FILTER_FIELDS:
                 raise UsageError(f"cannot filter results by '{field}'", "filter by: " + ", ".join(FILTER_FIELDS))
-            if isinstance(value, str) and "*" in value:
-                where.append(f"{field} GLOB ?")
-            else:
-                where.append(f"{field} = ?")
+            where.append(f"{field} {'GLOB' if isinstance(value, str) and '*' in value else '='} ?")
             args.append(value)
         sql = "SELECT record FROM results" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY model, init, adaptation, dataset, shots, seed"
@@ -322,23 +315,23 @@ def export_records(records: list[dict]) -> dict:
     return {"schema_version": SCHEMA_VERSION, "kind": "gaia-bench-results", "results": records}
 
 
+_EXPORTED = "import a file written by `gaia-bench results export --json`"
+
+
 def read_export(text: str, source: str) -> list[ResultRecord]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})",
-                         "import a file written by `gaia-bench results export --json`") from None
+        raise UsageError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})", _EXPORTED) from None
     if isinstance(doc, dict) and doc.get("kind") == "gaia-bench-results":
         records = doc.get("results", [])
     elif isinstance(doc, list):
         records = doc
     else:
-        raise UsageError(f"{source} is not a gaia-bench results export",
-                         "import a file written by `gaia-bench results export --json`")
+        raise UsageError(f"{source} is not a gaia-bench results export", _EXPORTED)
     for i, rec in enumerate(records):
         if not isinstance(rec, dict) or not {"job_id", "status", "config"} <= rec.keys():
-            raise UsageError(f"{source}: result #{i} lacks job_id/status/config",
-                             "import a file written by `gaia-bench results export --json`")
+            raise UsageError(f"{source}: result #{i} lacks job_id/status/config", _EXPORTED)
     return records
 
 
