@@ -18,6 +18,6 @@ try:  # one version, pyproject's (pluggy's way), read from the installed metadat
 except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
-__all__ = ["AdaptationResult", "AdaptationSpec", "BackboneCatalog", "BackboneSpec", "DatasetSpec", "ExecutorSpec", "Head",
-           "HeadInput", "InitSpec", "MetricInfo", "ReporterSpec", "Sample", "Samples", "SuiteSpec", "TaskSpec",
+__all__ = ["AdaptationResult", "AdaptationSpec", "BackboneCatalog", "BackboneSpec", "DatasetSpec", "ExecutorSpec",
+           "Head", "HeadInput", "InitSpec", "MetricInfo", "ReporterSpec", "Sample", "Samples", "SuiteSpec", "TaskSpec",
            "WeightsRef", "__version__", "hookimpl"]

@@ -76,10 +76,6 @@ class BackboneCatalog:
     # a tie is an error listing ``SOURCE:name`` (declared, never load order).
     precedence: int = 0
 
-    @property
-    def name(self) -> str:
-        return self.source
-
 
 @dataclass
 class Progress:

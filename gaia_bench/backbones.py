@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from gaia_bench.api import BackboneCatalog, BackboneSpec
 from gaia_bench.errors import PluginError, UsageError
-from gaia_bench.registry import unknown_name
+from gaia_bench.registry import DISABLE_ONE, unknown_name
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,8 @@ class BackboneRegistry:
         table: dict = self._catalogs if isinstance(item, BackboneCatalog) else self._specs
         key = item.source if isinstance(item, BackboneCatalog) else item.name
         if key in table:
-            raise PluginError(
-                f"backbone {'catalog ' if table is self._catalogs else ''}'{key}' is registered twice: "
-                f"by {self._origin[key]} and by {origin}",
-                "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)",
-            )
+            raise PluginError(f"backbone {'catalog ' if table is self._catalogs else ''}'{key}' is registered twice: "
+                              f"by {self._origin[key]} and by {origin}", DISABLE_ONE)
         if not dry_run:
             table[key] = item
             self._origin[key] = origin

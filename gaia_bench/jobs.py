@@ -128,10 +128,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
                         notice(f"skipping {dataset.name} ({dataset.task}) for {adaptation.name}, which supports "
                                f"{', '.join(adaptation.task_types)}")
                         continue
-                    raise UsageError(
-                        f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset '{dataset.name}')",
-                        f"it supports: {', '.join(adaptation.task_types)}",
-                    )
+                    raise UsageError(f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset "
+                                     f"'{dataset.name}')", f"it supports: {', '.join(adaptation.task_types)}")
                 primary = dataset.primary_metric or task.primary_metric
                 if primary not in {m.name for m in task.metrics}:
                     raise PluginError(f"dataset '{dataset.name}' declares primary metric '{primary}', "
@@ -141,12 +139,10 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
                 hyperparams = apply_overrides(defaults, overrides)
                 used.update(k for k in overrides if k in defaults)
                 for shot, seed in itertools.product(shots, seeds):
-                    config = JobConfig(
-                        model=backbone.name, init=init.name, weights_id=weights_id,
-                        adaptation=adaptation.name, hyperparams=hyperparams,
-                        dataset=dataset.name, dataset_version=dataset.version, task=dataset.task,
-                        shots=shot.label, seed=seed, image_size=image_size or backbone.input_size,
-                    )
+                    config = JobConfig(model=backbone.name, init=init.name, weights_id=weights_id,
+                                       adaptation=adaptation.name, hyperparams=hyperparams, dataset=dataset.name,
+                                       dataset_version=dataset.version, task=dataset.task, shots=shot.label,
+                                       seed=seed, image_size=image_size or backbone.input_size)
                     jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries))
     check_used(list(planned_inits.values()), init_overrides)
     unknown = sorted(set(overrides) - used)

@@ -27,7 +27,7 @@ from gaia_bench.api import (AdaptationSpec, BackboneCatalog, BackboneSpec, Datas
                             ReporterSpec, SuiteSpec, TaskSpec)
 from gaia_bench.backbones import BackboneRegistry
 from gaia_bench.errors import GaiaBenchError, PluginError, UsageError
-from gaia_bench.registry import Registry
+from gaia_bench.registry import DISABLE_ONE, Registry
 
 ENTRY_POINT_GROUP = "gaia_bench"
 
@@ -115,9 +115,8 @@ class Registries:
 
     backbones: BackboneRegistry = field(default_factory=BackboneRegistry)
     inits: Registry[InitSpec] = field(default_factory=lambda: Registry("init", "gaia-bench inits"))
-    adaptations: Registry[AdaptationSpec] = field(
-        default_factory=lambda: Registry("adaptation", "gaia-bench adaptations")
-    )
+    adaptations: Registry[AdaptationSpec] = field(default_factory=lambda: Registry("adaptation",
+                                                                                  "gaia-bench adaptations"))
     tasks: Registry[TaskSpec] = field(default_factory=lambda: Registry("task", "gaia-bench tasks"))
     datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset", "gaia-bench datasets"))
     suites: Registry[SuiteSpec] = field(default_factory=lambda: Registry("suite", "gaia-bench datasets"))
@@ -285,7 +284,7 @@ class PluginHost:
                     if name in reserved or name in owner:
                         raise PluginError(f"command '{name}' is registered twice: by "
                                           f"{owner.get(name, 'gaia-bench itself')} and by {record.name}",
-                                          "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)")
+                                          DISABLE_ONE)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
                 record.error = f"command registration failed: {_short_error(exc)}"
                 record.commands = []

@@ -9,6 +9,7 @@ from typing import Generic, Iterable, Iterator, TypeVar
 from gaia_bench.errors import PluginError, UnknownNameError
 
 T = TypeVar("T")
+DISABLE_ONE = "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)"  # the fix for a duplicate
 
 
 def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
@@ -43,10 +44,8 @@ class Registry(Generic[T]):
         if not name or not isinstance(name, str):
             raise PluginError(f"{origin} registered a {self.kind} without a name")
         if name in self._items:
-            raise PluginError(
-                f"{self.kind} '{name}' is registered twice: by {self._origin[name]} and by {origin}",
-                "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)",
-            )
+            raise PluginError(f"{self.kind} '{name}' is registered twice: by {self._origin[name]} and by {origin}",
+                              DISABLE_ONE)
         if not dry_run:
             self._items[name] = item
             self._origin[name] = origin

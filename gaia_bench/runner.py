@@ -20,7 +20,7 @@ from gaia_bench.backbone import Backbone
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.features import FeatureCache, cache_key, extract_features, samples_fingerprint
 from gaia_bench.imagedata import transform_id
-from gaia_bench.jobs import Job, JobConfig, data_dir, prepared_data_dir
+from gaia_bench.jobs import Job, JobConfig, prepared_data_dir
 from gaia_bench.paths import atomic_write
 from gaia_bench.provenance import environment
 from gaia_bench.store import SCHEMA_VERSION
@@ -47,23 +47,14 @@ class Session:
         self._backbone_key: tuple[str, str] | None = None
         self._backbone: Any = None
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.prepared: set[str] = set()
 
     # ------------------------------------------------------------------ data
-    def ensure_prepared(self, dataset: DatasetSpec) -> Path:
-        """The dataset's directory; materialized first when missing and the plugin can make it.
-        (Full checks are `gaia-bench datasets verify`; a run reads what is there.)"""
-        if dataset.name in self.prepared:
-            return data_dir(self.data_root, dataset)
-        root = prepared_data_dir(self.data_root, dataset, self.progress)
-        self.prepared.add(dataset.name)
-        return root
-
     def load_split(self, dataset: DatasetSpec, split: str) -> Samples:
+        """A split, read once per session, from the dataset's directory (materialized first when
+        missing and the plugin can make it; full checks are `gaia-bench datasets verify`)."""
         key = (dataset.name, split)
         if key not in self._splits:
-            root = self.ensure_prepared(dataset)
-            samples = dataset.load(root, split)
+            samples = dataset.load(prepared_data_dir(self.data_root, dataset, self.progress), split)
             if self.on_bad_sample == "skip":
                 samples = self._drop_unreadable(dataset, split, samples)
             self._splits[key] = samples
@@ -286,15 +277,10 @@ def run_job(job: Job, session: Session) -> dict:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback="".join(traceback.format_exception(*sys.exc_info())))
     else:
-        record.update(
-            status="done",
-            metrics={k: float(v) for k, v in result.metrics.items()},
-            primary_value=float(result.metrics[job.primary_metric]),
-            n_train=len(data.indices),
-            n_test=len(data.test),
-            details={"subset": data.stats, **result.details},
-            trainable_params=result.trainable_params,
-        )
+        record.update(status="done", metrics={k: float(v) for k, v in result.metrics.items()},
+                      primary_value=float(result.metrics[job.primary_metric]), n_train=len(data.indices),
+                      n_test=len(data.test), details={"subset": data.stats, **result.details},
+                      trainable_params=result.trainable_params)
         ctx.stage_seconds.update(result.stage_seconds)
     report = session.weights_report(job)
     if report:  # what loading published weights left out (missing / unexpected keys)

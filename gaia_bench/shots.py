@@ -68,10 +68,8 @@ def parse_shot(text: str) -> ShotSpec:
     if m := _FRAC.match(text):
         frac = float(m.group(1))
         if not 0 < frac <= 1:
-            raise UsageError(
-                f"--shots '{text}' is out of range",
-                "a fraction must be in (0, 1]; write '10%' or '0.1' for a tenth, or '10/class' for k-shot",
-            )
+            raise UsageError(f"--shots '{text}' is out of range",
+                             "a fraction must be in (0, 1]; write '10%' or '0.1' for a tenth, or '10/class' for k-shot")
         return ShotSpec(fraction=frac)
     raise UsageError(f"cannot read --shots '{text}'", f"use {SHOTS_HELP}")
 
