@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
+from gaia_bench.paths import data_root as default_data_root
+
 if TYPE_CHECKING:
     from gaia_bench.backbone import Backbone
 
@@ -86,12 +88,6 @@ class Progress:
     finish: Callable[[], None] = lambda: None  # closes the step ``start`` opened
 
 
-def _default_data_root() -> Path:
-    from gaia_bench.paths import data_root
-
-    return data_root()
-
-
 @dataclass(frozen=True)
 class InitContext:
     """What an init is told besides the backbone: ``gaia-bench run`` fills it for every job from
@@ -107,7 +103,7 @@ class InitContext:
 
     upstream: DatasetSpec | None = None
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
-    data_root: Path = field(default_factory=_default_data_root)
+    data_root: Path = field(default_factory=default_data_root)
     progress: Progress = field(default_factory=Progress, compare=False, repr=False)
 
 

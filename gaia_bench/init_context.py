@@ -38,10 +38,9 @@ def upstream_pool(registries: Any, upstream: str | None, suite: str | None) -> D
     if upstream:
         return registries.upstream_pool(upstream)
     for name in (suite, DEFAULT_SUITE):
-        if name and name in registries.suites and registries.suites.get(name).upstream:
-            pool = registries.suites.get(name).upstream
-            if pool in registries.datasets:
-                return registries.datasets.get(pool)
+        pool = registries.suites.get(name).upstream if name and name in registries.suites else None
+        if pool and pool in registries.datasets:
+            return registries.datasets.get(pool)
     return None
 
 

@@ -134,13 +134,12 @@ class Registries:
             name = suite.upstream
         if name in self.datasets.names() and self.datasets.get(name).task == "upstream":
             return self.datasets.get(name)
-        suites = [n for n, s in self.suites.items() if s.upstream]
-        pools = [n for n, d in self.datasets.items() if d.task == "upstream"]
-        if name in self.datasets.names():
-            raise UsageError(f"dataset '{name}' is a {self.datasets.get(name).task} dataset, not an upstream pool",
-                             f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
-        raise UsageError(f"'{name}' is neither a suite with an upstream pool nor an upstream pool",
-                         f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
+        suites = ", ".join(n for n, s in self.suites.items() if s.upstream) or "none"
+        pools = ", ".join(n for n, d in self.datasets.items() if d.task == "upstream") or "none"
+        problem = (f"dataset '{name}' is a {self.datasets.get(name).task} dataset, not an upstream pool"
+                   if name in self.datasets.names() else
+                   f"'{name}' is neither a suite with an upstream pool nor an upstream pool")
+        raise UsageError(problem, f"use a suite ({suites}) or a pool ({pools})")
 
     def add(self, attr: str, item: Any, origin: str, dry_run: bool = False) -> None:
         registry = getattr(self, attr)
@@ -239,7 +238,7 @@ class PluginHost:
                 continue
             record.registered = []
             plugin = self.pm.get_plugin(record.name)
-            collected: list[tuple[str, Any]] = []
+            collected: list[tuple[str, str, Any]] = []  # (kind, Registries attribute, item)
             try:
                 for hook_name, (kind, types, attr) in HOOK_KINDS.items():
                     impl = self._impl(hook_name, plugin)
@@ -247,16 +246,16 @@ class PluginHost:
                         continue
                     impl(register=self._collector(collected, hook_name, kind, types, attr, record.name))
                 staged = Registries()
-                for attr, item in collected:  # check all (within the plugin and against others) first
+                for _, attr, item in collected:  # check all (within the plugin and against others) first
                     staged.add(attr, item, record.name)
                     registries.add(attr, item, record.name, dry_run=True)
-                for attr, item in collected:
+                for _, attr, item in collected:
                     registries.add(attr, item, record.name)
             except Exception as exc:  # noqa: BLE001
                 record.error = f"registration failed: {_short_error(exc)}"
                 record.registered = []
                 continue
-            record.registered = [(HOOK_KINDS_BY_ATTR[attr], _item_name(item)) for attr, item in collected]
+            record.registered = [(kind, _item_name(item)) for kind, _, item in collected]
         return registries
 
     def commands(self, reserved: Collection[str] = ()) -> dict[str, Any]:
@@ -306,12 +305,9 @@ class PluginHost:
             if not isinstance(item, types):
                 expected = " or ".join(t.__name__ for t in types)
                 raise PluginError(f"{origin}.{hook_name} registered {type(item).__name__}, expected {expected}")
-            collected.append((attr, item))
+            collected.append((kind, attr, item))
 
         return register
-
-
-HOOK_KINDS_BY_ATTR = {attr: kind for kind, _, attr in HOOK_KINDS.values()}
 
 
 def _item_name(item: Any) -> str:

@@ -56,22 +56,14 @@ def holdout(strata: Sequence[int] | None, n: int, val_share: float | None, seed:
     return random_holdout(n, float(val_share), seed)
 
 
-def subset_indices(train: Samples, shot: ShotSpec, seed: int) -> list[int]:
-    """Positions in ``train`` of the percentage-shot subset (see :mod:`gaia_bench.shots`)."""
-    keys = [s.key for s in train.samples]
-    return sample_subset(train.label_sets(), keys, shot, seed, train.single_label)
-
-
 def draw(task: TaskSpec, shot: ShotSpec, seed: int, hyperparams: dict, load: Callable[[str], Samples],
          train_split: str, test_split: str) -> JobData:
     """The job's :class:`JobData`: subset, held-out part and test split, each drawn once."""
     train = load(train_split)
-    indices = subset_indices(train, shot, seed)
-    subset = train.subset(indices)
-    strata = task.holdout_strata(subset) if task.holdout_strata is not None else None
-    val_share = hyperparams.get("val_share")
-    fit, val = holdout(strata, len(indices), val_share, seed)
-    sets = train.label_sets()
+    sets = train.label_sets()  # the percentage-shot subset (gaia_bench.shots), then its held-out part
+    indices = sample_subset(sets, [s.key for s in train.samples], shot, seed, train.single_label)
+    strata = task.holdout_strata(train.subset(indices)) if task.holdout_strata is not None else None
+    fit, val = holdout(strata, len(indices), hyperparams.get("val_share"), seed)
     stats = subset_stats([sets[i] for i in indices], len(train.classes) or None).as_dict()
     return JobData(train=train, indices=tuple(indices), fit=tuple(fit), val=tuple(val),
                    test=load(test_split), stats=stats)
