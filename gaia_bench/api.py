@@ -91,20 +91,16 @@ class Progress:
 @dataclass(frozen=True)
 class InitContext:
     """What an init is told besides the backbone: ``gaia-bench run`` fills it for every job from
-    its options, so an init never reads the environment or the global plugin host.
+    its options, so an init never reads the environment or the global plugin host."""
 
-    ``upstream``: the upstream pool a pretraining method trains on (``--upstream NAME``; by default
-    the suite's declared pool, the ``mini`` suite's for datasets named directly), None when no pool
-    is registered. ``hyperparams``: the init's pretraining hyper-parameters, its defaults with the
-    ``--init-hp KEY=VALUE`` overrides applied (empty for an init without a pretraining method).
-    ``data_root``: where datasets, the pool included, live (``--data-root``). ``progress``: how a
-    long step (preparing the pool, pretraining) reports itself.
-    """
-
+    # The pool a pretraining method trains on (``--upstream NAME``; by default the suite's declared
+    # pool, the ``mini`` suite's for datasets named directly), None when no pool is registered.
     upstream: DatasetSpec | None = None
+    # The init's pretraining hyper-parameters: its defaults with the ``--init-hp KEY=VALUE``
+    # overrides applied (empty for an init without a pretraining method).
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
-    data_root: Path = field(default_factory=default_data_root)
-    progress: Progress = field(default_factory=Progress, compare=False, repr=False)
+    data_root: Path = field(default_factory=default_data_root)  # where datasets and the pool live (--data-root)
+    progress: Progress = field(default_factory=Progress, compare=False, repr=False)  # preparing the pool, pretraining
 
 
 class Initialize(Protocol):

@@ -122,11 +122,10 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
                 task = registries.tasks.get(dataset.task)
                 if not adaptation.supports(task):
                     if skip_unsupported:
-                        if (dataset.name, adaptation.name) in skipped:
-                            continue
-                        skipped.add((dataset.name, adaptation.name))
-                        notice(f"skipping {dataset.name} ({dataset.task}) for {adaptation.name}, which supports "
-                               f"{', '.join(adaptation.task_types)}")
+                        if (dataset.name, adaptation.name) not in skipped:
+                            skipped.add((dataset.name, adaptation.name))
+                            notice(f"skipping {dataset.name} ({dataset.task}) for {adaptation.name}, which "
+                                   f"supports {', '.join(adaptation.task_types)}")
                         continue
                     raise UsageError(f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset "
                                      f"'{dataset.name}')", f"it supports: {', '.join(adaptation.task_types)}")

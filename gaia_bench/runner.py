@@ -177,21 +177,13 @@ class SessionJobContext:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     _data: JobData | None = field(default=None, repr=False)
 
-    @property
-    def config(self) -> JobConfig:
-        return self.job.config
-
-    @property
-    def hyperparams(self) -> dict[str, Any]:
-        return self.job.config.hyperparams
-
-    @property
-    def device(self) -> str:
-        return self.session.device
-
-    @property
-    def processes(self) -> int:
-        return int(getattr(self.session, "processes_per_job", 1))
+    # What api.JobContext documents, read from the job and the session.
+    config = property(lambda self: self.job.config)
+    hyperparams = property(lambda self: self.job.config.hyperparams)
+    device = property(lambda self: self.session.device)
+    processes = property(lambda self: int(getattr(self.session, "processes_per_job", 1)))
+    batch_size = property(lambda self: int(self.session.batch_size))
+    workers = property(lambda self: int(self.session.workers))
 
     def load(self, split: str) -> Samples:
         return self.session.load_split(self.job.dataset, split)
@@ -219,14 +211,6 @@ class SessionJobContext:
 
     def features(self, split: str) -> np.ndarray:
         return self.session.features(self, split)
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.session.batch_size)
-
-    @property
-    def workers(self) -> int:
-        return int(self.session.workers)
 
 
 def peak_memory_mb(device: str) -> dict[str, float]:
