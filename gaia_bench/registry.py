@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import difflib
-import fnmatch
-from typing import Generic, Iterable, Iterator, TypeVar
+from typing import Generic, Iterable, TypeVar
 
 from gaia_bench.errors import PluginError, UnknownNameError
 
@@ -59,18 +58,11 @@ class Registry(Generic[T]):
     def origin(self, name: str) -> str:
         return self._origin[name]
 
-    def names(self, pattern: str | None = None) -> list[str]:
-        names = sorted(self._items)
-        return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+    def names(self) -> list[str]:
+        return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def items(self) -> list[tuple[str, T]]:
         return [(n, self._items[n]) for n in self.names()]

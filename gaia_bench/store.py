@@ -28,7 +28,7 @@ import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from gaia_bench.errors import GaiaBenchError, UsageError
 from gaia_bench.paths import atomic_write
@@ -222,9 +222,6 @@ class ResultsStore:
         sql = "SELECT record FROM results" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY model, init, adaptation, dataset, shots, seed"
         return [json.loads(r[0]) for r in self._conn.execute(sql, args)]
-
-    def __iter__(self) -> Iterator[ResultRecord]:
-        return iter(self.query())
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
