@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from dataclasses import dataclass
 
 from gaia_bench.api import BackboneCatalog, BackboneSpec
@@ -103,9 +104,7 @@ class BackboneRegistry:
         for each of them, as it must be written."""
         rows: list[BackboneRow] = []
         catalog_names = {c.source: list(c.names()) for c in self._catalogs.values()}
-        counts: dict[str, int] = {}
-        for name in [*self._specs, *(n for names in catalog_names.values() for n in set(names))]:
-            counts[name] = counts.get(name, 0) + 1
+        counts = Counter([*self._specs, *(n for names in catalog_names.values() for n in set(names))])
 
         def keep(name: str) -> bool:
             return pattern is None or fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")

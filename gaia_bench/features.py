@@ -44,11 +44,8 @@ class FeatureCache:
         return self.directory / f"{key}.npz"
 
     def load(self, key: str, expected_keys: Sequence[str]) -> np.ndarray | None:
-        path = self.path(key)
-        if not path.exists():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as data:
+        try:  # a missing file is an OSError too
+            with np.load(self.path(key), allow_pickle=False) as data:
                 if list(data["keys"]) != list(expected_keys):
                     return None
                 return data["features"]

@@ -219,8 +219,7 @@ class PluginHost:
 
     @staticmethod
     def _blocked(name: str) -> bool:
-        blocked = {n.strip() for n in os.environ.get("GAIA_BENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
-        return name in blocked
+        return name in {n.strip() for n in os.environ.get("GAIA_BENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
 
     # ------------------------------------------------------------------ registries
     def plugins(self) -> list[PluginRecord]:

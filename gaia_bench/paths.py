@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -56,11 +56,9 @@ def atomic_write(path: Path, mode: str = "wb", durable: bool = False) -> Iterato
         Path(tmp).unlink(missing_ok=True)
         raise
     if durable:
-        try:
+        with suppress(OSError):
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        except OSError:
-            pass

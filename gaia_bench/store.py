@@ -12,8 +12,7 @@ as jobs finish and merges files left over (jobs that finished after their driver
 start and end of every run and in `gaia-bench status`. Why: cluster nodes share the store over
 NFS or Lustre, where SQLite's WAL does not work (its index lives in one host's shared memory) and
 byte-range locks are unreliable, while a rename within a directory is atomic. A retried job
-replaces its file, and merging is idempotent (a finished record is never replaced by a failed one,
-nor a record by an older or equally old one).
+replaces its file, and merging is idempotent (see :meth:`ResultsStore.merge_result_files`).
 
 Tables ``grids``, ``grid_cells`` and ``cells`` record what each run planned, so `gaia-bench status`
 counts a grid's pending cells, not only the finished ones.
@@ -21,6 +20,7 @@ counts a grid's pending cells, not only the finished ones.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import random
@@ -153,10 +153,8 @@ class ResultsStore:
             except FileNotFoundError:
                 continue  # merged and removed by another process meanwhile
             except (OSError, ValueError):
-                try:
+                with contextlib.suppress(OSError):
                     path.replace(path.with_suffix(".bad"))
-                except OSError:
-                    pass
                 continue
             seen.append((path, inode))
             if _newer(record, records.get(record["job_id"])):
@@ -167,11 +165,9 @@ class ResultsStore:
         keep = [r for r in records.values() if _newer(r, existing.get(r["job_id"]))]
         self.put_many(keep)
         for path, inode in seen:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 if _identity(path) == inode:
                     path.unlink()
-            except FileNotFoundError:
-                pass
         return len(keep)
 
     def _rows(self, columns: str, job_ids: Iterable[str]) -> list[tuple]:
