@@ -291,10 +291,7 @@ class TaskSpec:
     train_head: TrainHead | None = None
 
     def metric(self, name: str) -> MetricInfo:
-        for info in self.metrics:
-            if info.name == name:
-                return info
-        raise KeyError(name)
+        return {info.name: info for info in self.metrics}[name]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,7 @@
 """The protocol of one job, applied in one place: the percentage-shot subset of the training split,
-its held-out part and the test split, drawn by the runner before the adaptation runs.
-
-An adaptation never draws data itself: it receives a :class:`gaia_bench.api.JobData` and trains on
-``data.fit_samples`` (choosing what it must choose on ``data.val_samples``), so every adaptation of a
-cell sees exactly the same images, and the record's ``n_train`` and subset statistics are the core's.
+its held-out part and the test split, drawn by the runner before the adaptation runs (why: see
+:class:`gaia_bench.api.JobData`). An adaptation trains on ``data.fit_samples`` and chooses what it
+must choose on ``data.val_samples``.
 
 Held-out part: a job whose hyper-parameters include ``val_share`` holds out that share of the subset
 (at least one item; none when the subset has a single item), chosen by the job seed.

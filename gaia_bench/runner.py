@@ -50,8 +50,7 @@ class Session:
 
     # ------------------------------------------------------------------ data
     def load_split(self, dataset: DatasetSpec, split: str) -> Samples:
-        """A split, read once per session, from the dataset's directory (materialized first when
-        missing and the plugin can make it; full checks are `gaia-bench datasets verify`)."""
+        """A split, read once per session as it is on disk (full checks: `gaia-bench datasets verify`)."""
         key = (dataset.name, split)
         if key not in self._splits:
             samples = dataset.load(prepared_data_dir(self.data_root, dataset, self.progress), split)
@@ -266,8 +265,7 @@ def run_job(job: Job, session: Session) -> dict:
                       n_test=len(data.test), details={"subset": data.stats, **result.details},
                       trainable_params=result.trainable_params)
         ctx.stage_seconds.update(result.stage_seconds)
-    report = session.weights_report(job)
-    if report:  # what loading published weights left out (missing / unexpected keys)
+    if report := session.weights_report(job):  # what loading published weights left out (missing / unexpected keys)
         record["weights_report"] = report
     skipped = [entry for (name, _), entries in session.skipped.items() if name == job.dataset.name for entry in entries]
     record["skipped_samples"] = len(skipped)  # unreadable images left out (--on-bad-sample skip)
