@@ -51,9 +51,6 @@ class BackboneRegistry:
     def single_specs(self) -> list[BackboneSpec]:
         return [self._specs[n] for n in sorted(self._specs)]
 
-    def origin(self, key: str) -> str:
-        return self._origin[key]
-
     def get(self, name: str) -> BackboneSpec:
         source, sep, bare = name.partition(":")
         if sep and source in self._catalogs:

@@ -73,8 +73,7 @@ def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_siz
     backbone.eval().to(device)
     out = np.zeros((len(samples), backbone.num_features), dtype=np.float32)
     for images, indices, errors in loader:
-        bad = [(int(i), e) for i, e in zip(indices, errors) if e]
-        if bad:
+        if bad := [(int(i), e) for i, e in zip(indices, errors) if e]:
             i, err = bad[0]
             raise DataError(f"cannot read image {where(samples[i])}: {err}",
                             "replace or delete the file, re-create the dataset with `gaia-bench datasets prepare`, "

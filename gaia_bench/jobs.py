@@ -163,9 +163,7 @@ def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | Non
         if outside:
             raise UsageError(f"--dataset {', '.join(outside)} is not in --suite {suite}",
                              f"drop --suite, or name datasets of it: {', '.join(members)}")
-    if names:
-        return names, False
-    return list(registries.suites.get(suite or "mini").datasets), True
+    return (names, False) if names else (list(registries.suites.get(suite or "mini").datasets), True)
 
 
 def data_dir(root: Path, dataset: DatasetSpec) -> Path:

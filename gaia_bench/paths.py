@@ -20,10 +20,8 @@ def cache_home() -> Path:
 
 def data_root(explicit: str | Path | None = None) -> Path:
     """--data-root, else GAIA_BENCH_DATA, else <cache home>/data."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("GAIA_BENCH_DATA")
-    return Path(env).expanduser() if env else cache_home() / "data"
+    explicit = explicit or os.environ.get("GAIA_BENCH_DATA")
+    return Path(explicit).expanduser() if explicit else cache_home() / "data"
 
 
 def default_store() -> Path:

@@ -8,6 +8,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,9 +71,7 @@ class Session:
             {"split": split, "path": where(samples.samples[i]), "error": error} for i, error in sorted(bad.items())]
         for entry in self.skipped[(dataset.name, split)]:
             notice(f"skipping unreadable image {entry['path']} ({dataset.name}:{split}): {entry['error']}")
-        if not bad:
-            return samples
-        return samples.subset([i for i in range(len(samples)) if i not in bad])
+        return samples.subset([i for i in range(len(samples)) if i not in bad]) if bad else samples
 
     def _unreadable(self, dataset: DatasetSpec, split: str, samples: Samples) -> dict[int, str]:
         """Index -> error of every sample that does not decode. The answer is kept beside the
@@ -97,11 +96,9 @@ class Session:
                          "samples": samples_fingerprint(samples.samples),
                          "files": hashlib.sha256(repr(sorted((str(p), v) for p, v in stats.items())).encode()).hexdigest()})
         cached = self.feature_cache.directory / "unreadable" / f"{key}.json" if self.feature_cache else None
-        if cached is not None and cached.exists():
-            try:
+        if cached is not None:
+            with suppress(OSError, ValueError):  # missing or damaged: scan again
                 return {int(k): v for k, v in json.loads(cached.read_text()).items()}
-            except (OSError, ValueError):
-                pass
         bad: dict[int, str] = {}
         advance = self.progress.start(f"checking images {dataset.name}:{split}", len(samples))
         loader = DataLoader(ReadCheck(samples.samples), batch_size=256, num_workers=self.workers)
@@ -110,11 +107,8 @@ class Session:
             advance(len(indices))
         self.progress.finish()
         if cached is not None:
-            try:
-                with atomic_write(cached, "w") as f:
-                    json.dump({str(k): v for k, v in bad.items()}, f)
-            except OSError:
-                pass  # only a cache
+            with suppress(OSError), atomic_write(cached, "w") as f:  # only a cache
+                json.dump({str(k): v for k, v in bad.items()}, f)
         return bad
 
     # ------------------------------------------------------------------ models
@@ -129,9 +123,8 @@ class Session:
     def weights_report(self, job: Job) -> dict | None:
         """The loader's report on the job's weights (missing and unexpected keys), when this session
         built its backbone and the loader wrote one (e.g. GAIA checkpoints)."""
-        if self._backbone is None or self._backbone_key != (job.config.model, job.config.weights_id):
-            return None
-        return getattr(self._backbone, "weights_report", None)
+        same = self._backbone_key == (job.config.model, job.config.weights_id)
+        return getattr(self._backbone, "weights_report", None) if same else None
 
     def features(self, ctx: SessionJobContext, split: str) -> np.ndarray:
         job = ctx.job

@@ -98,9 +98,7 @@ def _rank(seed: int, key: str) -> bytes:
 
 
 def class_quota(shot: ShotSpec, n: int) -> int:
-    """How many of a class's ``n`` samples the subset keeps."""
-    if n == 0:
-        return 0
+    """How many of a class's ``n`` samples the subset keeps (none of none)."""
     if shot.per_class is not None:
         return min(shot.per_class, n)
     return min(n, max(1, _round_half_up(shot.fraction * n)))  # type: ignore[operator]
