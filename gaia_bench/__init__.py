@@ -8,24 +8,9 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from gaia_bench.api import (
-    AdaptationResult,
-    AdaptationSpec,
-    BackboneCatalog,
-    BackboneSpec,
-    DatasetSpec,
-    ExecutorSpec,
-    Head,
-    HeadInput,
-    InitSpec,
-    MetricInfo,
-    ReporterSpec,
-    Sample,
-    Samples,
-    SuiteSpec,
-    TaskSpec,
-    WeightsRef,
-)
+from gaia_bench.api import (AdaptationResult, AdaptationSpec, BackboneCatalog, BackboneSpec, DatasetSpec, ExecutorSpec,
+                            Head, HeadInput, InitSpec, MetricInfo, ReporterSpec, Sample, Samples, SuiteSpec, TaskSpec,
+                            WeightsRef)
 from gaia_bench.hookspecs import hookimpl
 
 try:  # one version, pyproject's (pluggy's way), read from the installed metadata
@@ -33,23 +18,6 @@ try:  # one version, pyproject's (pluggy's way), read from the installed metadat
 except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
-__all__ = [
-    "AdaptationResult",
-    "AdaptationSpec",
-    "BackboneCatalog",
-    "BackboneSpec",
-    "DatasetSpec",
-    "ExecutorSpec",
-    "Head",
-    "HeadInput",
-    "InitSpec",
-    "MetricInfo",
-    "ReporterSpec",
-    "Sample",
-    "Samples",
-    "SuiteSpec",
-    "TaskSpec",
-    "WeightsRef",
-    "__version__",
-    "hookimpl",
-]
+__all__ = ["AdaptationResult", "AdaptationSpec", "BackboneCatalog", "BackboneSpec", "DatasetSpec", "ExecutorSpec",
+           "Head", "HeadInput", "InitSpec", "MetricInfo", "ReporterSpec", "Sample", "Samples", "SuiteSpec", "TaskSpec",
+           "WeightsRef", "__version__", "hookimpl"]

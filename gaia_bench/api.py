@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
+from gaia_bench.paths import data_root as default_data_root
+
 if TYPE_CHECKING:
     from gaia_bench.backbone import Backbone
 
@@ -30,13 +32,12 @@ class WeightsRef:
 
 
 class BuildBackbone(Protocol):
-    """How a backbone is built: the one thing an init calls to get a network."""
+    """How a backbone is built, the one thing an init calls to get a network: a new
+    :class:`gaia_bench.backbone.Backbone` with the state dict of ``weights``, a local file in the
+    backbone's own published format, or the architecture's own random initialization (under the
+    caller's torch seed) when None."""
 
-    def __call__(self, weights: str | None = None) -> Backbone:
-        """A new :class:`gaia_bench.backbone.Backbone`: with the state dict of ``weights``, a local
-        file in the backbone's own published format, or the architecture's own random
-        initialization (under the caller's torch seed) when None."""
-        ...
+    def __call__(self, weights: str | None = None) -> Backbone: ...
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,6 @@ class BackboneCatalog:
     # a tie is an error listing ``SOURCE:name`` (declared, never load order).
     precedence: int = 0
 
-    @property
-    def name(self) -> str:
-        return self.source
-
 
 @dataclass
 class Progress:
@@ -91,38 +88,27 @@ class Progress:
     finish: Callable[[], None] = lambda: None  # closes the step ``start`` opened
 
 
-def _default_data_root() -> Path:
-    from gaia_bench.paths import data_root
-
-    return data_root()
-
-
 @dataclass(frozen=True)
 class InitContext:
     """What an init is told besides the backbone: ``gaia-bench run`` fills it for every job from
-    its options, so an init never reads the environment or the global plugin host.
+    its options, so an init never reads the environment or the global plugin host."""
 
-    ``upstream``: the upstream pool a pretraining method trains on (``--upstream NAME``; by default
-    the suite's declared pool, the ``mini`` suite's for datasets named directly), None when no pool
-    is registered. ``hyperparams``: the init's pretraining hyper-parameters, its defaults with the
-    ``--init-hp KEY=VALUE`` overrides applied (empty for an init without a pretraining method).
-    ``data_root``: where datasets, the pool included, live (``--data-root``). ``progress``: how a
-    long step (preparing the pool, pretraining) reports itself.
-    """
-
+    # The pool a pretraining method trains on (``--upstream NAME``; by default the suite's declared
+    # pool, the ``mini`` suite's for datasets named directly), None when no pool is registered.
     upstream: DatasetSpec | None = None
+    # The init's pretraining hyper-parameters: its defaults with the ``--init-hp KEY=VALUE``
+    # overrides applied (empty for an init without a pretraining method).
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
-    data_root: Path = field(default_factory=_default_data_root)
-    progress: Progress = field(default_factory=Progress, compare=False, repr=False)
+    data_root: Path = field(default_factory=default_data_root)  # where datasets and the pool live (--data-root)
+    progress: Progress = field(default_factory=Progress, compare=False, repr=False)  # preparing the pool, pretraining
 
 
 class Initialize(Protocol):
-    """What an init does for a job: build the backbone with the init's weights."""
+    """What an init does for a job: the backbone of ``spec`` with the weights that
+    ``weights_id(spec, ctx)`` names (loading published weights, or pretraining on ``ctx.upstream``
+    first when no checkpoint is cached)."""
 
-    def __call__(self, spec: BackboneSpec, ctx: InitContext) -> Backbone:
-        """The backbone of ``spec`` with the weights that ``weights_id(spec, ctx)`` names (loading
-        published weights, or pretraining on ``ctx.upstream`` first when no checkpoint is cached)."""
-        ...
+    def __call__(self, spec: BackboneSpec, ctx: InitContext) -> Backbone: ...
 
 
 @dataclass(frozen=True)
@@ -149,52 +135,46 @@ class InitSpec:
 
 
 class CheckpointKey(Protocol):
-    """Names a pretraining checkpoint without training it."""
+    """Names a pretraining checkpoint without training it: a hash of the method, ``backbone``, the
+    pool's name and version and the resolved ``hyperparams`` (the method's defaults with these
+    overrides, seed included)."""
 
     def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec,
-                 hyperparams: Mapping[str, Any] | None = None) -> str:
-        """A hash of the method, ``backbone``, the pool's name and version and the resolved
-        ``hyperparams`` (the method's defaults with these overrides, seed included)."""
-        ...
+                 hyperparams: Mapping[str, Any] | None = None) -> str: ...
 
 
 class CheckpointPath(Protocol):
-    """Where a pretraining checkpoint is cached (it may not exist yet)."""
+    """Where a pretraining checkpoint is cached (it may not exist yet): the cache file of the
+    checkpoint that :class:`CheckpointKey` names for the same arguments."""
 
     def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec,
-                 hyperparams: Mapping[str, Any] | None = None) -> Path:
-        """The cache file of the checkpoint that :class:`CheckpointKey` names for the same arguments."""
-        ...
+                 hyperparams: Mapping[str, Any] | None = None) -> Path: ...
 
 
 class Pretrain(Protocol):
-    """Makes sure a pretraining checkpoint exists: the step that may take minutes."""
+    """Makes sure a pretraining checkpoint exists (the step that may take minutes): the cached
+    checkpoint file, pretrained first (reading the pool under ``root``, the default data root when
+    None, and reporting to ``progress``) when it is not cached or ``force`` is set. Concurrent
+    callers train it once."""
 
     def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
-                 force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path:
-        """The cached checkpoint file, pretrained first (reading the pool under ``root``, the
-        default data root when None, and reporting to ``progress``) when it is not cached or
-        ``force`` is set. Concurrent callers train it once."""
-        ...
+                 force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path: ...
 
 
 class LoadPretrained(Protocol):
-    """Builds a backbone from a pretraining checkpoint."""
+    """Builds a backbone from a pretraining checkpoint: ``backbone`` with the weights of the file
+    ``path``; an error naming the fix when it was pretrained for another backbone."""
 
-    def __call__(self, backbone: BackboneSpec, path: Path | str) -> Backbone:
-        """``backbone`` with the weights of the checkpoint file ``path``; an error naming the fix
-        when it was pretrained for another backbone."""
-        ...
+    def __call__(self, backbone: BackboneSpec, path: Path | str) -> Backbone: ...
 
 
 class LabelSpace(Protocol):
-    """Shows the unified label space a method trains on (`gaia-bench pretrain --show-label-space`)."""
+    """Shows the unified label space a method trains on (`gaia-bench pretrain --show-label-space`):
+    one ``(unified class, [(source, class name, similarity), ...])`` row per unified class of the
+    pool under ``root`` (the default data root when None), with ``hyperparams`` resolved."""
 
     def __call__(self, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
-                 root: Path | None = None) -> list[tuple[str, list[tuple[str, str, float]]]]:
-        """One ``(unified class, [(source, class name, similarity), ...])`` row per unified class of
-        the pool under ``root`` (the default data root when None), with ``hyperparams`` resolved."""
-        ...
+                 root: Path | None = None) -> list[tuple[str, list[tuple[str, str, float]]]]: ...
 
 
 @dataclass(frozen=True)
@@ -222,23 +202,21 @@ class MetricInfo:
 
 
 class Evaluate(Protocol):
-    """A task's official metrics, the same signature for every task type."""
+    """A task's official metrics, the same signature for every task type: the metrics of
+    ``predictions`` on ``test``, one prediction per test sample, in test order (classification: the
+    predicted class id; detection: the image's
+    :class:`~gaia_bench.tasks.types.lib.metrics_detection.ImageDetections`; segmentation: the image's
+    confusion counts, a (C, C) int array; depth: the image's metric terms or predicted map)."""
 
-    def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]:
-        """The metrics of ``predictions`` on ``test``: one prediction per test sample, in test order
-        (classification: the predicted class id; detection: the image's
-        :class:`~gaia_bench.tasks.types.lib.metrics_detection.ImageDetections`; segmentation: the image's
-        confusion counts, a (C, C) int array; depth: the image's metric terms or predicted map)."""
-        ...
+    def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]: ...
 
 
 class HoldoutStrata(Protocol):
-    """How a task holds out part of a training subset (for early stopping, hyper-parameter choice)."""
+    """How a task holds out part of a training subset (for early stopping, hyper-parameter choice):
+    one stratum per sample (the hold-out takes its share of every stratum), or None for a random
+    hold-out of whole samples."""
 
-    def __call__(self, subset: Samples) -> list[int] | None:
-        """One stratum per sample (the hold-out takes its share of every stratum), or None for a
-        random hold-out of whole samples."""
-        ...
+    def __call__(self, subset: Samples) -> list[int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -262,42 +240,34 @@ class Head(Protocol):
     def target(self, sample: Sample, mirrored: bool = False) -> Any:
         """One sample's training target at the head's input size (mirrored left-right when the
         trainer flips the image)."""
-        ...
 
     def loss(self, inputs: Any, targets: Sequence[Any]) -> Any:
         """The scalar training loss of a batch (module in training mode), from targets that
         :meth:`target` made; placed on the module's device here."""
-        ...
 
     def predict(self, inputs: Any, samples: Sequence[Sample]) -> list[Any]:
         """Eval-mode predictions for a batch, one per sample, in the form :class:`Evaluate` takes."""
-        ...
 
     def describe(self) -> dict[str, Any]:
         """The head's architecture and loss in words and numbers, for a result's details."""
-        ...
 
 
 class MakeHead(Protocol):
-    """Builds a task's head for one job."""
+    """Builds a task's head for one job: a new head over ``inputs`` for ``dataset``, initialized from
+    ``seed`` alone (the caller's random state is left alone); ``fit`` are the samples it will be
+    trained on (their ``classes``; a depth head starts its output at their mean log depth);
+    ``hyperparams`` are the job's."""
 
     def __call__(self, inputs: HeadInput, dataset: DatasetSpec, fit: Samples, hyperparams: Mapping[str, Any],
-                 seed: int) -> Head:
-        """A new head over ``inputs`` for ``dataset``, initialized from ``seed`` alone (the
-        caller's random state is left alone); ``fit`` are the samples it will be trained on
-        (their ``classes``; a depth head starts its output at their mean log depth);
-        ``hyperparams`` are the job's."""
-        ...
+                 seed: int) -> Head: ...
 
 
 class TrainHead(Protocol):
-    """Trains a task's head on a job and evaluates it: what ``linear-probe`` and ``finetune`` run."""
+    """Trains a task's head on a job and evaluates it (what ``linear-probe`` and ``finetune`` run):
+    the head over a frozen backbone (``train_backbone`` False) or the head and the backbone together,
+    trained on the job's subset and scored on its test split with the task's :class:`Evaluate`."""
 
-    def __call__(self, ctx: JobContext, train_backbone: bool) -> AdaptationResult:
-        """The head over a frozen backbone (``train_backbone`` False) or the head and the backbone
-        together, trained on the job's subset and scored on its test split with the task's
-        :class:`Evaluate`."""
-        ...
+    def __call__(self, ctx: JobContext, train_backbone: bool) -> AdaptationResult: ...
 
 
 def random_holdout(subset: Samples) -> list[int] | None:
@@ -321,10 +291,7 @@ class TaskSpec:
     train_head: TrainHead | None = None
 
     def metric(self, name: str) -> MetricInfo:
-        for info in self.metrics:
-            if info.name == name:
-                return info
-        raise KeyError(name)
+        return {info.name: info for info in self.metrics}[name]
 
 
 @dataclass(frozen=True)
@@ -493,12 +460,11 @@ class AdaptationResult:
 
 
 class RunAdaptation(Protocol):
-    """What an adaptation does for one job."""
+    """What an adaptation does for one job: train on the job's subset (``ctx.data``, drawn by the
+    runner) and score the test split with the task's :class:`Evaluate`; raise a GaiaBenchError for a
+    failure the user can fix."""
 
-    def __call__(self, ctx: JobContext) -> AdaptationResult:
-        """Train on the job's subset (``ctx.data``, drawn by the runner) and score the test split
-        with the task's :class:`Evaluate`; raise a GaiaBenchError for a failure the user can fix."""
-        ...
+    def __call__(self, ctx: JobContext) -> AdaptationResult: ...
 
 
 @dataclass(frozen=True)

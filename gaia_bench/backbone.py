@@ -18,18 +18,11 @@ class Backbone(nn.Module):
     error when the architecture cannot give one.
     """
 
-    def __init__(
-        self,
-        trunk: nn.Module,
-        num_features: int,
-        *,
-        name: str,
-        pool: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-        pyramid: Callable[[nn.Module, torch.Tensor], list[torch.Tensor]] | None = None,
-        pyramid_channels: Sequence[int] = (),
-        pyramid_reductions: Sequence[int] = (),
-        no_pyramid_reason: str = "",
-    ) -> None:
+    def __init__(self, trunk: nn.Module, num_features: int, *, name: str,
+                 pool: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+                 pyramid: Callable[[nn.Module, torch.Tensor], list[torch.Tensor]] | None = None,
+                 pyramid_channels: Sequence[int] = (), pyramid_reductions: Sequence[int] = (),
+                 no_pyramid_reason: str = "") -> None:
         super().__init__()
         self.trunk = trunk
         self.num_features = int(num_features)
@@ -49,11 +42,7 @@ class Backbone(nn.Module):
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         if self._pyramid is None:
-            raise GaiaBenchError(
-                f"backbone '{self.name}' gives no feature pyramid: {self.no_pyramid_reason or 'not supported'}",
-                "dense tasks need a backbone with multi-scale features (e.g. a timm CNN or ViT)",
-            )
+            reason = self.no_pyramid_reason or "not supported"
+            raise GaiaBenchError(f"backbone '{self.name}' gives no feature pyramid: {reason}",
+                                 "dense tasks need a backbone with multi-scale features (e.g. a timm CNN or ViT)")
         return self._pyramid(self.trunk, x)
-
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from dataclasses import dataclass
 
 from gaia_bench.api import BackboneCatalog, BackboneSpec
 from gaia_bench.errors import PluginError, UsageError
-from gaia_bench.registry import unknown_name
+from gaia_bench.registry import DISABLE_ONE, unknown_name
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,8 @@ class BackboneRegistry:
         table: dict = self._catalogs if isinstance(item, BackboneCatalog) else self._specs
         key = item.source if isinstance(item, BackboneCatalog) else item.name
         if key in table:
-            raise PluginError(
-                f"backbone {'catalog ' if table is self._catalogs else ''}'{key}' is registered twice: "
-                f"by {self._origin[key]} and by {origin}",
-                "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)",
-            )
+            raise PluginError(f"backbone {'catalog ' if table is self._catalogs else ''}'{key}' is registered twice: "
+                              f"by {self._origin[key]} and by {origin}", DISABLE_ONE)
         if not dry_run:
             table[key] = item
             self._origin[key] = origin
@@ -53,9 +51,6 @@ class BackboneRegistry:
     def single_specs(self) -> list[BackboneSpec]:
         return [self._specs[n] for n in sorted(self._specs)]
 
-    def origin(self, key: str) -> str:
-        return self._origin[key]
-
     def get(self, name: str) -> BackboneSpec:
         source, sep, bare = name.partition(":")
         if sep and source in self._catalogs:
@@ -66,10 +61,7 @@ class BackboneRegistry:
         singles = [s for s in self._specs.values() if sep and (s.source, s.name) == (source, bare)]
         if singles:
             return singles[0]
-        found = self.providers(name)
-        if found:
-            top = max(self._precedence(where) for where, _ in found)
-            found = [(where, spec) for where, spec in found if self._precedence(where) == top]
+        found = self._winners(name)
         if len(found) == 1:
             return found[0][1]
         if found:
@@ -78,18 +70,16 @@ class BackboneRegistry:
                              f"name the one you mean, e.g. --model {choices[0]}")
         raise unknown_name(self.kind, name, self.all_names(), self.list_command)
 
-    def _precedence(self, source: str) -> int:
-        catalog = self._catalogs.get(source)
-        return catalog.precedence if catalog is not None else 0
+    def _winners(self, name: str) -> list[tuple[str, BackboneSpec]]:
+        """The providers of ``name`` with the highest declared precedence (a single spec's is 0)."""
+        found = self.providers(name)
+        rank = {where: c.precedence if (c := self._catalogs.get(where)) is not None else 0 for where, _ in found}
+        return [(where, spec) for where, spec in found if rank[where] == max(rank.values())]
 
     def resolves_to(self, name: str) -> str | None:
         """The source an unqualified ``name`` resolves to, or None (unknown or ambiguous)."""
-        found = self.providers(name)
-        if not found:
-            return None
-        top = max(self._precedence(where) for where, _ in found)
-        winners = [where for where, _ in found if self._precedence(where) == top]
-        return winners[0] if len(winners) == 1 else None
+        winners = self._winners(name)
+        return winners[0][0] if len(winners) == 1 else None
 
     def providers(self, name: str) -> list[tuple[str, BackboneSpec]]:
         """(source, spec) of every single spec and catalog that has ``name``, in registration order."""
@@ -111,9 +101,7 @@ class BackboneRegistry:
         for each of them, as it must be written."""
         rows: list[BackboneRow] = []
         catalog_names = {c.source: list(c.names()) for c in self._catalogs.values()}
-        counts: dict[str, int] = {}
-        for name in [*self._specs, *(n for names in catalog_names.values() for n in set(names))]:
-            counts[name] = counts.get(name, 0) + 1
+        counts = Counter([*self._specs, *(n for names in catalog_names.values() for n in set(names))])
 
         def keep(name: str) -> bool:
             return pattern is None or fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")

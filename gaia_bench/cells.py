@@ -46,10 +46,6 @@ class Cell:
     result_dir: str | None = None  # where the record is written as <job_id>.json
     model: str | None = None  # the backbone as looked up (``SOURCE:name``); default: the config's name
 
-    @property
-    def job_id(self) -> str:
-        return self.config.job_id
-
     def __call__(self) -> dict:
         return run_cell(self)
 

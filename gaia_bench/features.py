@@ -60,11 +60,8 @@ class FeatureCache:
         return self.directory / f"{key}.npz"
 
     def load(self, key: str, expected_keys: Sequence[str]) -> np.ndarray | None:
-        path = self.path(key)
-        if not path.exists():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as data:
+        try:  # a missing file is an OSError too
+            with np.load(self.path(key), allow_pickle=False) as data:
                 if list(data["keys"]) != list(expected_keys):
                     return None
                 return data["features"]
@@ -83,26 +80,16 @@ class FeatureCache:
 
 
 @torch.inference_mode()
-def extract_features(
-    backbone: Backbone,
-    samples: Sequence[Sample],
-    *,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    device: str,
-    batch_size: int,
-    workers: int,
-    on_batch: Callable[[int], None] | None = None,
-) -> np.ndarray:
+def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_size: int, mean: Sequence[float],
+                     std: Sequence[float], device: str, batch_size: int, workers: int,
+                     on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Pooled features of every sample, in order. An unreadable image stops with its path."""
     dataset = ImageSamples(samples, eval_transform(image_size, mean, std), image_size)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     backbone.eval().to(device)
     out = np.zeros((len(samples), backbone.num_features), dtype=np.float32)
     for images, indices, errors in loader:
-        bad = [(int(i), e) for i, e in zip(indices, errors) if e]
-        if bad:
+        if bad := [(int(i), e) for i, e in zip(indices, errors) if e]:
             i, err = bad[0]
             raise DataError(f"cannot read image {where(samples[i])}: {err}",
                             "replace or delete the file, re-create the dataset with `gaia-bench datasets prepare`, "

@@ -27,17 +27,8 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from gaia_bench.api import (
-        AdaptationSpec,
-        BackboneCatalog,
-        BackboneSpec,
-        DatasetSpec,
-        ExecutorSpec,
-        InitSpec,
-        ReporterSpec,
-        SuiteSpec,
-        TaskSpec,
-    )
+    from gaia_bench.api import (AdaptationSpec, BackboneCatalog, BackboneSpec, DatasetSpec, ExecutorSpec, InitSpec,
+                                ReporterSpec, SuiteSpec, TaskSpec)
 
 PROJECT = "gaia_bench"
 hookspec = pluggy.HookspecMarker(PROJECT)

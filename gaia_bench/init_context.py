@@ -23,12 +23,7 @@ def parse_init_hp(values: Sequence[str]) -> dict[str, Any]:
     """``--init-hp`` values (repeated, comma-separated ``KEY=VALUE``; VALUE read as JSON) to a dict."""
     from gaia_bench.overrides import parse_overrides
 
-    pairs = split_pairs(values)
-    for pair in pairs:
-        key, sep, _ = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--init-hp {pair!r} is not KEY=VALUE", "e.g. --init-hp steps=400,image_size=64")
-    return parse_overrides(pairs)
+    return parse_overrides(split_pairs(values), "--init-hp", "steps=400,image_size=64")
 
 
 def upstream_pool(registries: Any, upstream: str | None, suite: str | None) -> DatasetSpec | None:
@@ -38,10 +33,9 @@ def upstream_pool(registries: Any, upstream: str | None, suite: str | None) -> D
     if upstream:
         return registries.upstream_pool(upstream)
     for name in (suite, DEFAULT_SUITE):
-        if name and name in registries.suites and registries.suites.get(name).upstream:
-            pool = registries.suites.get(name).upstream
-            if pool in registries.datasets:
-                return registries.datasets.get(pool)
+        pool = registries.suites.get(name).upstream if name and name in registries.suites else None
+        if pool and pool in registries.datasets:
+            return registries.datasets.get(pool)
     return None
 
 

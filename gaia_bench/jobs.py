@@ -66,31 +66,15 @@ class Job:
 
 
 def _split_names(values: Sequence[str]) -> list[str]:
-    names: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            part = part.strip()
-            if part and part not in names:
-                names.append(part)
-    return names
+    """Repeated and comma-separated names, in order, each once."""
+    return list(dict.fromkeys(part.strip() for value in values for part in value.split(",") if part.strip()))
 
 
-def plan(
-    registries: Any,
-    *,
-    models: Sequence[str],
-    inits: Sequence[str],
-    adaptations: Sequence[str],
-    datasets: Sequence[str],
-    shots: Sequence[ShotSpec],
-    seeds: Sequence[int],
-    image_size: int | None = None,
-    skip_unsupported: bool = False,
-    notice: Callable[[str], None] = lambda msg: None,
-    overrides: dict[str, Any] | None = None,
-    init_context: InitContext | None = None,
-    init_overrides: dict[str, Any] | None = None,
-) -> list[Job]:
+def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adaptations: Sequence[str],
+         datasets: Sequence[str], shots: Sequence[ShotSpec], seeds: Sequence[int], image_size: int | None = None,
+         skip_unsupported: bool = False, notice: Callable[[str], None] = lambda msg: None,
+         overrides: dict[str, Any] | None = None, init_context: InitContext | None = None,
+         init_overrides: dict[str, Any] | None = None) -> list[Job]:
     """Resolve every name (failing early, with suggestions) and expand the grid into jobs.
 
     A dataset whose task an adaptation does not support is an error when asked for by name, and
@@ -114,9 +98,8 @@ def plan(
     adaptation_specs = [registries.adaptations.get(a) for a in _split_names(adaptations)]
     dataset_specs = [registries.datasets.get(d) for d in _split_names(datasets)]
     explicit_inits = [registries.inits.get(i) for i in _split_names(inits)]
-    for seed in seeds:
-        if seed < 0:
-            raise UsageError(f"--seed {seed} is negative", "seeds are integers >= 0")
+    if (negative := next((seed for seed in seeds if seed < 0), None)) is not None:
+        raise UsageError(f"--seed {negative} is negative", "seeds are integers >= 0")
     if image_size is not None and not 8 <= image_size <= 4096:
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
 
@@ -139,16 +122,13 @@ def plan(
                 task = registries.tasks.get(dataset.task)
                 if not adaptation.supports(task):
                     if skip_unsupported:
-                        if (dataset.name, adaptation.name) in skipped:
-                            continue
-                        skipped.add((dataset.name, adaptation.name))
-                        notice(f"skipping {dataset.name} ({dataset.task}) for {adaptation.name}, which supports "
-                               f"{', '.join(adaptation.task_types)}")
+                        if (dataset.name, adaptation.name) not in skipped:
+                            skipped.add((dataset.name, adaptation.name))
+                            notice(f"skipping {dataset.name} ({dataset.task}) for {adaptation.name}, which "
+                                   f"supports {', '.join(adaptation.task_types)}")
                         continue
-                    raise UsageError(
-                        f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset '{dataset.name}')",
-                        f"it supports: {', '.join(adaptation.task_types)}",
-                    )
+                    raise UsageError(f"adaptation '{adaptation.name}' does not support {dataset.task} (dataset "
+                                     f"'{dataset.name}')", f"it supports: {', '.join(adaptation.task_types)}")
                 primary = dataset.primary_metric or task.primary_metric
                 if primary not in {m.name for m in task.metrics}:
                     raise PluginError(f"dataset '{dataset.name}' declares primary metric '{primary}', "
@@ -158,12 +138,10 @@ def plan(
                 hyperparams = apply_overrides(defaults, overrides)
                 used.update(k for k in overrides if k in defaults)
                 for shot, seed in itertools.product(shots, seeds):
-                    config = JobConfig(
-                        model=backbone.name, init=init.name, weights_id=weights_id,
-                        adaptation=adaptation.name, hyperparams=hyperparams,
-                        dataset=dataset.name, dataset_version=dataset.version, task=dataset.task,
-                        shots=shot.label, seed=seed, image_size=image_size or backbone.input_size,
-                    )
+                    config = JobConfig(model=backbone.name, init=init.name, weights_id=weights_id,
+                                       adaptation=adaptation.name, hyperparams=hyperparams, dataset=dataset.name,
+                                       dataset_version=dataset.version, task=dataset.task, shots=shot.label,
+                                       seed=seed, image_size=image_size or backbone.input_size)
                     jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries))
     check_used(list(planned_inits.values()), init_overrides)
     unknown = sorted(set(overrides) - used)
@@ -185,9 +163,7 @@ def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | Non
         if outside:
             raise UsageError(f"--dataset {', '.join(outside)} is not in --suite {suite}",
                              f"drop --suite, or name datasets of it: {', '.join(members)}")
-    if names:
-        return names, False
-    return list(registries.suites.get(suite or "mini").datasets), True
+    return (names, False) if names else (list(registries.suites.get(suite or "mini").datasets), True)
 
 
 def data_dir(root: Path, dataset: DatasetSpec) -> Path:

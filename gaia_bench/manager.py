@@ -23,20 +23,11 @@ from typing import Any, Callable, Collection
 import pluggy
 
 from gaia_bench import hookspecs
-from gaia_bench.api import (
-    AdaptationSpec,
-    BackboneCatalog,
-    BackboneSpec,
-    DatasetSpec,
-    ExecutorSpec,
-    InitSpec,
-    ReporterSpec,
-    SuiteSpec,
-    TaskSpec,
-)
+from gaia_bench.api import (AdaptationSpec, BackboneCatalog, BackboneSpec, DatasetSpec, ExecutorSpec, InitSpec,
+                            ReporterSpec, SuiteSpec, TaskSpec)
 from gaia_bench.backbones import BackboneRegistry
 from gaia_bench.errors import GaiaBenchError, PluginError, UsageError
-from gaia_bench.registry import Registry
+from gaia_bench.registry import DISABLE_ONE, Registry
 
 ENTRY_POINT_GROUP = "gaia_bench"
 
@@ -124,9 +115,8 @@ class Registries:
 
     backbones: BackboneRegistry = field(default_factory=BackboneRegistry)
     inits: Registry[InitSpec] = field(default_factory=lambda: Registry("init", "gaia-bench inits"))
-    adaptations: Registry[AdaptationSpec] = field(
-        default_factory=lambda: Registry("adaptation", "gaia-bench adaptations")
-    )
+    adaptations: Registry[AdaptationSpec] = field(default_factory=lambda: Registry("adaptation",
+                                                                                  "gaia-bench adaptations"))
     tasks: Registry[TaskSpec] = field(default_factory=lambda: Registry("task", "gaia-bench tasks"))
     datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset", "gaia-bench datasets"))
     suites: Registry[SuiteSpec] = field(default_factory=lambda: Registry("suite", "gaia-bench datasets"))
@@ -144,13 +134,12 @@ class Registries:
             name = suite.upstream
         if name in self.datasets.names() and self.datasets.get(name).task == "upstream":
             return self.datasets.get(name)
-        suites = [n for n, s in self.suites.items() if s.upstream]
-        pools = [n for n, d in self.datasets.items() if d.task == "upstream"]
-        if name in self.datasets.names():
-            raise UsageError(f"dataset '{name}' is a {self.datasets.get(name).task} dataset, not an upstream pool",
-                             f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
-        raise UsageError(f"'{name}' is neither a suite with an upstream pool nor an upstream pool",
-                         f"use a suite ({', '.join(suites) or 'none'}) or a pool ({', '.join(pools) or 'none'})")
+        suites = ", ".join(n for n, s in self.suites.items() if s.upstream) or "none"
+        pools = ", ".join(n for n, d in self.datasets.items() if d.task == "upstream") or "none"
+        problem = (f"dataset '{name}' is a {self.datasets.get(name).task} dataset, not an upstream pool"
+                   if name in self.datasets.names() else
+                   f"'{name}' is neither a suite with an upstream pool nor an upstream pool")
+        raise UsageError(problem, f"use a suite ({suites}) or a pool ({pools})")
 
     def add(self, attr: str, item: Any, origin: str, dry_run: bool = False) -> None:
         registry = getattr(self, attr)
@@ -230,8 +219,7 @@ class PluginHost:
 
     @staticmethod
     def _blocked(name: str) -> bool:
-        blocked = {n.strip() for n in os.environ.get("GAIA_BENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
-        return name in blocked
+        return name in {n.strip() for n in os.environ.get("GAIA_BENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
 
     # ------------------------------------------------------------------ registries
     def plugins(self) -> list[PluginRecord]:
@@ -249,7 +237,7 @@ class PluginHost:
                 continue
             record.registered = []
             plugin = self.pm.get_plugin(record.name)
-            collected: list[tuple[str, Any]] = []
+            collected: list[tuple[str, str, Any]] = []  # (kind, Registries attribute, item)
             try:
                 for hook_name, (kind, types, attr) in HOOK_KINDS.items():
                     impl = self._impl(hook_name, plugin)
@@ -257,16 +245,16 @@ class PluginHost:
                         continue
                     impl(register=self._collector(collected, hook_name, kind, types, attr, record.name))
                 staged = Registries()
-                for attr, item in collected:  # check all (within the plugin and against others) first
+                for _, attr, item in collected:  # check all (within the plugin and against others) first
                     staged.add(attr, item, record.name)
                     registries.add(attr, item, record.name, dry_run=True)
-                for attr, item in collected:
+                for _, attr, item in collected:
                     registries.add(attr, item, record.name)
             except Exception as exc:  # noqa: BLE001
                 record.error = f"registration failed: {_short_error(exc)}"
                 record.registered = []
                 continue
-            record.registered = [(HOOK_KINDS_BY_ATTR[attr], _item_name(item)) for attr, item in collected]
+            record.registered = [(kind, _item_name(item)) for kind, _, item in collected]
         return registries
 
     def commands(self, reserved: Collection[str] = ()) -> dict[str, Any]:
@@ -294,7 +282,7 @@ class PluginHost:
                     if name in reserved or name in owner:
                         raise PluginError(f"command '{name}' is registered twice: by "
                                           f"{owner.get(name, 'gaia-bench itself')} and by {record.name}",
-                                          "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)")
+                                          DISABLE_ONE)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
                 record.error = f"command registration failed: {_short_error(exc)}"
                 record.commands = []
@@ -316,12 +304,9 @@ class PluginHost:
             if not isinstance(item, types):
                 expected = " or ".join(t.__name__ for t in types)
                 raise PluginError(f"{origin}.{hook_name} registered {type(item).__name__}, expected {expected}")
-            collected.append((attr, item))
+            collected.append((kind, attr, item))
 
         return register
-
-
-HOOK_KINDS_BY_ATTR = {attr: kind for kind, _, attr in HOOK_KINDS.values()}
 
 
 def _item_name(item: Any) -> str:

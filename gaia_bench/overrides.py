@@ -9,14 +9,14 @@ from typing import Any, Sequence
 from gaia_bench.errors import UsageError
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings to a dict; VALUE is read as JSON (``0.01``, ``[1, 2]``, ``true``) and
-    kept as a string when it is not JSON."""
+def parse_overrides(items: Sequence[str], option: str = "--hp", example: str = "det_max_iters=200") -> dict[str, Any]:
+    """``KEY=VALUE`` strings (of ``option``) to a dict; VALUE is read as JSON (``0.01``, ``[1, 2]``,
+    ``true``) and kept as a string when it is not JSON."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--hp {item!r} is not KEY=VALUE", "e.g. --hp det_max_iters=200")
+            raise UsageError(f"{option} {item!r} is not KEY=VALUE", f"e.g. {option} {example}")
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:

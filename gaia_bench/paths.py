@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -20,10 +20,8 @@ def cache_home() -> Path:
 
 def data_root(explicit: str | Path | None = None) -> Path:
     """--data-root, else GAIA_BENCH_DATA, else <cache home>/data."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("GAIA_BENCH_DATA")
-    return Path(env).expanduser() if env else cache_home() / "data"
+    explicit = explicit or os.environ.get("GAIA_BENCH_DATA")
+    return Path(explicit).expanduser() if explicit else cache_home() / "data"
 
 
 def default_store() -> Path:
@@ -56,11 +54,9 @@ def atomic_write(path: Path, mode: str = "wb", durable: bool = False) -> Iterato
         Path(tmp).unlink(missing_ok=True)
         raise
     if durable:
-        try:
+        with suppress(OSError):
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        except OSError:
-            pass

@@ -1,9 +1,7 @@
 """The protocol of one job, applied in one place: the percentage-shot subset of the training split,
-its held-out part and the test split, drawn by the runner before the adaptation runs.
-
-An adaptation never draws data itself: it receives a :class:`gaia_bench.api.JobData` and trains on
-``data.fit_samples`` (choosing what it must choose on ``data.val_samples``), so every adaptation of a
-cell sees exactly the same images, and the record's ``n_train`` and subset statistics are the core's.
+its held-out part and the test split, drawn by the runner before the adaptation runs (why: see
+:class:`gaia_bench.api.JobData`). An adaptation trains on ``data.fit_samples`` and chooses what it
+must choose on ``data.val_samples``.
 
 Held-out part: a job whose hyper-parameters include ``val_share`` holds out that share of the subset
 (at least one item; none when the subset has a single item), chosen by the job seed.
@@ -56,22 +54,14 @@ def holdout(strata: Sequence[int] | None, n: int, val_share: float | None, seed:
     return random_holdout(n, float(val_share), seed)
 
 
-def subset_indices(train: Samples, shot: ShotSpec, seed: int) -> list[int]:
-    """Positions in ``train`` of the percentage-shot subset (see :mod:`gaia_bench.shots`)."""
-    keys = [s.key for s in train.samples]
-    return sample_subset(train.label_sets(), keys, shot, seed, train.single_label)
-
-
 def draw(task: TaskSpec, shot: ShotSpec, seed: int, hyperparams: dict, load: Callable[[str], Samples],
          train_split: str, test_split: str) -> JobData:
     """The job's :class:`JobData`: subset, held-out part and test split, each drawn once."""
     train = load(train_split)
-    indices = subset_indices(train, shot, seed)
-    subset = train.subset(indices)
-    strata = task.holdout_strata(subset) if task.holdout_strata is not None else None
-    val_share = hyperparams.get("val_share")
-    fit, val = holdout(strata, len(indices), val_share, seed)
-    sets = train.label_sets()
+    sets = train.label_sets()  # the percentage-shot subset (gaia_bench.shots), then its held-out part
+    indices = sample_subset(sets, [s.key for s in train.samples], shot, seed, train.single_label)
+    strata = task.holdout_strata(train.subset(indices)) if task.holdout_strata is not None else None
+    fit, val = holdout(strata, len(indices), hyperparams.get("val_share"), seed)
     stats = subset_stats([sets[i] for i in indices], len(train.classes) or None).as_dict()
     return JobData(train=train, indices=tuple(indices), fit=tuple(fit), val=tuple(val),
                    test=load(test_split), stats=stats)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import fnmatch
-from typing import Generic, Iterable, Iterator, TypeVar
+from typing import Generic, Iterable, TypeVar
 
 from gaia_bench.errors import PluginError, UnknownNameError
 
 T = TypeVar("T")
+DISABLE_ONE = "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)"  # the fix for a duplicate
 
 
 def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
@@ -43,10 +43,8 @@ class Registry(Generic[T]):
         if not name or not isinstance(name, str):
             raise PluginError(f"{origin} registered a {self.kind} without a name")
         if name in self._items:
-            raise PluginError(
-                f"{self.kind} '{name}' is registered twice: by {self._origin[name]} and by {origin}",
-                "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)",
-            )
+            raise PluginError(f"{self.kind} '{name}' is registered twice: by {self._origin[name]} and by {origin}",
+                              DISABLE_ONE)
         if not dry_run:
             self._items[name] = item
             self._origin[name] = origin
@@ -60,18 +58,11 @@ class Registry(Generic[T]):
     def origin(self, name: str) -> str:
         return self._origin[name]
 
-    def names(self, pattern: str | None = None) -> list[str]:
-        names = sorted(self._items)
-        return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+    def names(self) -> list[str]:
+        return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def items(self) -> list[tuple[str, T]]:
         return [(n, self._items[n]) for n in self.names()]

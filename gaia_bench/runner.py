@@ -7,6 +7,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,58 +20,40 @@ from gaia_bench.backbone import Backbone
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.features import FeatureCache, cache_key, extract_features, files_fingerprint, samples_fingerprint
 from gaia_bench.imagedata import transform_id
-from gaia_bench.jobs import Job, JobConfig, data_dir, prepared_data_dir
+from gaia_bench.jobs import Job, JobConfig, prepared_data_dir
+from gaia_bench.paths import atomic_write
 from gaia_bench.provenance import environment
 from gaia_bench.store import SCHEMA_VERSION
 
 
+@dataclass(kw_only=True, eq=False)
 class Session:
     """State shared by the jobs of one command: loaded splits, the current backbone, features."""
 
-    def __init__(
-        self,
-        *,
-        data_root: Path,
-        device: str,
-        batch_size: int,
-        workers: int,
-        feature_cache: FeatureCache | None,
-        plugin_versions: dict[str, str],
-        progress: Progress | None = None,
-        on_bad_sample: str = "fail",
-        processes_per_job: int = 1,
-    ) -> None:
-        self.data_root = data_root
-        self.device = device
-        self.batch_size = batch_size
-        self.workers = workers
-        self.feature_cache = feature_cache
-        self.plugin_versions = plugin_versions
-        self.progress = progress or Progress()
-        self.processes_per_job = processes_per_job  # data-parallel processes of a training job (--gpus-per-job)
-        self.on_bad_sample = on_bad_sample  # "fail": a job stops at an unreadable image; "skip": left out
+    data_root: Path
+    device: str
+    batch_size: int
+    workers: int
+    feature_cache: FeatureCache | None
+    plugin_versions: dict[str, str]
+    progress: Progress | None = None  # None: report nothing
+    on_bad_sample: str = "fail"  # "fail": a job stops at an unreadable image; "skip": left out
+    processes_per_job: int = 1  # data-parallel processes of a training job (--gpus-per-job)
+
+    def __post_init__(self) -> None:
+        self.progress = self.progress or Progress()
         self.skipped: dict[tuple[str, str], list[dict]] = {}  # (dataset, split) -> samples left out
         self._splits: dict[tuple[str, str], Samples] = {}
         self._backbone_key: tuple[str, str] | None = None
         self._backbone: Any = None
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.prepared: set[str] = set()
 
     # ------------------------------------------------------------------ data
-    def ensure_prepared(self, dataset: DatasetSpec) -> Path:
-        """The dataset's directory; materialized first when missing and the plugin can make it.
-        (Full checks are `gaia-bench datasets verify`; a run reads what is there.)"""
-        if dataset.name in self.prepared:
-            return data_dir(self.data_root, dataset)
-        root = prepared_data_dir(self.data_root, dataset, self.progress)
-        self.prepared.add(dataset.name)
-        return root
-
     def load_split(self, dataset: DatasetSpec, split: str) -> Samples:
+        """A split, read once per session as it is on disk (full checks: `gaia-bench datasets verify`)."""
         key = (dataset.name, split)
         if key not in self._splits:
-            root = self.ensure_prepared(dataset)
-            samples = dataset.load(root, split)
+            samples = dataset.load(prepared_data_dir(self.data_root, dataset, self.progress), split)
             if self.on_bad_sample == "skip":
                 samples = self._drop_unreadable(dataset, split, samples)
             self._splits[key] = samples
@@ -87,9 +70,7 @@ class Session:
             {"split": split, "path": where(samples.samples[i]), "error": error} for i, error in sorted(bad.items())]
         for entry in self.skipped[(dataset.name, split)]:
             notice(f"skipping unreadable image {entry['path']} ({dataset.name}:{split}): {entry['error']}")
-        if not bad:
-            return samples
-        return samples.subset([i for i in range(len(samples)) if i not in bad])
+        return samples.subset([i for i in range(len(samples)) if i not in bad]) if bad else samples
 
     def _unreadable(self, dataset: DatasetSpec, split: str, samples: Samples) -> dict[int, str]:
         """Index -> error of every sample that does not decode. The answer is kept beside the
@@ -106,11 +87,9 @@ class Session:
                          "samples": samples_fingerprint(samples.samples),
                          "files": files_fingerprint(samples.samples)})
         cached = self.feature_cache.directory / "unreadable" / f"{key}.json" if self.feature_cache else None
-        if cached is not None and cached.exists():
-            try:
+        if cached is not None:
+            with suppress(OSError, ValueError):  # missing or damaged: scan again
                 return {int(k): v for k, v in json.loads(cached.read_text()).items()}
-            except (OSError, ValueError):
-                pass
         bad: dict[int, str] = {}
         advance = self.progress.start(f"checking images {dataset.name}:{split}", len(samples))
         loader = DataLoader(ReadCheck(samples.samples), batch_size=256, num_workers=self.workers)
@@ -119,13 +98,8 @@ class Session:
             advance(len(indices))
         self.progress.finish()
         if cached is not None:
-            try:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(".tmp")
-                tmp.write_text(json.dumps({str(k): v for k, v in bad.items()}))
-                os.replace(tmp, cached)
-            except OSError:
-                pass  # only a cache
+            with suppress(OSError), atomic_write(cached, "w") as f:  # only a cache
+                json.dump({str(k): v for k, v in bad.items()}, f)
         return bad
 
     # ------------------------------------------------------------------ models
@@ -140,9 +114,8 @@ class Session:
     def weights_report(self, job: Job) -> dict | None:
         """The loader's report on the job's weights (missing and unexpected keys), when this session
         built its backbone and the loader wrote one (e.g. GAIA checkpoints)."""
-        if self._backbone is None or self._backbone_key != (job.config.model, job.config.weights_id):
-            return None
-        return getattr(self._backbone, "weights_report", None)
+        same = self._backbone_key == (job.config.model, job.config.weights_id)
+        return getattr(self._backbone, "weights_report", None) if same else None
 
     def features(self, ctx: SessionJobContext, split: str) -> np.ndarray:
         job = ctx.job
@@ -188,37 +161,23 @@ class SessionJobContext:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     _data: JobData | None = field(default=None, repr=False)
 
-    @property
-    def config(self) -> JobConfig:
-        return self.job.config
-
-    @property
-    def hyperparams(self) -> dict[str, Any]:
-        return self.job.config.hyperparams
-
-    @property
-    def device(self) -> str:
-        return self.session.device
-
-    @property
-    def processes(self) -> int:
-        """Processes this job may train in, data-parallel (``--gpus-per-job``; 1: this one only).
-        An adaptation that honours it lists the task in ``AdaptationSpec.data_parallel_tasks``."""
-        return int(getattr(self.session, "processes_per_job", 1))
+    # What api.JobContext documents, read from the job and the session.
+    config = property(lambda self: self.job.config)
+    hyperparams = property(lambda self: self.job.config.hyperparams)
+    device = property(lambda self: self.session.device)
+    processes = property(lambda self: int(getattr(self.session, "processes_per_job", 1)))
+    batch_size = property(lambda self: int(self.session.batch_size))
+    workers = property(lambda self: int(self.session.workers))
 
     def load(self, split: str) -> Samples:
         return self.session.load_split(self.job.dataset, split)
 
     def upstream_pool(self, name: str) -> DatasetSpec:
-        """The upstream pool a name stands for (a suite's declared pool, or a pool's dataset name),
-        from the registries the job was planned with."""
-        return self.job.registries.upstream_pool(name)
+        return self.job.registries.upstream_pool(name)  # from the registries the job was planned with
 
     @property
     def data(self) -> JobData:
-        """The job's subset, held-out part and test split (:mod:`gaia_bench.protocol`), drawn once,
-        by the runner before the adaptation runs."""
-        if self._data is None:
+        if self._data is None:  # drawn once, by run_job before the adaptation runs (gaia_bench.protocol)
             from gaia_bench.protocol import draw
 
             job = self.job
@@ -227,27 +186,15 @@ class SessionJobContext:
         return self._data
 
     def build_backbone(self) -> Backbone:
-        """The session's backbone for this job, shared with the command's other jobs: use it frozen."""
         return self.session.backbone(self.job)
 
     def trainable_backbone(self) -> Backbone:
-        """A private copy of the backbone that the adaptation may train (every parameter requires
-        grad); the shared one, and so every later job of the command, stays untouched."""
-        import copy
+        import copy  # a deep copy with every parameter trainable: the shared backbone stays untouched
 
         return copy.deepcopy(self.session.backbone(self.job)).requires_grad_(True)
 
     def features(self, split: str) -> np.ndarray:
-        """Pooled features of every sample of ``split`` (from the feature cache when present)."""
         return self.session.features(self, split)
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.session.batch_size)
-
-    @property
-    def workers(self) -> int:
-        return int(self.session.workers)
 
 
 def peak_memory_mb(device: str) -> dict[str, float]:
@@ -298,18 +245,12 @@ def run_job(job: Job, session: Session) -> dict:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback="".join(traceback.format_exception(*sys.exc_info())))
     else:
-        record.update(
-            status="done",
-            metrics={k: float(v) for k, v in result.metrics.items()},
-            primary_value=float(result.metrics[job.primary_metric]),
-            n_train=len(data.indices),
-            n_test=len(data.test),
-            details={"subset": data.stats, **result.details},
-            trainable_params=result.trainable_params,
-        )
+        record.update(status="done", metrics={k: float(v) for k, v in result.metrics.items()},
+                      primary_value=float(result.metrics[job.primary_metric]), n_train=len(data.indices),
+                      n_test=len(data.test), details={"subset": data.stats, **result.details},
+                      trainable_params=result.trainable_params)
         ctx.stage_seconds.update(result.stage_seconds)
-    report = session.weights_report(job)
-    if report:  # what loading published weights left out (missing / unexpected keys)
+    if report := session.weights_report(job):  # what loading published weights left out (missing / unexpected keys)
         record["weights_report"] = report
     skipped = [entry for (name, _), entries in session.skipped.items() if name == job.dataset.name for entry in entries]
     record["skipped_samples"] = len(skipped)  # unreadable images left out (--on-bad-sample skip)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 from gaia_bench.errors import UsageError
@@ -68,10 +68,8 @@ def parse_shot(text: str) -> ShotSpec:
     if m := _FRAC.match(text):
         frac = float(m.group(1))
         if not 0 < frac <= 1:
-            raise UsageError(
-                f"--shots '{text}' is out of range",
-                "a fraction must be in (0, 1]; write '10%' or '0.1' for a tenth, or '10/class' for k-shot",
-            )
+            raise UsageError(f"--shots '{text}' is out of range",
+                             "a fraction must be in (0, 1]; write '10%' or '0.1' for a tenth, or '10/class' for k-shot")
         return ShotSpec(fraction=frac)
     raise UsageError(f"cannot read --shots '{text}'", f"use {SHOTS_HELP}")
 
@@ -100,9 +98,7 @@ def _rank(seed: int, key: str) -> bytes:
 
 
 def class_quota(shot: ShotSpec, n: int) -> int:
-    """How many of a class's ``n`` samples the subset keeps."""
-    if n == 0:
-        return 0
+    """How many of a class's ``n`` samples the subset keeps (none of none)."""
     if shot.per_class is not None:
         return min(shot.per_class, n)
     return min(n, max(1, _round_half_up(shot.fraction * n)))  # type: ignore[operator]
@@ -136,10 +132,7 @@ def sample_images(label_sets: Sequence[Iterable[int]], keys: Sequence[str], shot
                     counts[c] += 1
         return sorted(chosen)
     target = min(len(keys), max(1, _round_half_up(shot.fraction * len(keys))))  # type: ignore[operator]
-    frequency: dict[int, int] = defaultdict(int)
-    for s in sets:
-        for c in s:
-            frequency[c] += 1
+    frequency = Counter(c for s in sets for c in s)
     chosen = set()
     covered: set[int] = set()
     for c in sorted(frequency, key=lambda c: (frequency[c], c)):
@@ -151,8 +144,7 @@ def sample_images(label_sets: Sequence[Iterable[int]], keys: Sequence[str], shot
     for i in order:
         if len(chosen) >= target:
             break
-        if i not in chosen:
-            chosen.add(i)
+        chosen.add(i)
     return sorted(chosen)
 
 
@@ -175,13 +167,7 @@ class SubsetStats:
     per_class_max: int
 
     def as_dict(self) -> dict:
-        return {
-            "n_samples": self.n_samples,
-            "n_classes": self.n_classes,
-            "per_class_avg": round(self.per_class_avg, 3),
-            "per_class_min": self.per_class_min,
-            "per_class_max": self.per_class_max,
-        }
+        return {**asdict(self), "per_class_avg": round(self.per_class_avg, 3)}
 
 
 def subset_stats(label_sets: Sequence[Iterable[int]], num_classes: int | None = None) -> SubsetStats:
@@ -189,12 +175,8 @@ def subset_stats(label_sets: Sequence[Iterable[int]], num_classes: int | None = 
 
     Classes of the dataset absent from the subset count as 0 when ``num_classes`` is given.
     """
-    counts: dict[int, int] = defaultdict(int)
-    for s in label_sets:
-        for c in set(s):
-            counts[int(c)] += 1
-    if num_classes is not None:
-        for c in range(num_classes):
-            counts.setdefault(c, 0)
+    counts = Counter(int(c) for s in label_sets for c in set(s))
+    for c in range(num_classes or 0):
+        counts.setdefault(c, 0)
     values = list(counts.values()) or [0]
     return SubsetStats(len(label_sets), len(counts), sum(values) / len(values), min(values), max(values))

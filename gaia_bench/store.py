@@ -1,30 +1,26 @@
 """The results store: one SQLite row per job, keyed by the job id (a hash of its full config).
 
 Each finished job is committed in its own transaction (WAL mode, synchronous=FULL), so killing a
-run at any moment loses no finished job and leaves a valid database. Writers that meet a lock wait
-(busy timeout) and retry with jittered back-off, so several processes on one machine may write to
-one store at once (several `gaia-bench run` drivers, a `results import`).
+run at any moment loses no finished job. Writers that meet a lock wait and retry with jittered
+back-off, so several processes on one machine may write to one store (several `gaia-bench run`
+drivers, a `results import`).
 
 Jobs that run in other processes or on other machines (``--max-parallel``, ``--executor
-submitit``) never open the database: each writes its record as a per-job result file,
-``<work dir>/results/<job_id>.json`` (written to a temporary name, fsynced, then renamed: a reader
-sees a whole file or none), and the driver -- the only writer -- puts the records into SQLite as
-jobs finish and merges any result files left over (jobs that finished after their driver was
-killed) at the start and the end of every run and in `gaia-bench status`. Why files and not every
-job writing to SQLite: cluster jobs run on many nodes that share the store over a network
-filesystem (NFS, Lustre), where SQLite's WAL mode does not work at all (its index lives in shared
-memory of one host) and POSIX byte-range locks -- which rollback-journal mode relies on -- are
-unreliable, so concurrent writers there can corrupt the database; a rename within one directory is
-atomic on those filesystems, and one writer never waits on a lock. A result file is named by its
-job id, so a retried job replaces its earlier file, and merging is idempotent (a finished record is
-never replaced by a failed one, nor a record by an older or equally old one).
+submitit``) never open the database: each writes its record atomically (fsynced, then renamed) as
+``<work dir>/results/<job_id>.json``, and the driver -- the only writer -- puts records into SQLite
+as jobs finish and merges files left over (jobs that finished after their driver was killed) at the
+start and end of every run and in `gaia-bench status`. Why: cluster nodes share the store over
+NFS or Lustre, where SQLite's WAL does not work (its index lives in one host's shared memory) and
+byte-range locks are unreliable, while a rename within a directory is atomic. A retried job
+replaces its file, and merging is idempotent (see :meth:`ResultsStore.merge_result_files`).
 
-The store also records what each `gaia-bench run` planned (tables ``grids``, ``grid_cells`` and
-``cells``), so `gaia-bench status` can count a grid's pending cells, not only the finished ones.
+Tables ``grids``, ``grid_cells`` and ``cells`` record what each run planned, so `gaia-bench status`
+counts a grid's pending cells, not only the finished ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import random
@@ -32,7 +28,7 @@ import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from gaia_bench.errors import GaiaBenchError, UsageError
 from gaia_bench.paths import atomic_write
@@ -157,35 +153,31 @@ class ResultsStore:
             except FileNotFoundError:
                 continue  # merged and removed by another process meanwhile
             except (OSError, ValueError):
-                try:
+                with contextlib.suppress(OSError):
                     path.replace(path.with_suffix(".bad"))
-                except OSError:
-                    pass
                 continue
             seen.append((path, inode))
             if _newer(record, records.get(record["job_id"])):
                 records[record["job_id"]] = record
         if not records:
             return 0
-        existing = self._status_and_time(records)
+        existing = {i: {"status": s, "finished_at": t} for i, s, t in self._rows("status, finished_at", records)}
         keep = [r for r in records.values() if _newer(r, existing.get(r["job_id"]))]
         self.put_many(keep)
         for path, inode in seen:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 if _identity(path) == inode:
                     path.unlink()
-            except FileNotFoundError:
-                pass
         return len(keep)
 
-    def _status_and_time(self, job_ids: Iterable[str]) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        ids = list(job_ids)
+    def _rows(self, columns: str, job_ids: Iterable[str]) -> list[tuple]:
+        """``job_id, columns`` of each of ``job_ids`` that has a record, ``_CHUNK`` ids per query."""
+        ids, rows = list(job_ids), []
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
-            q = f"SELECT job_id, status, finished_at FROM results WHERE job_id IN ({','.join('?' * len(chunk))})"
-            out.update({r[0]: {"status": r[1], "finished_at": r[2]} for r in self._conn.execute(q, chunk)})
-        return out
+            q = f"SELECT job_id, {columns} FROM results WHERE job_id IN ({','.join('?' * len(chunk))})"
+            rows.extend(self._conn.execute(q, chunk))
+        return rows
 
     def record_grid(self, command: str, cells: Sequence[tuple]) -> str:
         """Remember what a run planned. ``cells``: (job_id, model, init, adaptation, dataset, task,
@@ -205,18 +197,9 @@ class ResultsStore:
         self._write(body)
         return grid
 
-    def finished_ids(self, job_ids: Iterable[str]) -> set[str]:
-        return {job_id for job_id, status in self.statuses(job_ids).items() if status == "done"}
-
     def statuses(self, job_ids: Iterable[str]) -> dict[str, str]:
         """The stored status ('done' or 'failed') of each of ``job_ids`` that has a record."""
-        ids = list(job_ids)
-        found: dict[str, str] = {}
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            q = f"SELECT job_id, status FROM results WHERE job_id IN ({','.join('?' * len(chunk))})"
-            found.update(self._conn.execute(q, chunk).fetchall())
-        return found
+        return dict(self._rows("status", job_ids))
 
     def get(self, job_id: str) -> ResultRecord | None:
         row = self._conn.execute("SELECT record FROM results WHERE job_id=?", (job_id,)).fetchone()
@@ -230,17 +213,11 @@ class ResultsStore:
                 continue
             if field not in FILTER_FIELDS:
                 raise UsageError(f"cannot filter results by '{field}'", "filter by: " + ", ".join(FILTER_FIELDS))
-            if isinstance(value, str) and "*" in value:
-                where.append(f"{field} GLOB ?")
-            else:
-                where.append(f"{field} = ?")
+            where.append(f"{field} {'GLOB' if isinstance(value, str) and '*' in value else '='} ?")
             args.append(value)
         sql = "SELECT record FROM results" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY model, init, adaptation, dataset, shots, seed"
         return [json.loads(r[0]) for r in self._conn.execute(sql, args)]
-
-    def __iter__(self) -> Iterator[ResultRecord]:
-        return iter(self.query())
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
@@ -331,23 +308,23 @@ def export_records(records: list[dict]) -> dict:
     return {"schema_version": SCHEMA_VERSION, "kind": "gaia-bench-results", "results": records}
 
 
+_EXPORTED = "import a file written by `gaia-bench results export --json`"
+
+
 def read_export(text: str, source: str) -> list[ResultRecord]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})",
-                         "import a file written by `gaia-bench results export --json`") from None
+        raise UsageError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})", _EXPORTED) from None
     if isinstance(doc, dict) and doc.get("kind") == "gaia-bench-results":
         records = doc.get("results", [])
     elif isinstance(doc, list):
         records = doc
     else:
-        raise UsageError(f"{source} is not a gaia-bench results export",
-                         "import a file written by `gaia-bench results export --json`")
+        raise UsageError(f"{source} is not a gaia-bench results export", _EXPORTED)
     for i, rec in enumerate(records):
         if not isinstance(rec, dict) or not {"job_id", "status", "config"} <= rec.keys():
-            raise UsageError(f"{source}: result #{i} lacks job_id/status/config",
-                             "import a file written by `gaia-bench results export --json`")
+            raise UsageError(f"{source}: result #{i} lacks job_id/status/config", _EXPORTED)
     return records
 
 
