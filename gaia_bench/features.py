@@ -3,6 +3,7 @@ and kept on disk, so a probe over many shots, seeds and hyper-parameters runs th
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -36,18 +37,14 @@ def samples_fingerprint(samples: Sequence[Sample]) -> str:
 
 
 def files_fingerprint(samples: Sequence[Sample]) -> str:
-    """Hash of each file's path, size and modification time (one ``stat`` per file, no reading):
-    an image changed, replaced or corrupted after its features were cached gets another key, so
-    it is extracted again."""
-    stats: dict[str, tuple[int, int]] = {}
-    for sample in samples:
-        if str(sample.path) not in stats:
-            try:
-                st = os.stat(sample.path)
-                stats[str(sample.path)] = (st.st_size, st.st_mtime_ns)
-            except OSError:
-                stats[str(sample.path)] = (-1, -1)
-    return hashlib.sha256(repr(sorted(stats.items())).encode()).hexdigest()[:16]
+    """Hash of each file's path, size and modification time (one ``stat`` each, nothing read): an
+    image changed or replaced after its features were cached gets another key."""
+    def stat(path) -> tuple[int, int]:
+        with contextlib.suppress(OSError):
+            return (st := os.stat(path)).st_size, st.st_mtime_ns
+        return -1, -1
+
+    return hashlib.sha256(repr(sorted((p, stat(p)) for p in {str(s.path) for s in samples})).encode()).hexdigest()[:16]
 
 
 class FeatureCache:

@@ -174,9 +174,8 @@ PREPARED_MARKER = ".gaia-bench-prepared"  # written last: a folder without it wa
 
 
 def prepare_dataset(dataset: DatasetSpec, path: Path) -> None:
-    """Materialize a plugin-made dataset at ``path`` atomically: into a sibling temporary folder,
-    marked complete, then renamed into place, so a killed prepare never leaves a folder that looks
-    prepared (the next run starts over)."""
+    """Make a plugin-made dataset at ``path`` atomically: in a sibling folder, marked complete, then
+    renamed into place, so a killed prepare never leaves a folder that looks prepared."""
     import os
     import shutil
 
@@ -188,37 +187,34 @@ def prepare_dataset(dataset: DatasetSpec, path: Path) -> None:
         (tmp / PREPARED_MARKER).write_text(f"{dataset.name} {dataset.version}\n")
         os.rename(tmp, path)
     except OSError:
-        if not (path / PREPARED_MARKER).exists():  # not a concurrent prepare that won the race
+        if not (path / PREPARED_MARKER).exists():  # else a concurrent prepare won the race
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def prepared_data_dir(root: Path, dataset: DatasetSpec, progress: Progress | None = None) -> Path:
-    """The dataset's directory under ``root``; materialized first when missing and the plugin can
-    make it (shown as a step of ``progress``), else one message naming the fix. A plugin-made
-    folder without the completion marker (killed half-way, or from a version without markers) is
-    kept as it is when it verifies, else moved aside and made again."""
+    """The dataset's directory under ``root``, made first when missing and the plugin can (one
+    message naming the fix otherwise). A plugin-made folder without the completion marker (killed
+    half-way, or an older version's) is kept when it verifies, else moved aside and made again."""
     path = data_dir(root, dataset)
     if dataset.prepare is not None and path.is_dir() and not (path / PREPARED_MARKER).exists():
-        if dataset.verify(path):
+        if not dataset.verify(path):
+            (path / PREPARED_MARKER).write_text(f"{dataset.name} {dataset.version}\n")
+        else:
+            import shutil
+
             from gaia_bench.console import notice
 
             aside = path.with_name(f"{path.name}.incomplete")
-            if aside.exists():
-                import shutil
-
-                shutil.rmtree(aside)
+            shutil.rmtree(aside, ignore_errors=True)
             path.rename(aside)
             notice(f"{path} was not completely prepared: moved to {aside}, preparing it again")
-        else:
-            (path / PREPARED_MARKER).write_text(f"{dataset.name} {dataset.version}\n")
     if not path.exists():
         if dataset.prepare is None:
             raise DataError(f"dataset '{dataset.name}' is not under {path}",
                             dataset.prepare_hint or f"run `gaia-bench datasets prepare {dataset.name}`")
-        progress = progress or Progress()
-        advance = progress.start(f"preparing dataset {dataset.name}", None)
+        advance = (progress := progress or Progress()).start(f"preparing dataset {dataset.name}", None)
         prepare_dataset(dataset, path)
         advance(1)
         progress.finish()

@@ -77,7 +77,6 @@ class Session:
         feature cache, keyed by the split and its files' sizes and times, so a later run reads it
         instead of decoding every image again."""
         import json
-        import os
 
         from torch.utils.data import DataLoader
 
