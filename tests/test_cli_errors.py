@@ -75,3 +75,24 @@ def test_import_rejects_a_file_that_is_not_an_export(tmp_path):
     bad.write_text('{"hello": 1}')
     result = cli(["results", "import", str(bad), "--store", str(tmp_path / "r.db")])
     assert result.returncode == 2 and "not a gaia-bench results export" in result.stderr
+
+
+def test_a_refused_torchvision_checkpoint_is_one_line_naming_the_file(tmp_path, capsys):
+    """(#20 §9) A checkpoint carrying code is refused (weights_only) in one line, not torch's dozen."""
+    import torch
+
+    from gaia_bench.errors import DataError
+    from gaia_bench.manager import get_registries
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("the payload ran",))
+
+    path = tmp_path / "resnet18.pth"
+    torch.save({"fc.weight": Payload()}, path)
+    with pytest.raises(DataError) as refused:
+        get_registries().backbones.get("torchvision:resnet18").build(weights=str(path))
+    message = refused.value.message
+    assert message.startswith(f"refusing {path}: it is not a plain state dict") and "Unsupported global" in message
+    assert "\n" not in message and "add_safe_globals" not in message
+    assert "the payload ran" not in capsys.readouterr().out

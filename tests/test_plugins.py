@@ -70,6 +70,20 @@ def test_plugin_failing_at_registration_is_broken_and_cli_still_works(register_p
     assert runner.invoke(app, ["inits"]).exit_code == 0
 
 
+def test_a_name_a_broken_plugin_would_have_provided_mentions_that_plugin(register_plugin):
+    """(#20 §9) Not only an unrelated "did you mean": the plugin that failed, and its error."""
+    class BrokenZoo:
+        @gaia_bench.hookimpl
+        def register_backbones(self, register):
+            raise ImportError("No module named 'fancy_zoo_weights'")
+
+    register_plugin(BrokenZoo(), "fancy-zoo")
+    result = runner.invoke(app, ["run", "--model", "fancy_net_large", "--shots", "10%"], env={"COLUMNS": "250"})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "unknown backbone 'fancy_net_large'" in text
+    assert "plugin fancy-zoo (test-plugin) failed to load" in text and "fancy_zoo_weights" in text
+
+
 def test_duplicate_name_marks_the_later_plugin_broken(register_plugin):
     class Dup:
         @gaia_bench.hookimpl

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Callable, TypeVar
 
 import typer
 
-from gaia_bench.console import print_error
-from gaia_bench.errors import GaiaBenchError
+from gaia_bench.console import err_console, print_error
+from gaia_bench.errors import GaiaBenchError, UnknownNameError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,6 +26,8 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except GaiaBenchError as exc:
             print_error(exc)
+            if isinstance(exc, UnknownNameError):
+                _mention_broken_plugins()
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
@@ -34,6 +36,17 @@ def handle_errors(fn: F) -> F:
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def _mention_broken_plugins() -> None:
+    """A name nobody registered may belong to a plugin that failed to load: say which, and why."""
+    from gaia_bench.manager import get_host
+
+    for record in get_host().plugins():
+        if not record.ok:
+            err_console.print(f"  [yellow]note:[/] plugin {record.name} ({record.distribution}) failed to load and "
+                              f"registered nothing: {record.error} (`gaia-bench plugins`)", highlight=False,
+                              soft_wrap=True)
 
 
 def open_store(path: str | None):

@@ -73,6 +73,27 @@ def _resnet_pyramid(trunk, x):
     return maps
 
 
+def _state_dict(path: str) -> dict:
+    """The checkpoint's tensors, read without running any code it carries; a refusal is one line
+    naming the file (torch's own explanation runs to a dozen)."""
+    import pickle
+
+    import torch
+
+    from gaia_bench.errors import DataError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line),
+                      str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise DataError(f"refusing {path}: it is not a plain state dict of tensors ({reason.split(' Please use')[0]})",
+                        "use the weights file torchvision publishes (e.g. ResNet50_Weights.DEFAULT.url), or --init "
+                        "random") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}", "check the file, or use --init random") from None
+
+
 def build_torchvision(name: str, weights: str | None = None):
     import torch
     import torchvision
@@ -81,7 +102,7 @@ def build_torchvision(name: str, weights: str | None = None):
 
     model = torchvision.models.get_model(name, weights=None)
     if weights:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(_state_dict(weights))
     if hasattr(model, "aux_logits"):
         model.aux_logits = False
         for aux in ("AuxLogits", "aux1", "aux2"):
