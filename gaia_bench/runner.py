@@ -47,6 +47,7 @@ class Session:
         self._backbone_key: tuple[str, str] | None = None
         self._backbone: Any = None
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._fingerprints: dict[tuple[str, str], dict[str, str]] = {}  # a loaded split's keys/labels and files
 
     # ------------------------------------------------------------------ data
     def load_split(self, dataset: DatasetSpec, split: str) -> Samples:
@@ -116,6 +117,13 @@ class Session:
         same = self._backbone_key == (job.config.model, job.config.weights_id)
         return getattr(self._backbone, "weights_report", None) if same else None
 
+    def _fingerprint(self, dataset: DatasetSpec, split: str, samples) -> dict[str, str]:
+        """The loaded split's fingerprints, hashed and stat-ed once per session, not once per job."""
+        key = (dataset.name, split)
+        if key not in self._fingerprints:
+            self._fingerprints[key] = {"samples": samples_fingerprint(samples), "files": files_fingerprint(samples)}
+        return self._fingerprints[key]
+
     def features(self, ctx: SessionJobContext, split: str) -> np.ndarray:
         job = ctx.job
         samples = self.load_split(job.dataset, split).samples
@@ -123,8 +131,7 @@ class Session:
         size = job.config.image_size
         key = cache_key({
             "backbone": spec.name, "weights": job.config.weights_id, "dataset": job.dataset.name,
-            "dataset_version": job.dataset.version, "split": split, "samples": samples_fingerprint(samples),
-            "files": files_fingerprint(samples),
+            "dataset_version": job.dataset.version, "split": split, **self._fingerprint(job.dataset, split, samples),
             "transform": transform_id(size, spec.mean, spec.std),
         })
         if key in self._features:

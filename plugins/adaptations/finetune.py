@@ -25,12 +25,11 @@ one process.
 from __future__ import annotations
 
 from gaia_bench import hookimpl
-from gaia_bench.api import AdaptationResult, AdaptationSpec
-from gaia_bench.errors import UsageError
+from gaia_bench.api import AdaptationSpec
 from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.finetune_classification import CLASSIFICATION_HYPERPARAMS
-from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS
+from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS, train_task_head
 
 # Shared by every task; each head's own knobs enter only its task's job ids.
 HYPERPARAMS = dict(FINETUNE_DEFAULTS)
@@ -38,21 +37,12 @@ TASK_HYPERPARAMS = {"classification": CLASSIFICATION_HYPERPARAMS, "segmentation"
                     "depth": DENSE_HYPERPARAMS, "detection": DETECTION_HYPERPARAMS}
 
 
-def run(ctx) -> AdaptationResult:
-    """The task's head and the backbone, trained together."""
-    task = ctx.job.task
-    if task.train_head is None:
-        raise UsageError(f"task {task.name!r} has no head for finetune to train",
-                         "give its TaskSpec a train_head, or choose another --adapt")
-    return task.train_head(ctx, train_backbone=True)
-
-
 FINETUNE = AdaptationSpec(
     name="finetune",
     description="whole model trained on the subset (backbone at a lower lr), early-stopped on a held-out part; "
                 "dense tasks use the same heads as linear-probe with the backbone trainable",
     task_types=("classification", "detection", "segmentation", "depth"),
-    run=run,
+    run=train_task_head(train_backbone=True),  # the task's head and the backbone, trained together
     hyperparams=HYPERPARAMS,
     task_hyperparams=TASK_HYPERPARAMS,
     data_parallel_tasks=("classification",),

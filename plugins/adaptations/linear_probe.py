@@ -22,9 +22,9 @@ import numpy as np
 
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
-from gaia_bench.errors import UsageError
 from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
+from gaia_bench.plugins.adaptations.lib.training import train_task_head
 
 HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2}
 # The dense heads' knobs enter only their own tasks' job ids (held-out early stopping is finetune's).
@@ -105,15 +105,6 @@ def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: li
             "val_top1_by_wd": {f"{w:g}": scores[w] for w in sorted(scores)}}
 
 
-def run(ctx) -> AdaptationResult:
-    """The task's head over the frozen backbone."""
-    task = ctx.job.task
-    if task.train_head is None:
-        raise UsageError(f"task {task.name!r} has no head for linear-probe to train",
-                         "give its TaskSpec a train_head, or choose another --adapt")
-    return task.train_head(ctx, train_backbone=False)
-
-
 def run_classification(ctx) -> AdaptationResult:
     hp = ctx.hyperparams
     dataset = ctx.job.dataset
@@ -144,7 +135,7 @@ LINEAR_PROBE = AdaptationSpec(
     description="frozen backbone, cached features, logistic-regression probe with weight decay chosen on a hold-out; "
                 "segmentation / depth: a light FPN decoder, detection: Faster R-CNN + FPN, over the frozen pyramid",
     task_types=("classification", "detection", "segmentation", "depth"),
-    run=run,
+    run=train_task_head(train_backbone=False),  # the task's head over the frozen backbone
     task_hyperparams=TASK_HYPERPARAMS,
     trains_task_heads=True,
 )

@@ -240,9 +240,9 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     import torch
 
     from gaia_bench.plugins.adaptations.lib.schedules import scaled_schedule
-    from gaia_bench.plugins.adaptations.lib.training import Recipe, fit as train_loop
+    from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS, Recipe, fit as train_loop
 
-    hp = {**DENSE_HYPERPARAMS, "backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5, **ctx.hyperparams}
+    hp = {**DENSE_HYPERPARAMS, **FINETUNE_DEFAULTS, **ctx.hyperparams}
     job = ctx.job
     dataset = job.dataset
     task = job.task

@@ -48,7 +48,7 @@ from gaia_bench.plugins.adaptations.lib.dense_probe import (
     pyramid_model,
 )
 from gaia_bench.plugins.adaptations.lib.schedules import scaled_schedule
-from gaia_bench.plugins.adaptations.lib.training import Recipe, fit as train_loop
+from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS, Recipe, fit as train_loop
 from gaia_bench.tasks.types.lib.faster_rcnn import FPN_CHANNELS, REPRESENTATION
 
 LEVELS = 4
@@ -140,7 +140,7 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     overrides the schedule (0 = the untrained head, for comparisons)."""
     import torch
 
-    hp = {**DETECTION_HYPERPARAMS, "backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5, **ctx.hyperparams}
+    hp = {**DETECTION_HYPERPARAMS, **FINETUNE_DEFAULTS, **ctx.hyperparams}
     job = ctx.job
     dataset, spec, task = job.dataset, job.backbone, job.task
     if task.make_head is None:

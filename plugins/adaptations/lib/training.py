@@ -151,6 +151,20 @@ class FitResult:
 
 
 # ----------------------------------------------------------------------------- shared helpers
+def train_task_head(train_backbone: bool) -> Callable[[Any], Any]:
+    """The ``run`` of an adaptation that trains the job's task head (``TaskSpec.train_head``), over
+    the frozen backbone or together with it: ``linear-probe`` and ``finetune`` are this, nothing more."""
+
+    def run(ctx):
+        task = ctx.job.task
+        if task.train_head is None:
+            raise UsageError(f"task {task.name!r} has no head for {ctx.job.adaptation.name} to train",
+                             "give its TaskSpec a train_head, or choose another --adapt")
+        return task.train_head(ctx, train_backbone=train_backbone)
+
+    return run
+
+
 def check_errors(samples: Sequence[Sample], indices: Any, errors: Sequence[str]) -> None:
     """Raise the :class:`DataError` of the first unreadable image of a batch of
     :class:`gaia_bench.imagedata.ImageSamples` items (``indices`` into ``samples``)."""
