@@ -1,6 +1,7 @@
 """The probes on cached features: ``knn`` (weighted votes and the choice of k worked out by hand,
-against scikit-learn's KNeighborsClassifier, a chunked search equal to an unchunked one), end to
-end through the CLI on the mini suite."""
+against scikit-learn's KNeighborsClassifier, a chunked search equal to an unchunked one) and
+``ridge`` (against numpy.linalg.solve in both regimes and scikit-learn's RidgeClassifier), then
+both end to end through the CLI on the mini suite."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import RidgeClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
 from gaia_bench.plugins.adaptations.knn import capped_ks, nearest, neighbours, select_k, vote
+from gaia_bench.plugins.adaptations.ridge import BIAS_FEATURE, DEFAULT_L2, STD_EPS, Ridge, select_l2
 from gaia_bench.store import ResultsStore
 from tests.helpers import cli
 
@@ -83,21 +86,67 @@ def test_knn_matches_scikit_learn_with_the_same_weighting():
         assert np.array_equal(ours, sk.predict(queries))
 
 
-def test_knn_end_to_end_on_the_mini_suite(tmp_path):
+def _design(x: np.ndarray) -> np.ndarray:
+    """The documented design: standardised columns (population std + eps) and a bias column of 100."""
+    z = (x - x.mean(axis=0)) / (x.std(axis=0) + STD_EPS)
+    return np.hstack([z, np.full((len(z), 1), BIAS_FEATURE)])
+
+
+@pytest.mark.parametrize("n, dim", [(120, 10), (15, 40)])  # more rows than columns, and fewer
+def test_ridge_solves_the_normal_equations_for_every_l2(n, dim):
+    rng = np.random.default_rng(2)
+    x = rng.normal(loc=3.0, scale=2.0, size=(n, dim)).astype(np.float32)
+    y = rng.integers(0, 4, n)
+    ridge = Ridge(x, np.arange(n), y, 4)
+    z = _design(x.astype(np.float64))
+    t = 2.0 * np.eye(4)[y] - 1.0
+    for l2 in (2.0**-5, 1.0, 2.0**10):
+        expected = np.linalg.solve(z.T @ z + l2 * np.eye(dim + 1), z.T @ t)
+        assert np.allclose(ridge.weights(l2).numpy(), expected, rtol=1e-6, atol=1e-9)
+        queries = rng.normal(loc=3.0, scale=2.0, size=(9, dim)).astype(np.float32)
+        zq = np.hstack([(queries - x.mean(axis=0)) / (x.std(axis=0) + STD_EPS), np.full((9, 1), BIAS_FEATURE)])
+        assert np.allclose(ridge.scores(queries, l2), zq @ expected, rtol=1e-4, atol=1e-5)
+
+
+def test_ridge_agrees_with_scikit_learn_ridge_classifier():
+    # RidgeClassifier centres and leaves the intercept unpenalised; the bias column of 100 makes
+    # its penalty 1e-4 of the weights': the outputs agree to rounding.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    y = (x[:, :3].argmax(axis=1) + (rng.random(200) < 0.1)) % 3
+    z = _design(x.astype(np.float64))[:, :-1]
+    sk = RidgeClassifier(alpha=4.0).fit(z, y)
+    ours = Ridge(x, np.arange(200), y, 3).scores(x, 4.0)
+    assert np.allclose(ours, sk.decision_function(z), atol=1e-4)
+
+
+def test_ridge_chooses_l2_on_the_held_out_part():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(60, 30)).astype(np.float32)  # noise: every l2 scores about the same
+    y = rng.integers(0, 3, 60)
+    chosen = select_l2(x, range(60), y, 3, [2.0**-3, 1.0, 2.0**3], list(range(45)), list(range(45, 60)))
+    top1 = chosen["val_top1_by_l2"]
+    assert set(top1) == {"0.125", "1", "8"} and chosen["val_top1"] == max(top1.values())
+    assert chosen["l2"] == max(l2 for l2 in (0.125, 1.0, 8.0) if top1[f"{l2:g}"] == chosen["val_top1"])
+    assert select_l2(x, range(60), y, 3, [1.0], list(range(60)), [])["l2"] == DEFAULT_L2
+
+
+def test_knn_and_ridge_end_to_end_on_the_mini_suite(tmp_path):
     store = tmp_path / "r.db"
-    done = cli(["run", "--model", "test_resnet", "--init", "random", "--adapt", "knn", "--dataset", "digits-lt",
+    done = cli(["run", "--model", "test_resnet", "--init", "random", "--adapt", "knn,ridge", "--dataset", "digits-lt",
                 "--shots", "10%", "--image-size", "32", "--store", str(store)])
     assert done.returncode == 0, done.stderr
     with ResultsStore(store) as s:
         records = {r["config"]["adaptation"]: r for r in s.query()}
-    assert {r["status"] for r in records.values()} == {"done"} and set(records) == {"knn"}
-    knn = records["knn"]["details"]["knn"]
+    assert {r["status"] for r in records.values()} == {"done"} and set(records) == {"knn", "ridge"}
+    knn, ridge = records["knn"]["details"]["knn"], records["ridge"]["details"]["ridge"]
     # 53 subset items, 12 held out: k is capped by the 41 fit items
     assert knn["k_grid"] == [10, 20, 41] and set(knn["val_top1_by_k"]) == {"10", "20", "41"}
     assert knn["k"] in knn["k_grid"] and knn["n_bank"] == 53 and knn["n_val"] == 12
+    assert len(ridge["val_top1_by_l2"]) == 30 and ridge["l2"] in ridge["l2_grid"]
     for record in records.values():  # ten classes: chance is 10%
         assert record["metrics"]["top1"] > 25.0
-    assert records["knn"]["trainable_params"] == 0
+    assert records["ridge"]["trainable_params"] > 0 and records["knn"]["trainable_params"] == 0
 
     wrong = cli(["run", "--model", "test_resnet", "--adapt", "knn", "--dataset", "mini-voc-det",
                  "--store", str(store)])
