@@ -16,7 +16,8 @@ search: the cheapest reading of how well a representation clusters by class.
   block of queries are reduced to a running top-k at once, so only a ``query_chunk x bank_chunk``
   block of similarities exists at any time (a 1.2M x 2048 bank never needs a full similarity
   matrix, nor a second copy of itself). Equal similarities at the k-th place keep the earlier
-  block's item (within a block, torch's topk order). Runs on the job's device (``--device``), float32.
+  block's item (within a block, torch's topk order). Runs on the job's device (``--device``), float32;
+  votes are added one neighbour rank at a time (no atomic adds), so reruns give the same scores.
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def vote(sims: "torch.Tensor", labels: "torch.Tensor", num_classes: int, k: int,
 
     weights = torch.softmax(sims[:, :k] / temperature, dim=1)
     scores = torch.zeros(len(sims), num_classes, dtype=weights.dtype, device=weights.device)
-    return scores.scatter_add_(1, labels[:, :k], weights)
+    rows = torch.arange(len(sims), device=weights.device)
+    for j in range(k):  # one neighbour rank at a time, never two writes to one cell: same sums on every device
+        scores[rows, labels[:, j]] += weights[:, j]
+    return scores
 
 
 def capped_ks(grid: Sequence[int], n: int) -> list[int]:
