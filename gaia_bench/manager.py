@@ -43,6 +43,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.inits.pretrain_clip",
     "gaia_bench.plugins.inits.pretrain_scratch",
     "gaia_bench.plugins.adaptations.linear_probe",
+    "gaia_bench.plugins.adaptations.knn",
+    "gaia_bench.plugins.adaptations.ridge",
     "gaia_bench.plugins.adaptations.finetune",
     "gaia_bench.plugins.adaptations.tsds.tsds",
     "gaia_bench.plugins.adaptations.vqgan.mf",

@@ -136,3 +136,30 @@ def test_weight_decay_selection_prefers_regularization_on_noise():
     assert chosen["n_val"] == 40 and chosen["weight_decay"] >= 1e-2  # noise features: decay helps
     assert chosen["val_top1"] == max(scores.values()) > scores["1e-06"]
     assert set(chosen["val_top1_by_wd"]) == {f"{w:g}" for w in HYPERPARAMS["wd_grid"]}  # patience 9: full sweep
+
+
+def test_weight_decay_grid_presets():
+    from gaia_bench.errors import UsageError
+    from gaia_bench.plugins.adaptations.linear_probe import HYPERPARAMS, resolve_wd_grid
+
+    assert resolve_wd_grid(HYPERPARAMS["wd_grid"], 40, 2) == (HYPERPARAMS["wd_grid"], 2)  # the default, unchanged
+    grid, patience = resolve_wd_grid("wide", 40, 2)  # dinov3's C = 1e-6 ... 1e5 over 40 fit items
+    assert len(grid) == 45 == patience and grid == sorted(grid)
+    assert grid[0] == pytest.approx(1 / (1e5 * 40)) and grid[-1] == pytest.approx(1 / (1e-6 * 40))
+    assert grid[22] == pytest.approx(1 / (10**-0.5 * 40))  # the middle C: 10^-0.5
+    for bad in ("wid", [], [0.1, -1.0]):
+        with pytest.raises(UsageError, match="preset: wide"):
+            resolve_wd_grid(bad, 40, 2)
+
+
+def test_wide_weight_decay_preset_end_to_end(register_plugin, tmp_path):
+    register_plugin(ColourPlugin(), "colour-plugin")
+    store = tmp_path / "r.db"
+    common = ["run", "--model", "test_resnet", "--dataset", "colours", "--shots", "25%", "--image-size", "32",
+              "--store", str(store), "--data-root", str(tmp_path / "data")]
+    assert runner.invoke(app, [*common, "--hp", "wd_grid=wide"]).exit_code == 0
+    runner.invoke(app, [*common, "--hp", "wd_grid=wid"])
+    with ResultsStore(store) as s:
+        wide, typo = sorted(s.query(), key=lambda r: r["config"]["hyperparams"]["wd_grid"], reverse=True)
+    assert len(wide["details"]["probe"]["val_top1_by_wd"]) == 45 and wide["metrics"]["top1"] >= 95.0
+    assert typo["status"] == "failed" and "wd_grid='wid' is neither a list" in typo["error"]

@@ -8,6 +8,13 @@ features (scikit-learn's ``C = 1 / (wd * n)``), minimized with L-BFGS. Hold-out:
 (``val_share`` of each class that has at least 2 samples, at least 1 of them, chosen by the job
 seed: :mod:`gaia_bench.protocol`); ties prefer the larger ``wd``.
 
+``wd_grid``, the decays tried, is a JSON list (``--hp wd_grid=[0.001,0.01,0.1]``; default 1e-6 ...
+1e2, one per decade) or the name of a preset in :data:`WD_PRESETS`:
+
+* ``wide``: dinov3's sweep (``eval/log_regression.py``): 45 values of ``C`` log-spaced from 1e-6 to
+  1e5, as ``wd = 1 / (C * n_fit)`` for the ``n_fit`` items the sweep fits on; every point is fit
+  (no early stop: ``patience`` is for the one-per-decade grid; dinov3 scores all 45).
+
 Every task trains its own head through its ``train_head`` hook with the backbone frozen: for
 classification that is the probe above (:func:`run_classification`); the dense tasks train a light
 decoder, detection a Faster R-CNN + FPN, over the frozen backbone's feature pyramid.
@@ -22,6 +29,7 @@ import numpy as np
 
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
+from gaia_bench.errors import UsageError
 from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.training import train_task_head
@@ -31,6 +39,20 @@ HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "
 _DENSE = {k: v for k, v in DENSE_HYPERPARAMS.items() if k != "dense_eval_every"}
 _DETECTION = {k: v for k, v in DETECTION_HYPERPARAMS.items() if k != "det_eval_every"}
 TASK_HYPERPARAMS = {"classification": HYPERPARAMS, "segmentation": _DENSE, "depth": _DENSE, "detection": _DETECTION}
+# dinov3's 45 inverse regularisation strengths C = 10^linspace(-6, 5, 45) (``wd_grid=wide``).
+DINOV3_C = [10.0 ** (-6 + 11 * i / 44) for i in range(45)]
+WD_PRESETS = {"wide": "dinov3's 45 C values 1e-6 ... 1e5 (wd = 1 / (C * n_fit)), all fit"}
+
+
+def resolve_wd_grid(value, n_fit: int, patience: int) -> tuple[list[float], int]:
+    """``(decays, patience)`` of a ``wd_grid`` hyper-parameter: a list as given, or a preset
+    (:data:`WD_PRESETS`) resolved for a sweep that fits on ``n_fit`` items."""
+    if value == "wide":
+        return sorted(1.0 / (c * max(n_fit, 1)) for c in DINOV3_C), len(DINOV3_C)
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) and v > 0 for v in value):
+        return [float(v) for v in value], patience
+    raise UsageError(f"--hp wd_grid={value!r} is neither a list of positive decays nor a preset",
+                     f"give a JSON list such as [0.001,0.01,0.1], or a preset: {', '.join(WD_PRESETS)}")
 
 
 class Probe:
@@ -119,9 +141,9 @@ def run_classification(ctx) -> AdaptationResult:
 
     start = time.perf_counter()
     num_classes = data.num_classes
-    selection = select_weight_decay(x_train, y_train, num_classes, hp["wd_grid"], data.fit, data.val, hp["max_iter"],
-                                    hp["patience"])
-    wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(hp["wd_grid"]))
+    grid, patience = resolve_wd_grid(hp["wd_grid"], len(data.fit), hp["patience"])
+    selection = select_weight_decay(x_train, y_train, num_classes, grid, data.fit, data.val, hp["max_iter"], patience)
+    wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(grid))
     probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
     fit_seconds = time.perf_counter() - start
     return AdaptationResult(
