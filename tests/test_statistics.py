@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from gaia_bench.plugins.reporters.lib.statistics import (
+    bootstrap_count_chunks,
     bootstrap_counts,
     bootstrap_p_value,
     holm,
@@ -42,6 +43,9 @@ def test_bootstrap_counts_are_seeded_multinomial_resamples():
     assert not np.array_equal(counts, bootstrap_counts(7, resamples=50, seed=4))
     with pytest.raises(ValueError):
         bootstrap_counts(0)
+    chunks = list(bootstrap_count_chunks(7, resamples=50, seed=3, max_cells=7 * 8))
+    assert [len(c) for c in chunks] == [8] * 6 + [2]
+    assert np.array_equal(np.concatenate(chunks), counts)
 
 
 def test_bootstrap_counts_draw_every_index_triple_equally_often():
@@ -111,7 +115,7 @@ def test_a_side_compared_with_itself_differs_by_nothing():
     same = paired_bootstrap(per_seed, per_seed)
     assert (same.estimate, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
     assert mcnemar_exact(correct[0], correct[0]) == (0, 0, 1.0)
-    assert paired_t([0.6, 0.7, 0.65], [0.6, 0.7, 0.65]) == (0.0, 0.0, 1.0, 3)
+    assert paired_t([0.6, 0.7, 0.65], [0.6, 0.7, 0.65]) == (0.0, 0.0, 1.0, 3, 0.0, 0.0)
 
 
 def test_bootstrap_p_value_and_percentile_interval():
@@ -153,6 +157,8 @@ def test_paired_t_equals_scipy_ttest_rel(n, seed):
     assert result.t == pytest.approx(reference.statistic, rel=1e-10)
     assert result.p_value == pytest.approx(reference.pvalue, rel=1e-9)
     assert result.mean_diff == pytest.approx(np.mean(a - b)) and result.n == n
+    interval = reference.confidence_interval(0.9)
+    assert paired_t(a, b, level=0.9)[4:] == (pytest.approx(interval.low), pytest.approx(interval.high))
 
 
 def test_paired_t_degenerate_cases():

@@ -19,7 +19,7 @@ All functions are pure: the same inputs and seed give the same numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -56,12 +56,15 @@ class McNemar(NamedTuple):
 
 
 class PairedT(NamedTuple):
-    """Mean of A - B over seeds, the t statistic, its two-sided p-value and the number of pairs."""
+    """Mean of A - B over seeds, the t statistic, its two-sided p-value, the number of pairs and the
+    t interval of the mean difference."""
 
     mean_diff: float
     t: float
     p_value: float
     n: int
+    low: float = math.nan
+    high: float = math.nan
 
 
 class KendallTau(NamedTuple):
@@ -80,12 +83,24 @@ def bootstrap_counts(n_items: int, resamples: int = 1000, seed: int = 0) -> npt.
     top-1, per-class accuracy or summed confusion counts, is evaluated on a resample without
     copying predictions; and one array, so both sides of a comparison see the same resamples.
     """
+    return np.concatenate(list(bootstrap_count_chunks(n_items, resamples, seed)))
+
+
+def bootstrap_count_chunks(n_items: int, resamples: int = 1000, seed: int = 0,
+                           max_cells: int = 20_000_000) -> Iterator[npt.NDArray[np.int64]]:
+    """The rows of :func:`bootstrap_counts`, in chunks of at most ``max_cells`` counts (at least one row).
+
+    A large test set (ImageNet's 50,000 items × 1,000 resamples) would otherwise need 400 MB at once;
+    the chunks depend only on ``n_items``, so their concatenation is the same for every caller.
+    """
     if n_items < 1:
         raise ValueError(f"cannot resample {n_items} items")
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, not {resamples}")
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=resamples)
+    rows = max(1, max_cells // n_items)
+    for start in range(0, resamples, rows):
+        yield rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=min(rows, resamples - start))
 
 
 def percentile_interval(values: ArrayLike, level: float = 0.95) -> Interval:
@@ -166,16 +181,18 @@ def mcnemar_exact(a_correct: ArrayLike, b_correct: ArrayLike) -> McNemar:
     return McNemar(b01, b10, float(min(1.0, 2.0 * stats.binom.cdf(min(b01, b10), n, 0.5))))
 
 
-def paired_t(a_per_seed: ArrayLike, b_per_seed: ArrayLike) -> PairedT:
-    """Student's paired t-test across seeds (two-sided), on the per-seed differences A - B.
+def paired_t(a_per_seed: ArrayLike, b_per_seed: ArrayLike, level: float = 0.95) -> PairedT:
+    """Student's paired t-test across seeds (two-sided), on the per-seed differences A - B, with the
+    ``level`` t interval of the mean difference.
 
     Degenerate cases, where the t statistic does not exist:
     fewer than 2 seeds gives ``t = p = NaN`` (no seed-to-seed variation observed); differences that
-    are all 0 give ``t = 0, p = 1`` (the sides agree on every seed); differences that are equal but
-    not 0 (spread within 1e-9 relative, e.g. a deterministic cell where the seed changes nothing)
-    give ``t = p = NaN``: there is no variation to compare the difference with, so a seed-level
-    test says nothing and the item-level tests have to decide.
+    are all 0 give ``t = 0, p = 1`` and the interval [0, 0] (the sides agree on every seed);
+    differences that are equal but not 0 (spread within 1e-9 relative, e.g. a deterministic cell
+    where the seed changes nothing) give ``t = p = NaN``: there is no variation to compare the
+    difference with, so a seed-level test says nothing and the item-level tests have to decide.
     """
+    _check_level(level)
     a_arr, b_arr = np.asarray(a_per_seed, dtype=float).ravel(), np.asarray(b_per_seed, dtype=float).ravel()
     if a_arr.shape != b_arr.shape:
         raise ValueError(f"both sides need one value per seed, got {a_arr.size} and {b_arr.size}")
@@ -185,11 +202,13 @@ def paired_t(a_per_seed: ArrayLike, b_per_seed: ArrayLike) -> PairedT:
     if n < 2:
         return PairedT(mean, math.nan, math.nan, n)
     if np.all(d == 0):
-        return PairedT(0.0, 0.0, 1.0, n)
+        return PairedT(0.0, 0.0, 1.0, n, 0.0, 0.0)
     if np.ptp(d) <= 1e-9 * max(1.0, float(np.max(np.abs(d)))):
         return PairedT(mean, math.nan, math.nan, n)
-    t = mean / (float(np.std(d, ddof=1)) / math.sqrt(n))
-    return PairedT(mean, t, float(2.0 * stats.t.sf(abs(t), n - 1)), n)
+    se = float(np.std(d, ddof=1)) / math.sqrt(n)
+    t = mean / se
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    return PairedT(mean, t, float(2.0 * stats.t.sf(abs(t), n - 1)), n, mean - half, mean + half)
 
 
 def holm(p_values: Sequence[float] | ArrayLike) -> npt.NDArray[np.float64]:
