@@ -241,7 +241,7 @@ def test_compare_prints_a_table_and_one_verdict_per_dataset_in_80_columns(store)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert "cls: A better (paired t-test across seeds, Holm p" in result.output
+    assert "cls: A better (Holm p < 0.001; paired t over seeds)" in result.output
     assert "depth ↓: not distinguishable" in result.output
     assert "not compared: 1 cells only in A, 0 only in B" in result.output
     assert "2 of 2 rows: results without stored predictions" in result.output
@@ -276,3 +276,4 @@ def test_compare_csv_and_markdown_hold_the_same_rows(store):
 def test_compare_usage_errors_exit_2_with_one_line(store, args, message):
     result = invoke(*args, "--store", store, columns=200)
     assert result.exit_code == 2 and message in result.output
+

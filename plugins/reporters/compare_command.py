@@ -78,16 +78,24 @@ def _print_table(report) -> None:
     from gaia_bench.plugins.reporters.lib.comparison import note_lines, table, title_lines, verdict_lines
 
     headers, rows = table(report)
+
+    def grid(gap: int) -> Table:
+        out = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, gap))
+        for i, column in enumerate(out.columns):  # too narrow a terminal wraps the intervals, never a name
+            column.no_wrap = i < len(report.columns)
+            column.overflow = "fold"
+            column.justify = "left" if i < len(report.columns) else "right"
+        for row in rows:
+            out.add_row(*row)
+        return out
+
     for line in title_lines(report):
         console.print(line, highlight=False)
-    grid = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for i, column in enumerate(grid.columns):
-        column.no_wrap = i < len(report.columns) or "CI" in str(column.header)
-        if i >= len(report.columns):
-            column.justify = "right"
-    for row in rows:
-        grid.add_row(*row)
-    console.print(grid)
+    from rich.cells import cell_len
+
+    natural = sum(max([*(cell_len(w) for w in h.split()), *(cell_len(r[i]) for r in rows)])
+                  for i, h in enumerate(headers))
+    console.print(grid(1 if natural + 3 * (len(headers) - 1) <= console.width else 0))
     for line in verdict_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
     for line in note_lines(report):

@@ -50,12 +50,12 @@ SAME_TEST_FIELDS = ("dataset_version", "protocol")  # two records with different
 ALIASES = {"adapt": "adaptation"}  # the name of `run`'s option
 ROW_ORDER = ("model", "adaptation", "shots", "dataset")  # what varies fastest comes last
 
-TEST_MCNEMAR = "McNemar's exact test (top-1, test items)"
-TEST_ITEMS = "paired bootstrap over test items"
-TEST_SEEDS_ITEMS = "paired bootstrap over seeds × test items"
-TEST_T = "paired t-test across seeds"
-TEST_NONE = "none (one seed, no stored predictions)"
-INTERVAL_T = "t interval across seeds"
+TEST_MCNEMAR = "McNemar exact"
+TEST_ITEMS = "bootstrap over items"
+TEST_SEEDS_ITEMS = "bootstrap over seeds × items"
+TEST_T = "paired t over seeds"
+TEST_NONE = "none"
+INTERVAL_T = "t interval over seeds"
 MAX_SEEDS = 1000  # --power: more than this is reported as "> 1000"
 POWER = 0.8
 A_BETTER, B_BETTER, SAME = "A better", "B better", "not distinguishable"
@@ -343,12 +343,18 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
-def _fmt_diff(value: float) -> str:
-    return "-" if math.isnan(value) else ("+" if value >= 0 else "−") + fmt_number(abs(value))
+def _decimals(row: Row) -> int:
+    """As the scores: two decimals on a scale of tens (%), three below (RMSE 0.456)."""
+    return 2 if max(abs(row.a_mean), abs(row.b_mean)) >= 10 else 3
+
+
+def _fmt_diff(value: float, decimals: int) -> str:
+    return "-" if math.isnan(value) else ("+" if value >= 0 else "−") + f"{abs(value):.{decimals}f}"
 
 
 def _fmt_interval(row: Row) -> str:
-    return "-" if math.isnan(row.low) else f"[{_fmt_diff(row.low)}, {_fmt_diff(row.high)}]"
+    d = _decimals(row)
+    return "-" if math.isnan(row.low) else f"[{_fmt_diff(row.low, d)}, {_fmt_diff(row.high, d)}]"
 
 
 def _fmt_mcnemar(row: Row, alpha: float) -> str:
@@ -380,7 +386,7 @@ def table(report: Report) -> tuple[list[str], list[list[str]]]:
                *["t-test"] * with_t, "Holm p", *([] if report.delta is None else [f"seeds Δ{report.delta:g}"])]
     rows = []
     for row in report.rows:
-        cells = [*_name(row, report.columns), fmt_number(row.a_mean), fmt_number(row.b_mean), _fmt_diff(row.difference),
+        cells = [*_name(row, report.columns), fmt_number(row.a_mean), fmt_number(row.b_mean), _fmt_diff(row.difference, _decimals(row)),
                  _fmt_interval(row), *[_fmt_mcnemar(row, report.alpha)] * with_mcnemar,
                  *[fmt_p(row.t.p_value)] * with_t, fmt_p(row.p_holm), *[_fmt_seeds_needed(row)] * (report.delta is not None)]
         rows.append(cells)
@@ -407,16 +413,17 @@ def verdict_lines(report: Report) -> list[str]:
     for row in report.rows:
         name = " ".join(_name(row, report.columns))
         if row.test == TEST_NONE:
-            lines.append(f"{name}: {row.verdict} (no test: one seed and no stored predictions)")
+            lines.append(f"{name}: {row.verdict} (no test: one seed, no stored predictions)")
         else:
             p = fmt_p(row.p_holm)
-            lines.append(f"{name}: {row.verdict} ({row.test}, Holm p {'< 0.001' if p.startswith('<') else '= ' + p})")
+            lines.append(f"{name}: {row.verdict} (Holm p {'< 0.001' if p.startswith('<') else '= ' + p}; {row.test})")
     return lines
 
 
 def note_lines(report: Report) -> list[str]:
     """How to read the table, cells left out, and rows without item-level data, one line each."""
-    intervals = list(dict.fromkeys(r.interval for r in report.rows if r.interval))
+    intervals = list(dict.fromkeys(("paired percentile " if r.interval != INTERVAL_T else "") + r.interval
+                                   for r in report.rows if r.interval))
     resampled = any(r.interval in (TEST_ITEMS, TEST_SEEDS_ITEMS) for r in report.rows)
     lines = [f"A−B: mean over seeds of the primary metric's difference (↓: lower is better); {_pct(report.level)} CI: "
              + ("; ".join(intervals) or "none (one seed, no stored predictions)")
