@@ -211,6 +211,36 @@ class Evaluate(Protocol):
     def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]: ...
 
 
+class EncodePredictions(Protocol):
+    """A task's predictions as named numpy arrays for the prediction store, with the test targets
+    they are scored against (so that rescoring and comparing need no dataset on disk); no pickles."""
+
+    def __call__(self, predictions: Sequence[Any], test: Samples) -> dict[str, Any]: ...
+
+
+class DecodePredictions(Protocol):
+    """The inverse of :class:`EncodePredictions`: ``(predictions, test)`` with ``test`` rebuilt from
+    the stored keys (as paths), classes and targets, so that ``evaluate`` gives the stored metrics."""
+
+    def __call__(self, arrays: Mapping[str, Any], keys: Sequence[str], classes: Sequence[str]) -> tuple[list, Samples]: ...
+
+
+class Resample(Protocol):
+    """Every metric of ``evaluate`` on B bootstrap resamples of the test items at once:
+    ``counts[b, i]`` is how often item i is drawn in resample b. Optional: without it the core calls
+    ``evaluate`` once per resample, which is exact but slow for large test sets."""
+
+    def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
+                 counts: Any) -> dict[str, Any]: ...
+
+
+class PerClass(Protocol):
+    """The primary metric per class (classification: recall; others: what the task defines), NaN
+    for a class without test items: what the long-tail buckets of a leaderboard are made from."""
+
+    def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> list[float]: ...
+
+
 class HoldoutStrata(Protocol):
     """How a task holds out part of a training subset (for early stopping, hyper-parameter choice):
     one stratum per sample (the hold-out takes its share of every stratum), or None for a random
@@ -289,6 +319,13 @@ class TaskSpec:
     holdout_strata: HoldoutStrata = random_holdout
     make_head: MakeHead | None = None
     train_head: TrainHead | None = None
+    encode: EncodePredictions | None = None  # None: this task's predictions are not stored
+    decode: DecodePredictions | None = None  # reads what ``encode`` stored (rescore, compare)
+    resample: Resample | None = None  # None: bootstrap intervals call ``evaluate`` per resample
+    per_class: PerClass | None = None  # None: no per-class breakdown in the record
+    # Metrics beyond the official ones, computed from stored predictions on request
+    # (`gaia-bench results rescore --metric NAME`): name -> an Evaluate returning {name: value}.
+    extra_metrics: Mapping[str, Evaluate] = field(default_factory=dict)
 
     def metric(self, name: str) -> MetricInfo:
         return {info.name: info for info in self.metrics}[name]
@@ -451,9 +488,14 @@ class SuiteSpec:
 @dataclass
 class AdaptationResult:
     """What an adaptation returns for one job. The runner adds what the protocol fixes (``n_train``,
-    ``n_test``, the subset's statistics), timings, peak memory and provenance."""
+    ``n_test``, the subset's statistics), the metrics of ``predictions`` with their interval,
+    timings, peak memory and provenance."""
 
-    metrics: dict[str, float]  # the task's ``evaluate`` output; must hold the primary metric
+    metrics: dict[str, float] = field(default_factory=dict)  # extra metrics; ``predictions`` gives the task's
+    # One prediction per test sample, in test order, as the task's ``evaluate`` takes them. The runner
+    # scores them (its metrics win over ``metrics``), stores them, and bootstraps the interval.
+    # None: ``metrics`` must hold the primary metric, and the record has no interval.
+    predictions: Sequence[Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)  # JSON-able choices and diagnostics, stored in the record
     stage_seconds: dict[str, float] = field(default_factory=dict)  # time per stage, added to the record's timings
     trainable_params: int = 0  # parameters the adaptation trained (its cost), stored in the record

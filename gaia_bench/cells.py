@@ -35,6 +35,8 @@ class SessionSettings:
     processes_per_job: int = 1  # data-parallel processes of a training job (--gpus-per-job)
     upstream: str | None = None  # the pool the inits pretrain on (--upstream, or the suite's)
     init_overrides: Mapping[str, Any] = field(default_factory=dict)  # --init-hp
+    predictions_dir: str | None = None  # where test predictions are kept (beside the store)
+    resamples: int = 1000  # bootstrap resamples of a record's interval (--resamples)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def _session(settings: SessionSettings) -> Any:
 
     key = (settings.data_root, settings.device, settings.batch_size, settings.workers, settings.feature_cache,
            tuple(sorted(settings.plugin_versions.items())), settings.on_bad_sample,
-           settings.processes_per_job)
+           settings.processes_per_job, settings.predictions_dir, settings.resamples)
     if key not in _SESSIONS:
         _SESSIONS.clear()  # free the previous one's data and backbone
         _SESSIONS[key] = Session(
@@ -76,7 +78,8 @@ def _session(settings: SessionSettings) -> Any:
             batch_size=settings.batch_size, workers=settings.workers,
             feature_cache=FeatureCache(Path(settings.feature_cache)) if settings.feature_cache else None,
             plugin_versions=dict(settings.plugin_versions), on_bad_sample=settings.on_bad_sample,
-            processes_per_job=settings.processes_per_job,
+            processes_per_job=settings.processes_per_job, resamples=settings.resamples,
+            predictions_dir=Path(settings.predictions_dir) if settings.predictions_dir else None,
         )
     return _SESSIONS[key]
 

@@ -22,6 +22,7 @@ from gaia_bench.features import FeatureCache, cache_key, extract_features, files
 from gaia_bench.imagedata import transform_id
 from gaia_bench.jobs import Job, JobConfig, prepared_data_dir
 from gaia_bench.paths import atomic_write
+from gaia_bench.predictions import RESAMPLES, bootstrap_interval, save_predictions
 from gaia_bench.provenance import environment
 from gaia_bench.store import SCHEMA_VERSION
 
@@ -39,6 +40,8 @@ class Session:
     progress: Progress | None = None  # None: report nothing
     on_bad_sample: str = "fail"  # "fail": a job stops at an unreadable image; "skip": left out
     processes_per_job: int = 1  # data-parallel processes of a training job (--gpus-per-job)
+    predictions_dir: Path | None = None  # where test predictions are kept (None: not kept)
+    resamples: int = RESAMPLES  # bootstrap resamples of a record's interval (0: no interval)
 
     def __post_init__(self) -> None:
         self.progress = self.progress or Progress()
@@ -228,6 +231,30 @@ def record_header(config: JobConfig, job: Job | None = None) -> dict[str, Any]:
     return header
 
 
+def score_record(job: Job, session: Session, predictions, data: JobData) -> dict[str, Any]:
+    """What a job's test predictions add to its record: the stored file's reference, the bootstrap
+    interval of every metric, and the per-class breakdown with the training split's class counts."""
+    task, test = job.task, data.test
+    extra: dict[str, Any] = {}
+    if session.predictions_dir is not None:
+        try:
+            if saved := save_predictions(session.predictions_dir, job.job_id, task, predictions, test):
+                extra["predictions"] = saved
+        except OSError as exc:  # the metrics stand; only rescoring this job later is lost
+            extra["predictions_error"] = f"not kept: {exc.strerror or exc} ({session.predictions_dir})"
+    if session.resamples > 0 and len(test):
+        extra["interval"] = bootstrap_interval(task, predictions, test, job.dataset, session.resamples)
+    if task.per_class is not None and test.classes:
+        def counts(samples: Samples) -> list[int]:
+            return np.bincount([c for s in samples.label_sets() for c in set(s)],
+                               minlength=len(samples.classes)).tolist()
+
+        values = task.per_class(predictions, test, job.dataset)
+        extra["per_class"] = {"values": [None if np.isnan(v) else round(float(v), 6) for v in values],
+                              "train_count": counts(data.train), "test_count": counts(test)}
+    return extra
+
+
 def run_job(job: Job, session: Session) -> dict:
     """Run one job and return its record (status 'done' or 'failed'; never raises for job errors
     except KeyboardInterrupt, so one bad job does not stop a grid)."""
@@ -251,8 +278,12 @@ def run_job(job: Job, session: Session) -> dict:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback="".join(traceback.format_exception(*sys.exc_info())))
     else:
-        record.update(status="done", metrics={k: float(v) for k, v in result.metrics.items()},
-                      primary_value=float(result.metrics[job.primary_metric]), n_train=len(data.indices),
+        metrics = dict(result.metrics)
+        if result.predictions is not None:  # the task scores them: its metrics, its interval
+            metrics.update(job.task.evaluate(result.predictions, data.test, job.dataset))
+            record.update(score_record(job, session, result.predictions, data))
+        record.update(status="done", metrics={k: float(v) for k, v in metrics.items()},
+                      primary_value=float(metrics[job.primary_metric]), n_train=len(data.indices),
                       n_test=len(data.test), details={"subset": data.stats, **result.details},
                       trainable_params=result.trainable_params)
         ctx.stage_seconds.update(result.stage_seconds)

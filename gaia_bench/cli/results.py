@@ -100,3 +100,64 @@ def import_(
             for job_id in conflicts:
                 console.print(f"[yellow]conflict:[/] job {job_id} differs from the stored result; kept the stored one "
                               "(--replace to overwrite)")
+
+
+@results_app.command("rescore")
+@handle_errors
+def rescore(
+    ctx: typer.Context,
+    store: StoreOption = None,
+    model: Filter("--model", "model") = None,
+    init: Filter("--init", "init") = None,
+    adaptation: Filter("--adapt", "adaptation") = None,
+    dataset: Filter("--dataset", "dataset") = None,
+    shots: Filter("--shots", "shots label, e.g. 10%") = None,
+    metric: Annotated[list[str], typer.Option("--metric", help="add this metric to the records (repeat or "
+                                              "comma-separate; see `gaia-bench tasks`)")] = [],  # noqa: B006
+) -> None:
+    """Recompute every metric from the stored predictions and check it against the record;
+    --metric adds a metric to old results without running them again."""
+    from gaia_bench.manager import get_registries
+    from gaia_bench.predictions import load_predictions
+
+    registries = get_registries()
+    wanted = [m.strip() for value in metric for m in value.split(",") if m.strip()]
+    rows, differ, missing, updated = [], 0, 0, []
+    with open_store(store or (ctx.obj or {}).get("store")) as s:
+        records = s.query(model=model, init=init, adaptation=adaptation, dataset=dataset, shots=shots, status="done")
+        for record in records:
+            task = registries.tasks.get(record["config"]["task"])
+            unknown = [m for m in wanted if m not in task.extra_metrics and m not in {i.name for i in task.metrics}]
+            if unknown:
+                raise UsageError(f"task '{task.name}' has no metric {', '.join(unknown)}",
+                                 f"choose from {', '.join([i.name for i in task.metrics] + list(task.extra_metrics))}")
+            if not record.get("predictions"):
+                missing += 1
+                continue
+            spec = registries.datasets.get(record["config"]["dataset"])
+            predictions, test = load_predictions(s.path, record, task)
+            got = task.evaluate(predictions, test, spec)
+            for name, value in record["metrics"].items():
+                if name in got:
+                    same = float(got[name]) == value
+                    differ += not same
+                    rows.append((record["job_id"][:12], record["config"]["dataset"], name, f"{value:.4f}",
+                                 f"{float(got[name]):.4f}", "yes" if same else "NO"))
+            added = {k: float(v) for m in wanted if m in task.extra_metrics
+                     for k, v in task.extra_metrics[m](predictions, test, spec).items()}
+            if added:
+                updated.append({**record, "metrics": {**record["metrics"], **added}})
+                rows.extend((record["job_id"][:12], record["config"]["dataset"], k, "-", f"{v:.4f}", "added")
+                            for k, v in added.items())
+        s.put_many(updated)
+    if rows:
+        from tabulate import tabulate
+
+        console.print(tabulate(rows, headers=("job", "dataset", "metric", "stored", "rescored", "equal")))
+    if missing:
+        notice(f"{missing} result(s) have no stored predictions (run before predictions were kept; "
+               "`gaia-bench run ... --force` reruns them)")
+    notice(f"{len(rows) - sum(r[-1] == 'added' for r in rows)} stored metric(s) rescored, {differ} differ; "
+           f"{len(updated)} record(s) updated in {s.path}")
+    if differ:
+        raise typer.Exit(1)

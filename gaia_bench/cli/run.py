@@ -152,6 +152,8 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="rerun jobs already finished in the store")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="rerun jobs that failed in an earlier run (skipped by default)")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the feature cache")] = False,
+    resamples: Annotated[int, typer.Option("--resamples", min=0, help="bootstrap resamples of each result's "
+                                           "interval over test items (0: none)")] = 1000,
     hp: Annotated[list[str], typer.Option("--hp", help="override an adaptation hyper-parameter, KEY=VALUE (JSON value); "
                                           "repeat for several; see `gaia-bench adaptations`")] = [],  # noqa: B006
     upstream: Annotated[str | None, typer.Option("--upstream", help="the upstream pool the inits pretrain on: a suite "
@@ -220,6 +222,7 @@ def run(
     from gaia_bench.api import ExecutionOptions
     from gaia_bench.cells import Cell, SessionSettings, failure_record
     from gaia_bench.cli.progress import GridMonitor
+    from gaia_bench.predictions import predictions_dir
     from gaia_bench.store import result_files_dir
 
     with open_store(store) as results:
@@ -250,7 +253,8 @@ def run(
                                    feature_cache=None if no_cache else os.path.abspath(feature_cache_dir()),
                                    plugin_versions=plugin_versions, on_bad_sample=on_bad_sample,
                                    processes_per_job=processes, upstream=pool.name if pool else None,
-                                   init_overrides=init_overrides)
+                                   init_overrides=init_overrides, resamples=resamples,
+                                   predictions_dir=str(predictions_dir(results.path)))
         failed = 0
         interrupted = False
         monitor = GridMonitor(((j.job_id, j.config.dataset) for j in todo), progress,
@@ -268,7 +272,8 @@ def run(
                                       batch_size=batch_size, workers=workers,
                                       feature_cache=None if no_cache else FeatureCache(feature_cache_dir()),
                                       plugin_versions=plugin_versions, progress=progress,
-                                      on_bad_sample=on_bad_sample, processes_per_job=processes))
+                                      on_bad_sample=on_bad_sample, processes_per_job=processes,
+                                      predictions_dir=predictions_dir(results.path), resamples=resamples))
             c = job.config
             monitor.set(job.job_id, "running")
             progress.job_started(f"{c.model} / {c.init} / {c.adaptation} / {c.dataset} / {c.shots} / seed {c.seed}")

@@ -74,11 +74,14 @@ class Probe:
         self.weight, self.bias = weight.detach(), bias.detach()
         return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def logits(self, x: np.ndarray) -> np.ndarray:
         import torch
 
         features = torch.from_numpy(((x - self.mean) / self.scale).astype(np.float64))
-        return (features @ self.weight + self.bias).argmax(dim=1).numpy()
+        return (features @ self.weight + self.bias).numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.logits(x).argmax(axis=1)
 
 
 def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: list[float], fit: Sequence[int],
@@ -121,9 +124,8 @@ def run_classification(ctx) -> AdaptationResult:
     wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(hp["wd_grid"]))
     probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
     fit_seconds = time.perf_counter() - start
-    metrics = ctx.job.task.evaluate(probe.predict(x_test).tolist(), data.test, dataset)
     return AdaptationResult(
-        metrics=metrics,
+        predictions=list(probe.logits(x_test)),
         details={"probe": {**selection, "weight_decay_used": wd, "converged": probe.converged}},
         stage_seconds={"probe_fit": fit_seconds},
         trainable_params=int(x_train.shape[1] * num_classes + num_classes),

@@ -4,12 +4,14 @@ smoothing), and its hold-out rule (per class)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, HeadInput, MetricInfo, Sample, Samples, TaskSpec
+from gaia_bench.errors import DataError
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
@@ -33,12 +35,76 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_cla
     }
 
 
+def predicted_classes(predictions: Sequence[Any]) -> np.ndarray:
+    """The class of each prediction: a class id, or the argmax of a score vector (logits or
+    probabilities; what the prediction store keeps for top-5 and calibration)."""
+    if len(predictions) and np.ndim(predictions[0]) == 1:
+        return np.asarray([int(np.argmax(p)) for p in predictions], dtype=np.int64)
+    return np.asarray(predictions, dtype=np.int64).reshape(-1)
+
+
 def evaluate(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]:
-    """:func:`classification_metrics` of one predicted class id per test sample."""
+    """:func:`classification_metrics` of one prediction (class id or score vector) per test sample."""
     if len(predictions) != len(test):
         raise ValueError(f"{len(predictions)} predictions for {len(test)} test samples")
     num_classes = len(test.classes) or int(dataset.num_classes or 0)
-    return classification_metrics(test.labels(), np.asarray(predictions, dtype=np.int64), num_classes)
+    return classification_metrics(test.labels(), predicted_classes(predictions), num_classes)
+
+
+FULL_SCORES_UP_TO = 100  # classes: up to this many every score is kept, beyond it the top 5
+
+
+def encode(predictions: Sequence[Any], test: Samples) -> dict[str, np.ndarray]:
+    """Predicted class, target and (when the adaptation gave scores) every score for at most 100
+    classes, else the top-5 classes and their softmax probabilities. Scores keep their dtype, so the
+    stored argmax is the scored one."""
+    arrays = {"labels": predicted_classes(predictions), "targets": np.asarray(test.labels(), dtype=np.int64)}
+    if len(predictions) and np.ndim(predictions[0]) == 1:
+        scores = np.stack([np.asarray(p) for p in predictions])
+        if scores.shape[1] <= FULL_SCORES_UP_TO:
+            arrays["scores"] = scores
+        else:
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+            arrays["top5_labels"] = top
+            arrays["top5_probs"] = np.take_along_axis(shifted / shifted.sum(axis=1, keepdims=True), top, 1).astype(np.float32)
+    return arrays
+
+
+def decode(arrays: Mapping[str, np.ndarray], keys: Sequence[str], classes: Sequence[str]) -> tuple[list, Samples]:
+    """Score vectors when every score was kept, else class ids; the test split's keys and labels."""
+    predictions = list(arrays["scores"]) if "scores" in arrays else [int(c) for c in arrays["labels"]]
+    test = Samples([Sample(k, Path(k), int(t)) for k, t in zip(keys, arrays["targets"])], list(classes))
+    return predictions, test
+
+
+def _class_sums(counts: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per resample and class, the sum of ``weights`` over the drawn items of that class (B × classes
+    present), without a dense one-hot matrix (ImageNet: 50,000 items × 1,000 classes)."""
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
+    return np.add.reduceat(counts[:, order] * weights[order], starts, axis=1)
+
+
+def resample(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """``evaluate`` on every resample at once: top-1 from weighted hits, mean per-class accuracy
+    from weighted per-class hits over the classes drawn (as ``evaluate`` of the resampled test set)."""
+    labels = np.asarray(test.labels(), dtype=np.int64)
+    correct = (predicted_classes(predictions) == labels).astype(np.float64)
+    drawn = counts.sum(axis=1)
+    support = _class_sums(counts, labels, np.ones(len(labels)))
+    hits = _class_sums(counts, labels, correct)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / support, np.nan)
+        return {"top1": 100.0 * (counts @ correct) / drawn, "mean_per_class_acc": 100.0 * np.nanmean(recall, axis=1)}
+
+
+def per_class(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> list[float]:
+    """Each class's recall in percent (NaN for a class without test items)."""
+    num_classes = len(test.classes) or int(dataset.num_classes or 0)
+    cm = confusion_matrix(test.labels(), predicted_classes(predictions), num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (100.0 * np.diag(cm) / cm.sum(axis=1)).tolist()
 
 
 def holdout_strata(subset: Samples) -> list[int]:
@@ -100,6 +166,38 @@ def train_head(ctx, train_backbone: bool):
     return run_classification(ctx)
 
 
+def _scores(predictions: Sequence[Any], metric: str) -> np.ndarray:
+    if not len(predictions) or np.ndim(predictions[0]) != 1:
+        raise DataError(f"{metric} needs every class's score, and these predictions keep only the class",
+                        "rerun the job (adaptations that give scores keep all of them for up to 100 classes)")
+    return np.stack([np.asarray(p, dtype=np.float64) for p in predictions])
+
+
+def top5(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]:
+    """Share of test items whose class is among the 5 highest scores, %."""
+    ranked = np.argsort(-_scores(predictions, "top5"), axis=1, kind="stable")[:, :5]
+    return {"top5": float(100.0 * (ranked == np.asarray(test.labels())[:, None]).any(axis=1).mean())}
+
+
+def worst_class_acc(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec) -> dict[str, float]:
+    """The lowest recall of a class with test items, %: what a long tail hides in an average."""
+    return {"worst_class_acc": float(np.nanmin(per_class(predictions, test, dataset)))}
+
+
+def ece(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec, bins: int = 15) -> dict[str, float]:
+    """Expected calibration error, %: 15 equal-width confidence bins of the softmax maximum, the
+    mean over items of |accuracy - confidence| of their bin (Guo et al. 2017)."""
+    logits = _scores(predictions, "ece")
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(test.labels())
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    gap = sum(abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).sum()
+              for b in range(bins) if (which == b).any())
+    return {"ece": float(100.0 * gap / len(confidence))}
+
+
 CLASSIFICATION = TaskSpec(
     name="classification",
     description="single-label image classification",
@@ -112,6 +210,11 @@ CLASSIFICATION = TaskSpec(
     holdout_strata=holdout_strata,
     make_head=make_head,
     train_head=train_head,
+    encode=encode,
+    decode=decode,
+    resample=resample,
+    per_class=per_class,
+    extra_metrics={"top5": top5, "worst_class_acc": worst_class_acc, "ece": ece},
 )
 
 

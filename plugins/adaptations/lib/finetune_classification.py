@@ -68,7 +68,7 @@ def run_classification_finetune(ctx) -> AdaptationResult:
     import torch
 
     from gaia_bench.imagedata import eval_transform
-    from gaia_bench.plugins.adaptations.lib.training import Classifier, predict_classes
+    from gaia_bench.plugins.adaptations.lib.training import Classifier, predict_logits
 
     hp: dict[str, Any] = {**CLASSIFICATION_HYPERPARAMS, **FINETUNE_DEFAULTS, **ctx.hyperparams}
     dataset, spec = ctx.job.dataset, ctx.job.backbone
@@ -99,14 +99,13 @@ def run_classification_finetune(ctx) -> AdaptationResult:
 
         start = time.perf_counter()
         advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test))
-        y_pred = predict_classes(model.classifier, test.samples, eval_transform(size, spec.mean, spec.std), size,
+        logits = predict_logits(model.classifier, test.samples, eval_transform(size, spec.mean, spec.std), size,
                                  device, eval_batch, workers, on_batch=advance)
         ctx.progress.finish()
         eval_seconds = time.perf_counter() - start
 
-    metrics = ctx.job.task.evaluate(y_pred.tolist(), test, dataset)
     return AdaptationResult(
-        metrics=metrics,
+        predictions=list(logits),
         details=details,
         stage_seconds={"finetune_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=int(trainable),

@@ -28,7 +28,7 @@ always gives the same numbers.
 The rest of the module is the image-classification kit the classification fine-tunes share
 (``finetune``, ``tsds``, ``vqgan-replay``, ``mf``): :class:`Classifier` (backbone + linear head,
 optionally an upstream head for extra images), :class:`ImageStream` (seeded, augmented batch
-stream), :class:`TopOneHeldOut`, :func:`predict_classes`, :func:`finetune_recipe` and the
+stream), :class:`TopOneHeldOut`, :func:`predict_logits`, :func:`finetune_recipe` and the
 ``finetune`` defaults :data:`FINETUNE_DEFAULTS`.
 """
 
@@ -391,9 +391,9 @@ def augmenting_transform(size: int, mean: Sequence[float], std: Sequence[float],
     return transforms.Compose([*augment, transforms.ToTensor(), transforms.Normalize(mean, std)])
 
 
-def predict_classes(net: Any, samples: Sequence[Sample], transform: Any, size: int, device: str, batch_size: int,
-                    workers: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """The class ``net`` (images -> logits, put in eval mode) predicts for every sample, in order."""
+def predict_logits(net: Any, samples: Sequence[Sample], transform: Any, size: int, device: str, batch_size: int,
+                   workers: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """The logits ``net`` (images -> logits, put in eval mode) gives every sample, in order (float32)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -402,14 +402,23 @@ def predict_classes(net: Any, samples: Sequence[Sample], transform: Any, size: i
     loader = DataLoader(ImageSamples(samples, transform, size), batch_size=batch_size, shuffle=False,
                         num_workers=workers)
     net.eval()
-    out = np.zeros(len(samples), dtype=np.int64)
+    out: np.ndarray | None = None
     with torch.no_grad():
         for images, indices, errors in loader:
             check_errors(samples, indices, errors)
-            out[indices.numpy()] = net(images.to(device)).argmax(dim=1).cpu().numpy()
+            logits = net(images.to(device)).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(samples), logits.shape[1]), dtype=np.float32)
+            out[indices.numpy()] = logits
             if on_batch:
                 on_batch(len(indices))
-    return out
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def predict_classes(net: Any, samples: Sequence[Sample], transform: Any, size: int, device: str, batch_size: int,
+                    workers: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """The class ``net`` predicts for every sample, in order: the argmax of :func:`predict_logits`."""
+    return predict_logits(net, samples, transform, size, device, batch_size, workers, on_batch).argmax(axis=1)
 
 
 def _stream_draws(n: int, batch: int, steps: int, generator: Any, rank: int = 0,

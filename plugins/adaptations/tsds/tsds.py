@@ -180,7 +180,7 @@ def run(ctx) -> AdaptationResult:
         Classifier,
         ImageStream,
         augmenting_transform,
-        predict_classes,
+        predict_logits,
         rng_devices,
         train_classifier,
     )
@@ -235,12 +235,11 @@ def run(ctx) -> AdaptationResult:
 
         start = time.perf_counter()
         advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test))
-        y_pred = predict_classes(model.classifier, test.samples, eval_transform(size, spec.mean, spec.std), size,
+        logits = predict_logits(model.classifier, test.samples, eval_transform(size, spec.mean, spec.std), size,
                                  device, eval_batch, workers, on_batch=advance)
         ctx.progress.finish()
         eval_seconds = time.perf_counter() - start
 
-    metrics = ctx.job.task.evaluate(y_pred.tolist(), test, dataset)
     trained["early_stopping"]["metric"] = "held-out top1 (downstream images only)"
     details = {"selection": summary, **trained,
                "batch": {"downstream": down_batch, "upstream": up_batch, "upstream_weight": up_weight,
@@ -250,7 +249,7 @@ def run(ctx) -> AdaptationResult:
                                 "upstream_loss": result.last_parts.get("extra", float("nan"))},
                "peak_memory_after_train": train_memory, "peak_memory_after_select": select_memory}
     return AdaptationResult(
-        metrics=metrics, details=details,
+        predictions=list(logits), details=details,
         stage_seconds={**seconds, "tsds_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=int(trainable),
     )

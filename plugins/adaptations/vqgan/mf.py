@@ -229,7 +229,7 @@ def run(ctx) -> AdaptationResult:
             model.load_state_dict(stages.load("finetune.pt"))
 
         start = time.perf_counter()
-        metrics, n_test = evaluate_test(ctx, model, "mf")
+        metrics, predictions = evaluate_test(ctx, model, "mf")
         eval_seconds = time.perf_counter() - start
 
     done = stages.state["done"]
@@ -250,7 +250,7 @@ def run(ctx) -> AdaptationResult:
                                                  "train_seconds", "parameters")} | {"directory": str(trained.directory)},
     }
     return AdaptationResult(
-        metrics=metrics, details=details,
+        metrics=metrics, predictions=predictions, details=details,
         stage_seconds={**{f"mf_{s.replace('-', '_')}": done[s]["seconds"] for s in STAGES}, "evaluate": eval_seconds},
         trainable_params=int(done["finetune"]["trainable_params"]),
     )

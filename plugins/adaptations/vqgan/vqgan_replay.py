@@ -61,7 +61,7 @@ def run(ctx) -> AdaptationResult:
         train_seconds = time.perf_counter() - start
         train_memory = peak_memory_mb("cpu")["peak_rss_mb"]
         start = time.perf_counter()
-        metrics, n_test = evaluate_test(ctx, model, "vqgan-replay")
+        metrics, predictions = evaluate_test(ctx, model, "vqgan-replay")
         eval_seconds = time.perf_counter() - start
 
     seen = record.pop("samples_seen")
@@ -79,7 +79,7 @@ def run(ctx) -> AdaptationResult:
                  | {"directory": str(trained.directory)},
     }
     return AdaptationResult(
-        metrics=metrics, details=details,
+        metrics=metrics, predictions=predictions, details=details,
         stage_seconds={"vqgan": vqgan_seconds, "finetune_replay_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=trainable,
     )

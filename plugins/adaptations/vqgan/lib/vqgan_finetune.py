@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gaia_bench.api import Sample
-from gaia_bench.plugins.adaptations.lib.training import Batch, Classifier, predict_classes, train_classifier
+from gaia_bench.plugins.adaptations.lib.training import Batch, Classifier, predict_logits, train_classifier
 from gaia_bench.plugins.adaptations.vqgan.lib.vqgan import VQGAN, to_unit_range
 
 
@@ -114,18 +114,19 @@ def fine_tune(ctx, hp: dict[str, Any], split: Split, backbone: nn.Module, head: 
     return model.classifier, details, int(trainable)
 
 
-def evaluate_test(ctx, model: nn.Module, label: str) -> tuple[dict[str, float], int]:
-    """The job's metrics on the test split, and the test size."""
+def evaluate_test(ctx, model: nn.Module, label: str) -> tuple[dict[str, float], list]:
+    """The job's metrics on the test split, and the predictions (logits per test item)."""
     from gaia_bench.imagedata import eval_transform
 
     spec, dataset = ctx.job.backbone, ctx.job.dataset
     size = int(ctx.config.image_size)
     test = ctx.load(dataset.test_split)
     advance = ctx.progress.start(f"evaluate {label} {spec.name} / {dataset.name}:{dataset.test_split}", len(test))
-    y_pred = predict_classes(model, test.samples, eval_transform(size, spec.mean, spec.std), size, ctx.device,
+    logits = predict_logits(model, test.samples, eval_transform(size, spec.mean, spec.std), size, ctx.device,
                              int(ctx.batch_size), int(ctx.workers), on_batch=advance)
     ctx.progress.finish()
-    return ctx.job.task.evaluate(y_pred.tolist(), test, dataset), len(test)
+    predictions = list(logits)
+    return ctx.job.task.evaluate(predictions, test, dataset), predictions
 
 
 def sample_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
