@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
@@ -24,6 +25,7 @@ from gaia_bench.plugins.reporters.lib.comparison import (
     TEST_ITEMS,
     TEST_MCNEMAR,
     TEST_NONE,
+    TEST_SEEDS_BOTH,
     TEST_SEEDS_ITEMS,
     TEST_T,
     Group,
@@ -36,7 +38,7 @@ from gaia_bench.plugins.reporters.lib.comparison import (
     row_statistics,
     split_sides,
 )
-from gaia_bench.plugins.reporters.lib.statistics import McNemar, bootstrap_counts, mcnemar_exact, paired_t
+from gaia_bench.plugins.reporters.lib.statistics import McNemar, bootstrap_counts, mcnemar_exact, paired_bootstrap, paired_t
 from gaia_bench.store import ResultsStore
 
 METRICS = {"cls": ("classification", "top1", True), "pets": ("classification", "mean_per_class_acc", True),
@@ -166,8 +168,19 @@ def test_other_metrics_and_several_seeds_are_decided_by_the_bootstrap():
     assert one.test == TEST_ITEMS  # mean per-class accuracy: McNemar tests top-1, not this metric
     a3, b3 = rng.random((3, 300)) < 0.7, rng.random((3, 300)) < 0.7
     three = row_statistics(group_of([70.0, 71.0, 69.0], [69.0, 70.5, 68.0]), items_of(a3, b3))
-    assert three.test == three.interval == TEST_SEEDS_ITEMS and len(three.mcnemar) == 3
-    assert three.t == paired_t([70.0, 71.0, 69.0], [69.0, 70.5, 68.0])  # reported beside it
+    assert three.interval == TEST_SEEDS_ITEMS and len(three.mcnemar) == 3
+    assert three.t == paired_t([70.0, 71.0, 69.0], [69.0, 70.5, 68.0])
+    boot = paired_bootstrap(items_of(a3, b3).a, items_of(a3, b3).b, observed=three.difference)
+    assert three.test == TEST_SEEDS_BOTH and three.p == max(boot.p_value, three.t.p_value)
+    assert (three.low, three.high) == (boot.low, boot.high)
+
+
+def test_several_seeds_that_agree_exactly_are_decided_by_the_bootstrap_alone():
+    rng = np.random.default_rng(4)
+    a_ok, b_ok = rng.random((1, 300)) < 0.8, rng.random((1, 300)) < 0.6
+    same_each_seed = ItemLevel(*[np.repeat(x, 2, axis=0) for x in (items_of(a_ok, b_ok).a, items_of(a_ok, b_ok).b)])
+    row = row_statistics(group_of([80.0, 80.0], [60.0, 60.0]), same_each_seed)
+    assert math.isnan(row.t.p_value) and row.test == TEST_SEEDS_ITEMS and row.p < 0.01
 
 
 def test_without_predictions_seeds_decide_and_one_seed_decides_nothing():
@@ -277,3 +290,61 @@ def test_compare_usage_errors_exit_2_with_one_line(store, args, message):
     result = invoke(*args, "--store", store, columns=200)
     assert result.exit_code == 2 and message in result.output
 
+
+
+# ---------------------------------------------------------------- from stored predictions
+
+
+@pytest.fixture(scope="module")
+def predicted_store(tmp_path_factory, shared_home) -> str:
+    """Two seeds of a real job with stored predictions, and a copy of both under another init name
+    (the same predictions: an init compared with itself)."""
+    from tests.helpers import cli
+
+    path = tmp_path_factory.mktemp("compare") / "results.db"
+    done = cli(["run", "--model", "test_resnet", "--init", "random", "--image-size", "32", "--dataset", "digits-lt",
+                "--shots", "10%", "--seed", "0,1", "--store", str(path)], env={"GAIA_BENCH_HOME": shared_home})
+    assert done.returncode == 0, done.stderr
+    with ResultsStore(path) as s:
+        for r in s.query():
+            s.put({**r, "job_id": r["job_id"] + "-copy", "config": {**r["config"], "init": "copy"}})
+    return str(path)
+
+
+@pytest.mark.slow
+def test_an_init_against_itself_from_stored_predictions(predicted_store):
+    result = invoke("--a", "init=random", "--b", "init=copy", "--store", predicted_store, "--format", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert (row["difference"], row["ci_low"], row["ci_high"], row["p_holm"], row["verdict"]) == (0.0, 0.0, 0.0, 1.0, SAME)
+    assert row["interval"] == TEST_SEEDS_ITEMS and [(m["b01"], m["b10"], m["p"]) for m in row["mcnemar"]] == [(0, 0, 1.0)] * 2
+
+
+@pytest.mark.slow
+def test_one_seed_against_another_from_stored_predictions(predicted_store):
+    from gaia_bench.manager import get_registries
+    from gaia_bench.predictions import load_predictions
+
+    result = invoke("--a", "init=random,seed=0", "--b", "seed=1", "--store", predicted_store, "--format", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    with ResultsStore(predicted_store) as s:
+        a, b = (s.query(init="random", seed=seed)[0] for seed in (0, 1))
+    task = get_registries().tasks.get("classification")
+    (pa, test), (pb, _) = load_predictions(predicted_store, a, task), load_predictions(predicted_store, b, task)
+    right = [np.array([int(np.argmax(p)) for p in preds]) == np.array(test.labels()) for preds in (pa, pb)]
+    reference = stats.binomtest(int(np.sum(right[0] & ~right[1])), int(np.sum(right[0] != right[1]))).pvalue
+    assert row["test"] == TEST_MCNEMAR and row["p"] == pytest.approx(reference, rel=1e-9)
+    assert row["difference"] == pytest.approx(a["primary_value"] - b["primary_value"])
+    assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+
+
+@pytest.mark.slow
+def test_records_without_predictions_fall_back_to_seeds(predicted_store, tmp_path):
+    with ResultsStore(predicted_store) as s:
+        records = [{k: v for k, v in r.items() if k != "predictions"} for r in s.query()]
+    old = store_with(tmp_path / "old.db", records)
+    result = invoke("--a", "init=random", "--b", "init=copy", "--store", old)
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 rows: results without stored predictions" in result.output
+    assert "(Holm p = 1; paired t over seeds)" in result.output

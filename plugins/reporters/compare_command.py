@@ -97,7 +97,7 @@ def _print_table(report) -> None:
                   for i, h in enumerate(headers))
     console.print(grid(1 if natural + 3 * (len(headers) - 1) <= console.width else 0))
     for line in verdict_lines(report):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False)
     for line in note_lines(report):
         console.print(f"[dim]{line}[/]", highlight=False)
 
@@ -122,8 +122,9 @@ def compare(
     deciding p-value after Holm over the datasets, and a verdict: A better, B better or not
     distinguishable. A field set to different values on the two sides is compared; any other
     FIELD=VALUE filters both sides. The deciding test: one seed → McNemar for top-1 classification, the paired
-    bootstrap over test items otherwise; several seeds → the paired bootstrap over seeds × test
-    items; results without stored predictions → the paired t-test across seeds (one seed: no test)."""
+    bootstrap over test items otherwise; several seeds → the larger p-value of the paired bootstrap
+    over seeds × test items and the paired t-test across seeds (the bootstrap alone is optimistic
+    with few seeds); results without stored predictions → the paired t-test across seeds (one seed: no test)."""
     from gaia_bench.paths import default_store
     from gaia_bench.plugins.reporters.lib.comparison import (
         Report,

@@ -10,8 +10,12 @@ Which test decides a row's verdict (one test per row, chosen before looking at t
 
 * one seed, stored predictions, top-1 classification: McNemar's exact test on the test items;
 * one seed, stored predictions, any other metric: the paired bootstrap over test items;
-* several seeds, stored predictions: the hierarchical paired bootstrap (seeds × test items), so the
-  verdict carries both the test-set and the seed-to-seed variation;
+* several seeds, stored predictions: the larger p-value of the hierarchical paired bootstrap
+  (seeds × test items: it carries both the test-set and the seed-to-seed variation) and the paired
+  t-test across seeds. The bootstrap alone is optimistic with few seeds: resampling 3 seeds
+  underestimates their variance by a third and has 10 distinct draws, where the t distribution
+  with 2 degrees of freedom widens the interval by the right amount. (Identical differences on
+  every seed leave the t-test undefined: then the bootstrap alone.)
 * no stored predictions (records from before the prediction store), several seeds: the paired
   t-test across seeds; one seed: no test, "not distinguishable".
 
@@ -53,6 +57,7 @@ ROW_ORDER = ("model", "adaptation", "shots", "dataset")  # what varies fastest c
 TEST_MCNEMAR = "McNemar exact"
 TEST_ITEMS = "bootstrap over items"
 TEST_SEEDS_ITEMS = "bootstrap over seeds × items"
+TEST_SEEDS_BOTH = "bootstrap over seeds × items and paired t, the larger p"
 TEST_T = "paired t over seeds"
 TEST_NONE = "none"
 INTERVAL_T = "t interval over seeds"
@@ -277,6 +282,8 @@ def row_statistics(group: Group, items: ItemLevel | None, level: float = 0.95, s
         interval = TEST_SEEDS_ITEMS if n_seeds > 1 else TEST_ITEMS
         if n_seeds == 1 and group.task == "classification" and metric == "top1" and items.mcnemar:
             test, p = TEST_MCNEMAR, items.mcnemar[0].p_value
+        elif n_seeds > 1 and not math.isnan(t.p_value):
+            test, p = TEST_SEEDS_BOTH, max(boot.p_value, t.p_value)
         else:
             test, p = interval, boot.p_value
         mcnemar = list(items.mcnemar)
