@@ -58,6 +58,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gaia_bench.plugins.reporters.leaderboard_formats",
     "gaia_bench.plugins.reporters.leaderboard_command",  # `gaia-bench leaderboard`
     "gaia_bench.plugins.reporters.profile_command",  # `gaia-bench profile`
+    "gaia_bench.plugins.reporters.compare_command",  # `gaia-bench compare`
     "gaia_bench.tasks.types.classification",
     "gaia_bench.tasks.types.detection",
     "gaia_bench.tasks.types.segmentation",
