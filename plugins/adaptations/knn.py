@@ -131,9 +131,8 @@ def run_knn(ctx) -> AdaptationResult:
     select_seconds = time.perf_counter() - start
     sims, votes = neighbours(test, train, data.indices, labels, selection["k"], ctx.device)
     scores = vote(sims, votes, data.num_classes, selection["k"], hp["temperature"]).cpu().numpy()
-    metrics = ctx.job.task.evaluate(scores.argmax(axis=1).tolist(), data.test, dataset)
     return AdaptationResult(
-        metrics=metrics,
+        predictions=list(scores),
         details={"knn": {**selection, "temperature": hp["temperature"], "n_bank": len(data.indices)}},
         stage_seconds={"knn_select": select_seconds, "knn_test": time.perf_counter() - start - select_seconds},
         trainable_params=0,

@@ -140,9 +140,8 @@ def run_ridge(ctx) -> AdaptationResult:
     ridge = Ridge(train, data.indices, labels, data.num_classes, ctx.device)
     fit_seconds = time.perf_counter() - start
     scores = ridge.scores(test, selection["l2"])
-    metrics = ctx.job.task.evaluate(scores.argmax(axis=1).tolist(), data.test, dataset)
     return AdaptationResult(
-        metrics=metrics,
+        predictions=list(scores),
         details={"ridge": selection},
         stage_seconds={"ridge_fit": fit_seconds},
         trainable_params=int((train.shape[1] + 1) * data.num_classes),

@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from gaia_bench.predictions import resample_counts
+
 ArrayLike = npt.ArrayLike
 
 
@@ -97,10 +99,8 @@ def bootstrap_count_chunks(n_items: int, resamples: int = 1000, seed: int = 0,
         raise ValueError(f"cannot resample {n_items} items")
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, not {resamples}")
-    rng = np.random.default_rng(seed)
-    rows = max(1, max_cells // n_items)
-    for start in range(0, resamples, rows):
-        yield rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=min(rows, resamples - start))
+    # the core's draws: a record's interval and a comparison see the same resamples of a test split
+    yield from resample_counts(n_items, resamples, seed, max_cells)
 
 
 def percentile_interval(values: ArrayLike, level: float = 0.95) -> Interval:
