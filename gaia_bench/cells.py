@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.jobs import JobConfig
+from gaia_bench.splits import SplitManifest
 from gaia_bench.store import write_result_file
 
 
@@ -47,6 +48,7 @@ class Cell:
     settings: SessionSettings
     result_dir: str | None = None  # where the record is written as <job_id>.json
     model: str | None = None  # the backbone as looked up (``SOURCE:name``); default: the config's name
+    split: SplitManifest | None = None  # --split: the manifest itself, so the cell needs not its file
 
     def __call__(self) -> dict:
         return run_cell(self)
@@ -84,9 +86,10 @@ def _session(settings: SessionSettings) -> Any:
     return _SESSIONS[key]
 
 
-def replan(config: JobConfig, settings: SessionSettings | None = None, model: str | None = None) -> Any:
+def replan(config: JobConfig, settings: SessionSettings | None = None, model: str | None = None,
+           split: SplitManifest | None = None) -> Any:
     """The job of ``config``, planned again through this process's registries (with the driver's
-    init context: pool, pretraining hyper-parameters, data root)."""
+    init context: pool, pretraining hyper-parameters, data root, and its --split manifest)."""
     from gaia_bench.api import InitContext
     from gaia_bench.init_context import upstream_pool
     from gaia_bench.jobs import plan
@@ -100,13 +103,14 @@ def replan(config: JobConfig, settings: SessionSettings | None = None, model: st
     jobs = plan(registries, models=[model or config.model], inits=[config.init], adaptations=[config.adaptation],
                 datasets=[config.dataset], shots=[parse_shot(config.shots)], seeds=[config.seed],
                 image_size=config.image_size, overrides=dict(config.hyperparams), init_context=context,
-                init_overrides=dict(settings.init_overrides))
+                init_overrides=dict(settings.init_overrides), split=split)
     if len(jobs) != 1:
         raise GaiaBenchError(f"re-planning the cell gave {len(jobs)} jobs instead of 1",
                              "check that the job's process sees the same plugins as the driver")
     job = jobs[0]
     if job.job_id != config.job_id:
-        changed = sorted(k for k, v in job.config.as_dict().items() if config.as_dict().get(k) != v)
+        here, there = job.config.as_dict(), config.as_dict()
+        changed = sorted(k for k in here.keys() | there.keys() if here.get(k) != there.get(k))
         raise GaiaBenchError(
             f"the job planned here has id {job.job_id}, the driver planned {config.job_id} "
             f"(differing: {', '.join(changed) or 'nothing visible'})",
@@ -119,7 +123,7 @@ def run_cell(cell: Cell) -> dict:
     from gaia_bench.runner import run_job
 
     try:
-        job = replan(cell.config, cell.settings, cell.model)
+        job = replan(cell.config, cell.settings, cell.model, cell.split)
     except GaiaBenchError as exc:
         record = failure_record(cell.config, f"cannot plan the job where it ran: {exc}", {"host": os.uname().nodename})
     else:

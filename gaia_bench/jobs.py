@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitContext, InitSpec, Progress, TaskSpec
 from gaia_bench.errors import DataError, PluginError, UsageError
 from gaia_bench.overrides import apply_overrides
-from gaia_bench.shots import ShotSpec
+from gaia_bench.shots import ShotSpec, parse_shot
+from gaia_bench.splits import SplitManifest, ids_sha256, manifest_problems
 
 PROTOCOL_VERSION = "gaia-bench-shots-v1"
 
@@ -34,14 +35,19 @@ class JobConfig:
     seed: int
     image_size: int
     protocol: str = PROTOCOL_VERSION
+    split: str | None = None  # sha256 of a --split manifest's ids; None: the subset drawn from the seed
 
     @property
     def job_id(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        blob = json.dumps(self.as_dict(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields, ``split`` only when set: the ids of drawn-subset jobs stay what they were."""
+        fields = asdict(self)
+        if fields["split"] is None:
+            del fields["split"]
+        return fields
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Job:
     task: TaskSpec
     init_context: InitContext = field(default_factory=InitContext)  # what ``init.initialize`` is told
     registries: Any = None  # what the job was planned from: where an adaptation looks up a pool by name
+    split: SplitManifest | None = None  # --split: the job trains on this manifest's subset
 
     @property
     def job_id(self) -> str:
@@ -74,7 +81,7 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
          datasets: Sequence[str], shots: Sequence[ShotSpec], seeds: Sequence[int], image_size: int | None = None,
          skip_unsupported: bool = False, notice: Callable[[str], None] = lambda msg: None,
          overrides: dict[str, Any] | None = None, init_context: InitContext | None = None,
-         init_overrides: dict[str, Any] | None = None) -> list[Job]:
+         init_overrides: dict[str, Any] | None = None, split: SplitManifest | None = None) -> list[Job]:
     """Resolve every name (failing early, with suggestions) and expand the grid into jobs.
 
     A dataset whose task an adaptation does not support is an error when asked for by name, and
@@ -82,7 +89,7 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
     hyper-parameter defaults wherever a job has that key; a key no planned job has is an error.
     Each init is told ``init_context`` (pool, data root, progress) with its own pretraining
     hyper-parameters: its defaults with ``init_overrides`` applied (a key no planned init has is an
-    error).
+    error). ``split``: every job trains on this manifest's subset (its dataset and shots only).
     """
     from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
 
@@ -102,6 +109,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
         raise UsageError(f"--seed {negative} is negative", "seeds are integers >= 0")
     if image_size is not None and not 8 <= image_size <= 4096:
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
+    if split is not None:
+        check_split(split, dataset_specs, shots)
 
     jobs: list[Job] = []
     skipped: set[tuple[str, str]] = set()
@@ -141,8 +150,9 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
                     config = JobConfig(model=backbone.name, init=init.name, weights_id=weights_id,
                                        adaptation=adaptation.name, hyperparams=hyperparams, dataset=dataset.name,
                                        dataset_version=dataset.version, task=dataset.task, shots=shot.label,
-                                       seed=seed, image_size=image_size or backbone.input_size)
-                    jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries))
+                                       seed=seed, image_size=image_size or backbone.input_size,
+                                       split=ids_sha256(split.keys()) if split else None)
+                    jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries, split))
     check_used(list(planned_inits.values()), init_overrides)
     unknown = sorted(set(overrides) - used)
     if unknown and jobs:
@@ -150,6 +160,25 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
         raise UsageError(f"--hp {', '.join(unknown)}: no planned job has such a hyper-parameter",
                          f"the planned jobs take: {', '.join(known)}")
     return jobs
+
+
+def check_split(split: SplitManifest, datasets: Sequence[DatasetSpec], shots: Sequence[ShotSpec]) -> None:
+    """A --split manifest is one dataset's subset at one shots value: the grid must be just that."""
+    if others := [d.name for d in datasets if d.name != split.dataset]:
+        raise UsageError(f"--split {split.path} is a subset of {split.dataset}, not of {', '.join(others)}",
+                         f"run it with --dataset {split.dataset} only (one --split per dataset)")
+    if [s.label for s in shots] != [parse_shot(split.shots).label]:
+        raise UsageError(f"--shots {','.join(s.label for s in shots)} differs from --split {split.path}'s "
+                         f"{split.shots}", "drop --shots: the manifest fixes the subset")
+    if datasets and split.split != datasets[0].train_split:
+        raise UsageError(f"--split {split.path} lists {split.dataset}:{split.split}, but its jobs train on "
+                         f"{datasets[0].train_split}", f"export the manifest again: {_EXPORT}")
+    if problems := manifest_problems(split):
+        raise UsageError(f"--split {split.path}: {problems[0]}", f"check it with `gaia-bench splits verify "
+                         f"{split.path}`, or export it again: {_EXPORT}")
+
+
+_EXPORT = "`gaia-bench splits export DATASET --shots S --seed N --out FILE`"
 
 
 def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | None) -> tuple[list[str], bool]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from gaia_bench.api import JobData, Samples, TaskSpec
 from gaia_bench.shots import ShotSpec, sample_subset, subset_stats
+from gaia_bench.splits import SplitManifest
 
 
 def stratified_holdout(strata: Sequence[int], val_share: float, seed: int) -> tuple[list[int], list[int]]:
@@ -54,12 +55,21 @@ def holdout(strata: Sequence[int] | None, n: int, val_share: float | None, seed:
     return random_holdout(n, float(val_share), seed)
 
 
+def subset_positions(train: Samples, shot: ShotSpec, seed: int, split: SplitManifest | None = None) -> list[int]:
+    """The subset's sorted positions in ``train``: a manifest's ids when one is given (--split),
+    else the percentage-shot draw (:mod:`gaia_bench.shots`). `gaia-bench splits export` writes this."""
+    if split is not None:
+        return split.positions(train)
+    return sample_subset(train.label_sets(), [s.key for s in train.samples], shot, seed, train.single_label)
+
+
 def draw(task: TaskSpec, shot: ShotSpec, seed: int, hyperparams: dict, load: Callable[[str], Samples],
-         train_split: str, test_split: str) -> JobData:
-    """The job's :class:`JobData`: subset, held-out part and test split, each drawn once."""
+         train_split: str, test_split: str, split: SplitManifest | None = None) -> JobData:
+    """The job's :class:`JobData`: subset (the manifest's, given ``split``), held-out part and test
+    split, each drawn once."""
     train = load(train_split)
-    sets = train.label_sets()  # the percentage-shot subset (gaia_bench.shots), then its held-out part
-    indices = sample_subset(sets, [s.key for s in train.samples], shot, seed, train.single_label)
+    sets = train.label_sets()  # the subset, then its held-out part
+    indices = subset_positions(train, shot, seed, split)
     strata = task.holdout_strata(train.subset(indices)) if task.holdout_strata is not None else None
     fit, val = holdout(strata, len(indices), hyperparams.get("val_share"), seed)
     stats = subset_stats([sets[i] for i in indices], len(train.classes) or None).as_dict()

@@ -24,6 +24,7 @@ from gaia_bench.jobs import Job, JobConfig, prepared_data_dir
 from gaia_bench.paths import atomic_write
 from gaia_bench.predictions import RESAMPLES, bootstrap_interval, save_predictions
 from gaia_bench.provenance import environment
+from gaia_bench.splits import split_entry
 from gaia_bench.store import SCHEMA_VERSION
 
 
@@ -191,7 +192,7 @@ class SessionJobContext:
 
             job = self.job
             self._data = draw(job.task, job.shot, self.config.seed, self.hyperparams, self.load,
-                              job.dataset.train_split, job.dataset.test_split)
+                              job.dataset.train_split, job.dataset.test_split, job.split)
         return self._data
 
     def build_backbone(self) -> Backbone:
@@ -284,7 +285,8 @@ def run_job(job: Job, session: Session) -> dict:
             record.update(score_record(job, session, result.predictions, data))
         record.update(status="done", metrics={k: float(v) for k, v in metrics.items()},
                       primary_value=float(metrics[job.primary_metric]), n_train=len(data.indices),
-                      n_test=len(data.test), details={"subset": data.stats, **result.details},
+                      n_test=len(data.test), split=split_entry(data.subset, job.split),
+                      details={"subset": data.stats, **result.details},
                       trainable_params=result.trainable_params)
         ctx.stage_seconds.update(result.stage_seconds)
     if report := session.weights_report(job):  # what loading published weights left out (missing / unexpected keys)

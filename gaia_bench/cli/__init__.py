@@ -155,6 +155,7 @@ def tasks() -> None:
 from gaia_bench.cli import datasets as _datasets  # noqa: E402,F401  (registers the `datasets` group)
 from gaia_bench.cli import results as _results  # noqa: E402,F401  (registers the `results` group)
 from gaia_bench.cli import run as _run  # noqa: E402,F401  (registers `run`)
+from gaia_bench.cli import splits as _splits  # noqa: E402,F401  (registers the `splits` group)
 from gaia_bench.cli import status as _status  # noqa: E402,F401  (registers `status` and `executors`)
 
 

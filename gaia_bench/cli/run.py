@@ -106,14 +106,16 @@ def _check_device_syntax(device: str) -> str:
     return device
 
 
-def _grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp, upstream=None, init_hp=()) -> str:
+def _grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp, upstream=None, init_hp=(),
+                  split=None) -> str:
     import shlex
 
     parts = ["gaia-bench", "run"]
     for flag, values in (("--model", model), ("--init", init), ("--adapt", adapt), ("--dataset", dataset),
                          ("--suite", [suite] if suite else []), ("--shots", shots), ("--seed", seed),
                          ("--image-size", [image_size] if image_size else []), ("--hp", hp),
-                         ("--upstream", [upstream] if upstream else []), ("--init-hp", init_hp)):
+                         ("--upstream", [upstream] if upstream else []), ("--init-hp", init_hp),
+                         ("--split", [split] if split else [])):
         for value in values:
             parts += [flag, str(value)]
     return shlex.join(parts)
@@ -129,7 +131,8 @@ def work_dir_for(store_path) -> Path:
 @handle_errors
 def run(
     model: Annotated[list[str], typer.Option("--model", "-m", help="backbone(s): repeat or comma-separate; see `gaia-bench models`")],
-    shots: Annotated[list[str], typer.Option("--shots", "-s", help=SHOTS_HELP)] = ["10%"],  # noqa: B006
+    shots: Annotated[list[str], typer.Option("--shots", "-s", help=f"{SHOTS_HELP} (default 10%, or the --split "
+                                             "manifest's)")] = [],  # noqa: B006
     init: Annotated[list[str], typer.Option("--init", help="initialization(s) (default: the backbone's own); see `gaia-bench inits`")] = [],  # noqa: B006
     adapt: Annotated[list[str], typer.Option("--adapt", help="adaptation(s); see `gaia-bench adaptations`")] = ["linear-probe"],  # noqa: B006
     seed: Annotated[list[str], typer.Option("--seed", help="seed(s) of the subset and the training: '0,1,2' "
@@ -163,6 +166,10 @@ def run(
     on_bad_sample: Annotated[str, typer.Option("--on-bad-sample", help="an unreadable (corrupt, truncated) image: "
                                                "fail its job, naming the file, or skip it (left out of the split, "
                                                "reported, and counted in the result record)")] = "fail",
+    split: Annotated[Path | None, typer.Option("--split", help="a split manifest (`gaia-bench splits export`): train "
+                                               "on exactly its subset of its dataset (the default --dataset) "
+                                               "instead of drawing one; the held-out part is still drawn from "
+                                               "--seed")] = None,
 ) -> None:
     """Run model × init × adaptation × dataset × shots × seed and store one result per job.
 
@@ -176,6 +183,7 @@ def run(
     from gaia_bench.paths import feature_cache_dir
     from gaia_bench.manager import get_host
     from gaia_bench.shots import parse_shots
+    from gaia_bench.splits import read_manifest
 
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size} is out of range", "use 1 or more")
@@ -185,6 +193,11 @@ def run(
         raise UsageError(f"--max-parallel {max_parallel} is out of range", "use 1 or more")
     if on_bad_sample not in ("fail", "skip"):
         raise UsageError(f"--on-bad-sample {on_bad_sample!r} is not a choice", "use fail or skip")
+    manifest = read_manifest(split) if split is not None else None
+    if manifest is not None:
+        shots = shots or [manifest.shots]
+        dataset = dataset or ([] if suite else [manifest.dataset])
+    shots = shots or ["10%"]
     shot_specs = parse_shots(shots)
     seed = parse_seeds(seed)
     host = get_host()
@@ -209,7 +222,7 @@ def run(
     init_overrides = parse_init_hp(init_hp)
     jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
                 seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
-                overrides=parse_overrides(hp), init_overrides=init_overrides,
+                overrides=parse_overrides(hp), init_overrides=init_overrides, split=manifest,
                 init_context=InitContext(upstream=pool, data_root=resolve_data_root(data_root), progress=progress))
     if not jobs:
         raise UsageError(f"nothing to run: no dataset of suite '{suite or 'mini'}' has a task that "
@@ -233,7 +246,8 @@ def run(
             notice(f"merged {merged} result(s) written by jobs after their run stopped (from {spool})")
         job_ids = [j.job_id for j in jobs]
         configs = [j.config for j in jobs]
-        results.record_grid(_grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp, upstream, init_hp),
+        results.record_grid(_grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp, upstream, init_hp,
+                                          split and os.path.abspath(split)),
                             [(i, x.model, x.init, x.adaptation, x.dataset, x.task, x.shots, x.seed)
                              for i, x in zip(job_ids, configs)])
         stored = {} if force else results.statuses(job_ids)
@@ -281,7 +295,8 @@ def run(
 
         options = ExecutionOptions(
             max_parallel=max_parallel, values=option_values, work_dir=work_dir,
-            cell=lambda job: Cell(job.config, settings, str(spool), model=f"{job.backbone.source}:{job.backbone.name}"),
+            cell=lambda job: Cell(job.config, settings, str(spool), model=f"{job.backbone.source}:{job.backbone.name}",
+                                  split=job.split),
             cell_failed=lambda job, error, extra: failure_record(job.config, error, extra, job=job),
             on_state=monitor.set, notice=lambda message: progress.log(f"[cyan]›[/] {message}"))
         with monitor if todo else contextlib.nullcontext():
