@@ -1,9 +1,10 @@
 """Plugin discovery and loading.
 
-Built-in plugins are ordinary modules of ``@hookimpl`` functions listed in ``BUILTIN_PLUGINS``;
-third-party ones come from the ``gaia_bench`` entry-point group. Both go through
-:meth:`PluginHost.add_plugin`, which calls ``PluginManager.register`` and ``check_pending`` (so a
-typo'd hook name is rejected). A plugin that fails to import, validate or register is recorded as
+Built-in plugins are ordinary modules of ``@hookimpl`` functions found under ``BUILTIN_PACKAGES``,
+loaded in the order each declares with ``PLUGIN_ORDER`` (lower first: the order `gaia-bench
+plugins`, the backbone zoos and the plugins' commands are listed in); third-party ones come from
+the ``gaia_bench`` entry-point group. Both go through :meth:`PluginHost.add_plugin`, which calls
+``PluginManager.register`` and ``check_pending`` (so a typo'd hook name is rejected). A plugin that fails to import, validate or register is recorded as
 broken with its error, and everything else keeps working.
 
 Environment:
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import math
 import os
+import pkgutil
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection
@@ -31,48 +34,9 @@ from gaia_bench.registry import DISABLE_ONE, Registry
 
 ENTRY_POINT_GROUP = "gaia_bench"
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "gaia_bench.plugins.backbones.timm_backbones",
-    "gaia_bench.plugins.backbones.gaia_checkpoints",  # resnet50.<GV-B release>
-    "gaia_bench.plugins.backbones.torchvision_backbones",
-    "gaia_bench.plugins.backbones.open_clip_backbones",  # RN50, ViT-B-32, ...
-    "gaia_bench.plugins.backbones.transformers_backbones",  # Hub repo ids (facebook/dinov2-small) and the dinov2 init
-    "gaia_bench.plugins.inits.inits",
-    "gaia_bench.plugins.inits.pretrain_imagenet",  # the pretraining-method inits, listed in this order
-    "gaia_bench.plugins.inits.pretrain_gaia",
-    "gaia_bench.plugins.inits.pretrain_clip",
-    "gaia_bench.plugins.inits.pretrain_scratch",
-    "gaia_bench.plugins.adaptations.linear_probe",
-    "gaia_bench.plugins.adaptations.finetune",
-    "gaia_bench.plugins.adaptations.tsds.tsds",
-    "gaia_bench.plugins.adaptations.vqgan.mf",
-    "gaia_bench.plugins.adaptations.vqgan.vqgan_replay",
-    "gaia_bench.plugins.inits.pretrain_command",  # `gaia-bench pretrain`
-    "gaia_bench.plugins.adaptations.vqgan.vqgan_command",  # `gaia-bench vqgan`
-    "gaia_bench.plugins.adaptations.tsds.tsds_command",  # `gaia-bench tsds`
-    "gaia_bench.plugins.executors.local_executor",
-    "gaia_bench.plugins.executors.submitit_executor",
-    "gaia_bench.plugins.reporters.reporters",
-    "gaia_bench.plugins.reporters.leaderboard_formats",
-    "gaia_bench.plugins.reporters.leaderboard_command",  # `gaia-bench leaderboard`
-    "gaia_bench.plugins.reporters.profile_command",  # `gaia-bench profile`
-    "gaia_bench.tasks.types.classification",
-    "gaia_bench.tasks.types.detection",
-    "gaia_bench.tasks.types.segmentation",
-    "gaia_bench.tasks.types.depth",
-    "gaia_bench.tasks.datasets.digits",
-    "gaia_bench.tasks.datasets.fashion_mnist",
-    "gaia_bench.tasks.datasets.lfw_faces",
-    "gaia_bench.tasks.datasets.textures",
-    "gaia_bench.tasks.datasets.upstream_pool",
-    "gaia_bench.tasks.datasets.mini_dense",
-    "gaia_bench.tasks.datasets.gvb_classification",
-    "gaia_bench.tasks.datasets.gvb_voc",  # GV-B's dense datasets: voc_det, voc_seg
-    "gaia_bench.tasks.datasets.gvb_widerface",
-    "gaia_bench.tasks.datasets.gvb_citypersons",
-    "gaia_bench.tasks.datasets.gvb_depth",  # kitti, nyuv2
-    "gaia_bench.tasks.datasets.suites",
-)
+# Built-in plugins: every module of these packages outside a ``lib`` package (a library, which
+# registers nothing: tests/test_architecture.py holds the tree to that).
+BUILTIN_PACKAGES = ("gaia_bench.plugins", "gaia_bench.tasks")
 
 # hook name -> (kind shown to users, accepted types, Registries attribute)
 HOOK_KINDS: dict[str, tuple[str, tuple[type, ...], str]] = {
@@ -192,16 +156,24 @@ class PluginHost:
     def load_builtins(self) -> None:
         from gaia_bench import __version__
 
-        for modname in BUILTIN_PLUGINS:
-            if modname in self.records or self._blocked(modname):
-                continue
-            try:
-                module = importlib.import_module(modname)
-            except Exception as exc:  # noqa: BLE001
-                self.records[modname] = PluginRecord(modname, "gaia-bench", __version__, True, _short_error(exc))
-                self._order.append(modname)
-                continue
-            self.add_plugin(module, modname, "gaia-bench", __version__, builtin=True)
+        found: list[tuple[float, str, Any]] = []  # (declared order, module name, module or its import error)
+        for package in BUILTIN_PACKAGES:
+            for info in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
+                name = info.name
+                if info.ispkg or "lib" in name.split(".") or name in self.records or self._blocked(name):
+                    continue
+                try:
+                    module = importlib.import_module(name)
+                except Exception as exc:  # noqa: BLE001
+                    found.append((math.inf, name, exc))
+                else:
+                    found.append((getattr(module, "PLUGIN_ORDER", math.inf), name, module))
+        for _, name, module in sorted(found, key=lambda f: f[0]):
+            if isinstance(module, Exception):
+                self.records[name] = PluginRecord(name, "gaia-bench", __version__, True, _short_error(module))
+                self._order.append(name)
+            else:
+                self.add_plugin(module, name, "gaia-bench", __version__, builtin=True)
 
     def load_entrypoints(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):

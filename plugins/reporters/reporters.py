@@ -11,6 +11,8 @@ from gaia_bench.api import ReporterSpec
 from gaia_bench.cli.summary import COLUMNS, summary_row
 from gaia_bench.store import export_records
 
+PLUGIN_ORDER = 600
+
 
 def render_markdown(records: list[dict]) -> str:
     from tabulate import tabulate

@@ -11,6 +11,8 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, HeadInput, MetricInfo, Sample, Samples, TaskSpec
 
+PLUGIN_ORDER = 700
+
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predictions."""
