@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import fnmatch
-from collections import Counter
-from dataclasses import dataclass
-
 from gaia_bench.api import BackboneCatalog, BackboneSpec
 from gaia_bench.errors import PluginError, UsageError
 from gaia_bench.registry import DISABLE_ONE, unknown_name
-
-
-@dataclass(frozen=True)
-class BackboneRow:
-    name: str
-    source: str
-    pretrained: bool
 
 
 class BackboneRegistry:
@@ -95,29 +84,3 @@ class BackboneRegistry:
         for catalog in self._catalogs.values():
             names.update(catalog.names())
         return sorted(names)
-
-    def rows(self, pattern: str | None = None, pretrained: bool = False, source: str | None = None) -> list[BackboneRow]:
-        """Every listed backbone; a name several providers share is listed qualified (``SOURCE:name``)
-        for each of them, as it must be written."""
-        rows: list[BackboneRow] = []
-        catalog_names = {c.source: list(c.names()) for c in self._catalogs.values()}
-        counts = Counter([*self._specs, *(n for names in catalog_names.values() for n in set(names))])
-
-        def keep(name: str) -> bool:
-            return pattern is None or fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")
-
-        def shown(where: str, name: str) -> str:
-            return name if counts[name] == 1 or self.resolves_to(name) == where else f"{where}:{name}"
-
-        for spec in self.single_specs():
-            has_weights = bool(spec.published_weights)
-            if keep(spec.name) and (source in (None, spec.source)) and (has_weights or not pretrained):
-                rows.append(BackboneRow(shown(spec.source, spec.name), spec.source, has_weights))
-        for catalog in self._catalogs.values():
-            if source not in (None, catalog.source):
-                continue
-            with_weights = set(catalog.pretrained_names())
-            for name in catalog_names[catalog.source]:
-                if keep(name) and (name in with_weights or not pretrained):
-                    rows.append(BackboneRow(shown(catalog.source, name), catalog.source, name in with_weights))
-        return rows
