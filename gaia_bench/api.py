@@ -550,6 +550,5 @@ class ReporterSpec:
 
     name: str  # what --format selects
     description: str  # what the format is, in one line
-    extension: str = ""  # file-name extension of ``render``'s text, e.g. "md" (for tools saving it)
     render: Callable[[list[dict]], str] | None = None  # None: it renders no result lists
     write_leaderboard: Callable[[Any, Path], list[Path]] | None = None  # None: `gaia-bench leaderboard` skips it

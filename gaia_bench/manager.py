@@ -79,8 +79,7 @@ class Registries:
 
     backbones: BackboneRegistry = field(default_factory=BackboneRegistry)
     inits: Registry[InitSpec] = field(default_factory=lambda: Registry("init", "gaia-bench inits"))
-    adaptations: Registry[AdaptationSpec] = field(default_factory=lambda: Registry("adaptation",
-                                                                                  "gaia-bench adaptations"))
+    adaptations: Registry[AdaptationSpec] = field(default_factory=lambda: Registry("adaptation", "gaia-bench adaptations"))
     tasks: Registry[TaskSpec] = field(default_factory=lambda: Registry("task", "gaia-bench tasks"))
     datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset", "gaia-bench datasets"))
     suites: Registry[SuiteSpec] = field(default_factory=lambda: Registry("suite", "gaia-bench datasets"))
@@ -105,12 +104,6 @@ class Registries:
                    f"'{name}' is neither a suite with an upstream pool nor an upstream pool")
         raise UsageError(problem, f"use a suite ({suites}) or a pool ({pools})")
 
-    def add(self, attr: str, item: Any, origin: str, dry_run: bool = False) -> None:
-        registry = getattr(self, attr)
-        if isinstance(registry, BackboneRegistry):
-            registry.add(item, origin, dry_run=dry_run)
-        else:
-            registry.add(item.name, item, origin, dry_run=dry_run)
 
 
 def _short_error(exc: BaseException) -> str:
@@ -179,8 +172,7 @@ class PluginHost:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in self.records or self._blocked(ep.name):
                 continue
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else "?"
-            version = ep.dist.version if ep.dist is not None else "?"
+            dist, version = (ep.dist.metadata["Name"], ep.dist.version) if ep.dist is not None else ("?", "?")
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001
@@ -218,15 +210,16 @@ class PluginHost:
                     impl(register=self._collector(collected, hook_name, kind, types, attr, record.name))
                 staged = Registries()
                 for _, attr, item in collected:  # check all (within the plugin and against others) first
-                    staged.add(attr, item, record.name)
-                    registries.add(attr, item, record.name, dry_run=True)
+                    getattr(staged, attr).add(item, record.name)
+                    getattr(registries, attr).add(item, record.name, dry_run=True)
                 for _, attr, item in collected:
-                    registries.add(attr, item, record.name)
+                    getattr(registries, attr).add(item, record.name)
             except Exception as exc:  # noqa: BLE001
                 record.error = f"registration failed: {_short_error(exc)}"
                 record.registered = []
                 continue
-            record.registered = [(kind, _item_name(item)) for kind, _, item in collected]
+            record.registered = [(kind, f"{item.source} (catalog)" if isinstance(item, BackboneCatalog) else item.name)
+                                 for kind, _, item in collected]
         return registries
 
     def commands(self, reserved: Collection[str] = ()) -> dict[str, Any]:
@@ -279,10 +272,6 @@ class PluginHost:
             collected.append((kind, attr, item))
 
         return register
-
-
-def _item_name(item: Any) -> str:
-    return f"{item.source} (catalog)" if isinstance(item, BackboneCatalog) else item.name
 
 
 _HOST: PluginHost | None = None
