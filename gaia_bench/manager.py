@@ -105,7 +105,6 @@ class Registries:
         raise UsageError(problem, f"use a suite ({suites}) or a pool ({pools})")
 
 
-
 def _short_error(exc: BaseException) -> str:
     if isinstance(exc, GaiaBenchError):
         return str(exc)
@@ -120,16 +119,13 @@ class PluginHost:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.records: dict[str, PluginRecord] = {}
-        self._order: list[str] = []
+        self.records: dict[str, PluginRecord] = {}  # in load order (a re-added name keeps its place)
 
     # ------------------------------------------------------------------ loading
     def add_plugin(self, plugin: object, name: str, distribution: str, version: str, builtin: bool = False) -> PluginRecord:
         """Register one plugin object (module or instance); a failure marks it broken."""
         record = PluginRecord(name, distribution, version, builtin)
         self.records[name] = record
-        if name not in self._order:
-            self._order.append(name)
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()
@@ -143,8 +139,6 @@ class PluginHost:
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
         self.records.pop(name, None)
-        if name in self._order:
-            self._order.remove(name)
 
     def load_builtins(self) -> None:
         from gaia_bench import __version__
@@ -164,7 +158,6 @@ class PluginHost:
         for _, name, module in sorted(found, key=lambda f: f[0]):
             if isinstance(module, Exception):
                 self.records[name] = PluginRecord(name, "gaia-bench", __version__, True, _short_error(module))
-                self._order.append(name)
             else:
                 self.add_plugin(module, name, "gaia-bench", __version__, builtin=True)
 
@@ -177,7 +170,6 @@ class PluginHost:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001
                 self.records[ep.name] = PluginRecord(ep.name, dist, version, False, f"import failed: {_short_error(exc)}")
-                self._order.append(ep.name)
                 continue
             self.add_plugin(plugin, ep.name, dist, version)
 
@@ -187,7 +179,7 @@ class PluginHost:
 
     # ------------------------------------------------------------------ registries
     def plugins(self) -> list[PluginRecord]:
-        return [self.records[n] for n in self._order if n in self.records]
+        return list(self.records.values())
 
     def registries(self) -> Registries:
         """Call every plugin's register hooks, one plugin at a time, in load order.
