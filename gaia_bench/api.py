@@ -114,8 +114,7 @@ class InitSpec:
     ``weights_id(spec, ctx)`` names the exact weights that ``initialize(spec, ctx)`` loads (a
     content hash for files, a cache key for a pretraining checkpoint) without building the model:
     it keys the feature cache and the job id, and raises MissingWeightsError early. Both must give
-    the same answer for the same spec and :class:`InitContext`.
-    """
+    the same answer for the same spec and :class:`InitContext`."""
 
     name: str  # what --init selects; part of the job id
     description: str  # one line for `gaia-bench inits`
@@ -405,8 +404,7 @@ class DatasetSpec:
 
     ``load(root, split)`` reads a split; ``prepare(root)`` materializes or lays out the files
     (None when only manual steps exist, then ``prepare_hint`` says them); ``verify(root)`` returns
-    one line per problem, each naming the fix (empty list = all good).
-    """
+    one line per problem, each naming the fix (empty list = all good)."""
 
     name: str  # what --dataset and suites name; part of the job id
     task: str  # the name of its task type (a registered :class:`TaskSpec`)
@@ -500,8 +498,7 @@ class ExecutionOptions:
     that rebuilds the plugins and the session where it is called, re-plans that one job (checking
     that it gets the same job id), runs it, writes its record as a file under ``work_dir`` and
     returns it. ``cell_failed(job, error, extra)`` builds the failed record of a job whose process
-    died without one (``extra`` is merged into it, e.g. ``{"log": path}``).
-    """
+    died without one (``extra`` is merged into it, e.g. ``{"log": path}``)."""
 
     max_parallel: int = 1  # jobs running at once (--max-parallel)
     values: Mapping[str, Any] = field(default_factory=dict)  # executor-specific options given, by name

@@ -12,8 +12,7 @@ class BackboneRegistry:
     the plugins' load order or the files on disk. A name several providers share goes to the one
     that declares the highest ``precedence`` (timm's catalog declares itself the default zoo, so
     ``resnet50`` is ``timm:resnet50``); a tie is an error listing ``SOURCE:name`` for each.
-    ``SOURCE:name`` always picks one explicitly.
-    """
+    ``SOURCE:name`` always picks one explicitly."""
 
     kind = "backbone"
     list_command = "gaia-bench models"

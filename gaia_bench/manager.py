@@ -4,8 +4,9 @@ Built-in plugins are ordinary modules of ``@hookimpl`` functions found under ``B
 loaded in the order each declares with ``PLUGIN_ORDER`` (lower first: the order `gaia-bench
 plugins`, the backbone zoos and the plugins' commands are listed in); third-party ones come from
 the ``gaia_bench`` entry-point group. Both go through :meth:`PluginHost.add_plugin`, which calls
-``PluginManager.register`` and ``check_pending`` (so a typo'd hook name is rejected). A plugin that fails to import, validate or register is recorded as
-broken with its error, and everything else keeps working.
+``PluginManager.register`` and ``check_pending`` (so a typo'd hook name is rejected). A plugin
+that fails to import, validate or register is recorded as broken with its error, and everything
+else keeps working.
 
 Environment:
   GAIA_BENCH_DISABLE_PLUGINS=a,b   never load these plugins (by entry-point or module name)
@@ -185,8 +186,7 @@ class PluginHost:
         """Call every plugin's register hooks, one plugin at a time, in load order.
 
         A plugin whose hook raises, registers a wrong type or a duplicate name is marked broken
-        and none of its registrations are kept.
-        """
+        and none of its registrations are kept."""
         registries = Registries()
         for record in self.plugins():
             if not record.ok:
