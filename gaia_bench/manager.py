@@ -191,7 +191,6 @@ class PluginHost:
         for record in self.plugins():
             if not record.ok:
                 continue
-            record.registered = []
             plugin = self.pm.get_plugin(record.name)
             collected: list[tuple[str, str, Any]] = []  # (kind, Registries attribute, item)
             try:
