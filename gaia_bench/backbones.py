@@ -46,9 +46,8 @@ class BackboneRegistry:
             if spec is not None:
                 return spec
             raise unknown_name(f"{source} backbone", bare, self._catalogs[source].names(), self.list_command)
-        singles = [s for s in self._specs.values() if sep and (s.source, s.name) == (source, bare)]
-        if singles:
-            return singles[0]
+        if sep and (spec := self._specs.get(bare)) is not None and spec.source == source:
+            return spec
         found = self._winners(name)
         if len(found) == 1:
             return found[0][1]
@@ -72,14 +71,7 @@ class BackboneRegistry:
     def providers(self, name: str) -> list[tuple[str, BackboneSpec]]:
         """(source, spec) of every single spec and catalog that has ``name``, in registration order."""
         found = [(spec.source, spec)] if (spec := self._specs.get(name)) is not None else []
-        for catalog in self._catalogs.values():
-            spec = catalog.get(name)
-            if spec is not None:
-                found.append((catalog.source, spec))
-        return found
+        return found + [(c.source, spec) for c in self._catalogs.values() if (spec := c.get(name)) is not None]
 
     def all_names(self) -> list[str]:
-        names = set(self._specs)
-        for catalog in self._catalogs.values():
-            names.update(catalog.names())
-        return sorted(names)
+        return sorted({*self._specs, *(name for catalog in self._catalogs.values() for name in catalog.names())})
