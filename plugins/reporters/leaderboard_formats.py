@@ -22,6 +22,8 @@ from gaia_bench.plugins.reporters.lib.tables import (
 )
 from gaia_bench.store import export_records
 
+PLUGIN_ORDER = 610
+
 PLOTS = ("data_efficiency.png", "speed_accuracy.png")
 OUTPUTS = ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "leaderboard.json", "results.json", "main.csv",
            "error_rate_reduction.csv", "data_efficiency.csv", "speed_accuracy.csv", "references.csv", *PLOTS)
