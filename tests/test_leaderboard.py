@@ -610,6 +610,12 @@ def test_several_seeds_take_the_bootstrap_over_seeds_and_items_of_the_stored_pre
     assert agreement["resamples"] > 0 and agreement["ci_low"] <= agreement["tau"] <= agreement["ci_high"]
     lt = csv_rows(tmp_path / "out" / "long_tail.csv")
     assert {r["init"] for r in lt} == {"random", "scratch"} and all(r["n_seeds"] == "2" for r in lt)
+    # the init's pretraining is in the record (scratch trains nothing), and a frozen scratch row is flagged
+    with ResultsStore(predicted) as s:
+        scratch = s.query(init="scratch")[0]
+    assert scratch["pretraining"] == {"pool": "mini-upstream@1", "hyperparams": {"seed": 0}} and "pretraining" not in records[0]
+    flags = {r["init"]: (r["weights"], r["flag"]) for r in csv_rows(tmp_path / "out" / "main.csv")}
+    assert flags == {"random": ("random", ""), "scratch": ("random", "†")}
 
 
 @pytest.mark.slow

@@ -180,7 +180,7 @@ def leaderboard(
         profiles=profiles, shots=parse_shot(shots).label if shots else None, baseline=baseline, title=title,
         interval=interval, draws=draws,
     )
-    board.prediction_files = draws.files(board.records)
+    board.prediction_files, board.prediction_problems = draws.files(board.records), dict(draws.problems)
     out_dir = out or Path("leaderboards") / suite
     board.rebuild = _rebuild_command(out_dir, suite, board.shots, baseline, title, interval)
     writers = [r for _, r in get_registries().reporters.items() if r.write_leaderboard is not None]

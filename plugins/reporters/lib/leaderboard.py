@@ -548,8 +548,9 @@ class Leaderboard:
     interval: str = "ci"
     long_tail: Any = None  # :class:`.long_tail.LongTail` of the measured main table
     efficiency_analysis: Any = None  # :class:`.efficiency.EfficiencyAnalysis`
-    prediction_problems: dict[str, str] = field(default_factory=dict)  # job id -> why its predictions went unused
-    prediction_files: dict[str, Path] = field(default_factory=dict)  # job id -> the predictions its intervals used
+    # set by the command from its StoredDraws: job id -> why its predictions went unused / the file its draws came from
+    prediction_problems: dict[str, str] = field(default_factory=dict)
+    prediction_files: dict[str, Path] = field(default_factory=dict)
 
 
 def _pick_baseline(inits: list[str], requested: str | None) -> str | None:
@@ -621,7 +622,7 @@ def build_leaderboard(
     speed = speed_accuracy(mine.table, profiles) if mine else None
     used_profiles = list({id(r.profile): r.profile for r in speed.rows if r.profile}.values()) if speed else []
     draws_of = draws or no_draws
-    if prepare := getattr(draws_of, "prepare", None):
+    if prepare := getattr(draws_of, "prepare", None):  # StoredDraws: every record's draws in one pass
         prepare(measured)
     if mine:
         annotate_table(mine.table, draws_of, mine.err)
@@ -643,5 +644,4 @@ def build_leaderboard(
         interval=interval,
         long_tail=long_tail(mine.table) if mine else None,
         efficiency_analysis=analyse(efficiency, mine.baseline if mine else None),
-        prediction_problems=dict(getattr(draws_of, "problems", {})),
     )

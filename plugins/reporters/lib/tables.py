@@ -175,7 +175,7 @@ def mark_notes(cells: list[Cell]) -> list[str]:
 
 
 def main_grid(section: Section, grid_id: str, interval: str = "ci", reference: bool = False) -> Grid:
-    from gaia_bench.plugins.reporters.lib.provenance import FLAG, FLAG_NOTE, KIND_NOTE, row_origin
+    from gaia_bench.plugins.reporters.lib.provenance import FLAG_NOTE, KIND_NOTE, row_origin
 
     table: MainTable = section.table
     columns = ([GridColumn("reference", "reference")] if reference else []) + _key_columns("model", "init", "adaptation")
