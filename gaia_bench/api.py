@@ -19,10 +19,8 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- backbones & inits
 @dataclass(frozen=True)
 class WeightsRef:
-    """Published weights that an init can load, found only on local disk (never downloaded).
-
-    ``locate()`` returns the local file or None; the other fields make the "missing" message exact.
-    """
+    """Published weights that an init can load, found only on local disk (never downloaded); the
+    fields besides ``locate`` make the "missing" message exact."""
 
     tag: str  # the official tag, e.g. "resnet50.a1_in1k" or "ResNet50_Weights.IMAGENET1K_V2"
     locate: Callable[[], Path | None]  # the local file, or None: never downloads
@@ -64,9 +62,7 @@ class BackboneSpec:
 @dataclass(frozen=True)
 class BackboneCatalog:
     """A whole model zoo registered lazily: names are enumerated (and the zoo imported) only
-    when a backbone is looked up or listed. A name is looked up in every catalog: one that two
-    catalogs have is ambiguous, an error listing ``SOURCE:name`` for each; ``SOURCE:name`` picks a
-    catalog explicitly. ``get`` returns None for a name the zoo does not have."""
+    when a backbone is looked up or listed; ``SOURCE:name`` picks a catalog explicitly."""
 
     source: str  # the zoo's name: what ``SOURCE:name`` and `gaia-bench models --source` select
     description: str  # what the zoo is, in one line
@@ -115,13 +111,10 @@ class Initialize(Protocol):
 class InitSpec:
     """An initialization of a backbone: published weights, or a pretraining method of its own.
 
-    ``initialize(spec, ctx)`` (:class:`Initialize`) returns the backbone with the init's weights;
-    ``weights_id(spec, ctx)`` names those exact weights (a content hash for files, a cache key for
-    a pretraining checkpoint) without building the model: it keys the feature cache and the job
-    id, and raises MissingWeightsError early. ``ctx`` is the job's :class:`InitContext` (pool,
-    hyper-parameters, data root, progress); both callables must give the same answer for the same
-    spec and context.
-    """
+    ``weights_id(spec, ctx)`` names the exact weights that ``initialize(spec, ctx)`` loads (a
+    content hash for files, a cache key for a pretraining checkpoint) without building the model:
+    it keys the feature cache and the job id, and raises MissingWeightsError early. Both must give
+    the same answer for the same spec and :class:`InitContext`."""
 
     name: str  # what --init selects; part of the job id
     description: str  # one line for `gaia-bench inits`
@@ -448,8 +441,7 @@ class DatasetSpec:
 
     ``load(root, split)`` reads a split; ``prepare(root)`` materializes or lays out the files
     (None when only manual steps exist, then ``prepare_hint`` says them); ``verify(root)`` returns
-    one line per problem, each naming the fix (empty list = all good).
-    """
+    one line per problem, each naming the fix (empty list = all good)."""
 
     name: str  # what --dataset and suites name; part of the job id
     task: str  # the name of its task type (a registered :class:`TaskSpec`)
@@ -548,8 +540,7 @@ class ExecutionOptions:
     that rebuilds the plugins and the session where it is called, re-plans that one job (checking
     that it gets the same job id), runs it, writes its record as a file under ``work_dir`` and
     returns it. ``cell_failed(job, error, extra)`` builds the failed record of a job whose process
-    died without one (``extra`` is merged into it, e.g. ``{"log": path}``).
-    """
+    died without one (``extra`` is merged into it, e.g. ``{"log": path}``)."""
 
     max_parallel: int = 1  # jobs running at once (--max-parallel)
     values: Mapping[str, Any] = field(default_factory=dict)  # executor-specific options given, by name
@@ -592,6 +583,5 @@ class ReporterSpec:
 
     name: str  # what --format selects
     description: str  # what the format is, in one line
-    extension: str = ""  # file-name extension of ``render``'s text, e.g. "md" (for tools saving it)
     render: Callable[[list[dict]], str] | None = None  # None: it renders no result lists
     write_leaderboard: Callable[[Any, Path], list[Path]] | None = None  # None: `gaia-bench leaderboard` skips it

@@ -15,8 +15,7 @@ class Backbone(nn.Module):
 
     ``forward(x)`` returns pooled features ``[B, num_features]``; ``pyramid(x)`` returns feature
     maps from fine to coarse with ``pyramid_channels`` / ``pyramid_reductions``, or raises a clear
-    error when the architecture cannot give one.
-    """
+    error when the architecture cannot give one."""
 
     def __init__(self, trunk: nn.Module, num_features: int, *, name: str,
                  pool: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import fnmatch
-from collections import Counter
-from dataclasses import dataclass
-
 from gaia_bench.api import BackboneCatalog, BackboneSpec
 from gaia_bench.errors import PluginError, UsageError
 from gaia_bench.registry import DISABLE_ONE, unknown_name
-
-
-@dataclass(frozen=True)
-class BackboneRow:
-    name: str
-    source: str
-    pretrained: bool
 
 
 class BackboneRegistry:
@@ -23,8 +12,7 @@ class BackboneRegistry:
     the plugins' load order or the files on disk. A name several providers share goes to the one
     that declares the highest ``precedence`` (timm's catalog declares itself the default zoo, so
     ``resnet50`` is ``timm:resnet50``); a tie is an error listing ``SOURCE:name`` for each.
-    ``SOURCE:name`` always picks one explicitly.
-    """
+    ``SOURCE:name`` always picks one explicitly."""
 
     kind = "backbone"
     list_command = "gaia-bench models"
@@ -58,9 +46,8 @@ class BackboneRegistry:
             if spec is not None:
                 return spec
             raise unknown_name(f"{source} backbone", bare, self._catalogs[source].names(), self.list_command)
-        singles = [s for s in self._specs.values() if sep and (s.source, s.name) == (source, bare)]
-        if singles:
-            return singles[0]
+        if sep and (spec := self._specs.get(bare)) is not None and spec.source == source:
+            return spec
         found = self._winners(name)
         if len(found) == 1:
             return found[0][1]
@@ -84,40 +71,7 @@ class BackboneRegistry:
     def providers(self, name: str) -> list[tuple[str, BackboneSpec]]:
         """(source, spec) of every single spec and catalog that has ``name``, in registration order."""
         found = [(spec.source, spec)] if (spec := self._specs.get(name)) is not None else []
-        for catalog in self._catalogs.values():
-            spec = catalog.get(name)
-            if spec is not None:
-                found.append((catalog.source, spec))
-        return found
+        return found + [(c.source, spec) for c in self._catalogs.values() if (spec := c.get(name)) is not None]
 
     def all_names(self) -> list[str]:
-        names = set(self._specs)
-        for catalog in self._catalogs.values():
-            names.update(catalog.names())
-        return sorted(names)
-
-    def rows(self, pattern: str | None = None, pretrained: bool = False, source: str | None = None) -> list[BackboneRow]:
-        """Every listed backbone; a name several providers share is listed qualified (``SOURCE:name``)
-        for each of them, as it must be written."""
-        rows: list[BackboneRow] = []
-        catalog_names = {c.source: list(c.names()) for c in self._catalogs.values()}
-        counts = Counter([*self._specs, *(n for names in catalog_names.values() for n in set(names))])
-
-        def keep(name: str) -> bool:
-            return pattern is None or fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")
-
-        def shown(where: str, name: str) -> str:
-            return name if counts[name] == 1 or self.resolves_to(name) == where else f"{where}:{name}"
-
-        for spec in self.single_specs():
-            has_weights = bool(spec.published_weights)
-            if keep(spec.name) and (source in (None, spec.source)) and (has_weights or not pretrained):
-                rows.append(BackboneRow(shown(spec.source, spec.name), spec.source, has_weights))
-        for catalog in self._catalogs.values():
-            if source not in (None, catalog.source):
-                continue
-            with_weights = set(catalog.pretrained_names())
-            for name in catalog_names[catalog.source]:
-                if keep(name) and (name in with_weights or not pretrained):
-                    rows.append(BackboneRow(shown(catalog.source, name), catalog.source, name in with_weights))
-        return rows
+        return sorted({*self._specs, *(name for catalog in self._catalogs.values() for name in catalog.names())})

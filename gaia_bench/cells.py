@@ -62,7 +62,7 @@ def failure_record(config: JobConfig, error: str, extra: Mapping[str, Any] | Non
     return {**record_header(config, job), "status": "failed", "error": error, "finished_at": now(), **(extra or {})}
 
 
-_SESSIONS: dict[tuple, Any] = {}  # one per process and settings: a pool worker reuses loaded data
+_SESSIONS: dict[str, Any] = {}  # one per process and settings: a pool worker reuses loaded data
 
 
 def _session(settings: SessionSettings) -> Any:
@@ -70,9 +70,7 @@ def _session(settings: SessionSettings) -> Any:
     from gaia_bench.features import FeatureCache
     from gaia_bench.runner import Session
 
-    key = (settings.data_root, settings.device, settings.batch_size, settings.workers, settings.feature_cache,
-           tuple(sorted(settings.plugin_versions.items())), settings.on_bad_sample,
-           settings.processes_per_job, settings.predictions_dir, settings.resamples)
+    key = repr(settings)  # the settings hold dicts: not hashable themselves
     if key not in _SESSIONS:
         _SESSIONS.clear()  # free the previous one's data and backbone
         _SESSIONS[key] = Session(

@@ -6,8 +6,7 @@ from __future__ import annotations
 class GaiaBenchError(Exception):
     """Base class: ``message`` says what is wrong, ``hint`` says how to fix it.
 
-    ``exit_code`` is what the CLI exits with: 2 for bad input (usage), 1 for a failure at run time.
-    """
+    ``exit_code`` is what the CLI exits with: 2 for bad input (usage), 1 for a failure at run time."""
 
     exit_code = 1
 

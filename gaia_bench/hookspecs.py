@@ -40,24 +40,21 @@ def register_backbones(register: Callable[[BackboneSpec | BackboneCatalog], None
     """Register backbones: a single :class:`BackboneSpec`, or a lazy :class:`BackboneCatalog`
     that names a whole model zoo (timm, torchvision) without importing it.
 
-    :param register: call ``register(spec_or_catalog)`` once per backbone or catalog.
-    """
+    :param register: call ``register(spec_or_catalog)`` once per backbone or catalog."""
 
 
 @hookspec
 def register_inits(register: Callable[[InitSpec], None]) -> None:
     """Register initializations (pretraining methods): ``random``, ``imagenet``, ``gaia``, ...
 
-    :param register: call ``register(InitSpec(...))``.
-    """
+    :param register: call ``register(InitSpec(...))``."""
 
 
 @hookspec
 def register_adaptations(register: Callable[[AdaptationSpec], None]) -> None:
     """Register adaptation methods (``linear-probe``, ``finetune``, ...).
 
-    :param register: call ``register(AdaptationSpec(...))``.
-    """
+    :param register: call ``register(AdaptationSpec(...))``."""
 
 
 @hookspec
@@ -66,8 +63,7 @@ def register_tasks(register: Callable[[TaskSpec], None]) -> None:
     ``evaluate`` (the official scoring, one signature for every task) and the head hooks that
     adaptations call instead of knowing the task. A dataset names its task type.
 
-    :param register: call ``register(TaskSpec(...))``.
-    """
+    :param register: call ``register(TaskSpec(...))``."""
 
 
 @hookspec
@@ -75,24 +71,21 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register datasets: task type, splits, a reader of the official on-disk layout,
     ``prepare`` and ``verify``.
 
-    :param register: call ``register(DatasetSpec(...))``.
-    """
+    :param register: call ``register(DatasetSpec(...))``."""
 
 
 @hookspec
 def register_suites(register: Callable[[SuiteSpec], None]) -> None:
     """Register named suites (lists of datasets run together, e.g. ``mini``, ``gvb``).
 
-    :param register: call ``register(SuiteSpec(...))``.
-    """
+    :param register: call ``register(SuiteSpec(...))``."""
 
 
 @hookspec
 def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
     """Register executors that run planned jobs (``local``, ``submitit``, ...).
 
-    :param register: call ``register(ExecutorSpec(...))``.
-    """
+    :param register: call ``register(ExecutorSpec(...))``."""
 
 
 @hookspec
@@ -100,8 +93,7 @@ def register_reporters(register: Callable[[ReporterSpec], None]) -> None:
     """Register output formats for stored results (markdown, csv, json, ...): ``render`` serves
     ``gaia-bench results --format NAME``, ``write_leaderboard`` serves ``gaia-bench leaderboard``.
 
-    :param register: call ``register(ReporterSpec(...))``.
-    """
+    :param register: call ``register(ReporterSpec(...))``."""
 
 
 @hookspec
@@ -116,5 +108,4 @@ def register_commands(cli: typer.Typer) -> None:
     adds a name the core or another plugin already uses, is shown as broken by ``gaia-bench
     plugins``, none of its commands is added, and every other command keeps working.
 
-    :param cli: the :class:`typer.Typer` to add commands to.
-    """
+    :param cli: the :class:`typer.Typer` to add commands to."""

@@ -4,26 +4,12 @@ hyper-parameters (``--init-hp KEY=VALUE``, applied to every planned init that ha
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 from gaia_bench.api import DatasetSpec, InitSpec
 from gaia_bench.errors import UsageError
 
 DEFAULT_SUITE = "mini"
-
-
-def split_pairs(values: Sequence[str]) -> list[str]:
-    """Repeated and comma-separated ``KEY=VALUE`` options, one pair each (commas inside [] kept):
-    ``["steps=20,image_size=32"]`` -> ``["steps=20", "image_size=32"]``."""
-    return [p.strip() for value in values for p in re.split(r",(?![^\[]*\])", value) if p.strip()]
-
-
-def parse_init_hp(values: Sequence[str]) -> dict[str, Any]:
-    """``--init-hp`` values (repeated, comma-separated ``KEY=VALUE``; VALUE read as JSON) to a dict."""
-    from gaia_bench.overrides import parse_overrides
-
-    return parse_overrides(split_pairs(values), "--init-hp", "steps=400,image_size=64")
 
 
 def upstream_pool(registries: Any, upstream: str | None, suite: str | None) -> DatasetSpec | None:

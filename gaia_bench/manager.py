@@ -1,10 +1,12 @@
 """Plugin discovery and loading.
 
-Built-in plugins are ordinary modules of ``@hookimpl`` functions listed in ``BUILTIN_PLUGINS``;
-third-party ones come from the ``gaia_bench`` entry-point group. Both go through
-:meth:`PluginHost.add_plugin`, which calls ``PluginManager.register`` and ``check_pending`` (so a
-typo'd hook name is rejected). A plugin that fails to import, validate or register is recorded as
-broken with its error, and everything else keeps working.
+Built-in plugins are ordinary modules of ``@hookimpl`` functions found under ``BUILTIN_PACKAGES``,
+loaded in the order each declares with ``PLUGIN_ORDER`` (lower first: the order `gaia-bench
+plugins`, the backbone zoos and the plugins' commands are listed in); third-party ones come from
+the ``gaia_bench`` entry-point group. Both go through :meth:`PluginHost.add_plugin`, which calls
+``PluginManager.register`` and ``check_pending`` (so a typo'd hook name is rejected). A plugin
+that fails to import, validate or register is recorded as broken with its error, and everything
+else keeps working.
 
 Environment:
   GAIA_BENCH_DISABLE_PLUGINS=a,b   never load these plugins (by entry-point or module name)
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import math
 import os
+import pkgutil
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection
@@ -31,51 +35,9 @@ from gaia_bench.registry import DISABLE_ONE, Registry
 
 ENTRY_POINT_GROUP = "gaia_bench"
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "gaia_bench.plugins.backbones.timm_backbones",
-    "gaia_bench.plugins.backbones.gaia_checkpoints",  # resnet50.<GV-B release>
-    "gaia_bench.plugins.backbones.torchvision_backbones",
-    "gaia_bench.plugins.backbones.open_clip_backbones",  # RN50, ViT-B-32, ...
-    "gaia_bench.plugins.backbones.transformers_backbones",  # Hub repo ids (facebook/dinov2-small) and the dinov2 init
-    "gaia_bench.plugins.inits.inits",
-    "gaia_bench.plugins.inits.pretrain_imagenet",  # the pretraining-method inits, listed in this order
-    "gaia_bench.plugins.inits.pretrain_gaia",
-    "gaia_bench.plugins.inits.pretrain_clip",
-    "gaia_bench.plugins.inits.pretrain_scratch",
-    "gaia_bench.plugins.adaptations.linear_probe",
-    "gaia_bench.plugins.adaptations.knn",
-    "gaia_bench.plugins.adaptations.ridge",
-    "gaia_bench.plugins.adaptations.finetune",
-    "gaia_bench.plugins.adaptations.tsds.tsds",
-    "gaia_bench.plugins.adaptations.vqgan.mf",
-    "gaia_bench.plugins.adaptations.vqgan.vqgan_replay",
-    "gaia_bench.plugins.inits.pretrain_command",  # `gaia-bench pretrain`
-    "gaia_bench.plugins.adaptations.vqgan.vqgan_command",  # `gaia-bench vqgan`
-    "gaia_bench.plugins.adaptations.tsds.tsds_command",  # `gaia-bench tsds`
-    "gaia_bench.plugins.executors.local_executor",
-    "gaia_bench.plugins.executors.submitit_executor",
-    "gaia_bench.plugins.reporters.reporters",
-    "gaia_bench.plugins.reporters.leaderboard_formats",
-    "gaia_bench.plugins.reporters.leaderboard_command",  # `gaia-bench leaderboard`
-    "gaia_bench.plugins.reporters.profile_command",  # `gaia-bench profile`
-    "gaia_bench.plugins.reporters.compare_command",  # `gaia-bench compare`
-    "gaia_bench.tasks.types.classification",
-    "gaia_bench.tasks.types.detection",
-    "gaia_bench.tasks.types.segmentation",
-    "gaia_bench.tasks.types.depth",
-    "gaia_bench.tasks.datasets.digits",
-    "gaia_bench.tasks.datasets.fashion_mnist",
-    "gaia_bench.tasks.datasets.lfw_faces",
-    "gaia_bench.tasks.datasets.textures",
-    "gaia_bench.tasks.datasets.upstream_pool",
-    "gaia_bench.tasks.datasets.mini_dense",
-    "gaia_bench.tasks.datasets.gvb_classification",
-    "gaia_bench.tasks.datasets.gvb_voc",  # GV-B's dense datasets: voc_det, voc_seg
-    "gaia_bench.tasks.datasets.gvb_widerface",
-    "gaia_bench.tasks.datasets.gvb_citypersons",
-    "gaia_bench.tasks.datasets.gvb_depth",  # kitti, nyuv2
-    "gaia_bench.tasks.datasets.suites",
-)
+# Built-in plugins: every module of these packages outside a ``lib`` package (a library, which
+# registers nothing: tests/test_architecture.py holds the tree to that).
+BUILTIN_PACKAGES = ("gaia_bench.plugins", "gaia_bench.tasks")
 
 # hook name -> (kind shown to users, accepted types, Registries attribute)
 HOOK_KINDS: dict[str, tuple[str, tuple[type, ...], str]] = {
@@ -118,8 +80,7 @@ class Registries:
 
     backbones: BackboneRegistry = field(default_factory=BackboneRegistry)
     inits: Registry[InitSpec] = field(default_factory=lambda: Registry("init", "gaia-bench inits"))
-    adaptations: Registry[AdaptationSpec] = field(default_factory=lambda: Registry("adaptation",
-                                                                                  "gaia-bench adaptations"))
+    adaptations: Registry[AdaptationSpec] = field(default_factory=lambda: Registry("adaptation", "gaia-bench adaptations"))
     tasks: Registry[TaskSpec] = field(default_factory=lambda: Registry("task", "gaia-bench tasks"))
     datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset", "gaia-bench datasets"))
     suites: Registry[SuiteSpec] = field(default_factory=lambda: Registry("suite", "gaia-bench datasets"))
@@ -144,13 +105,6 @@ class Registries:
                    f"'{name}' is neither a suite with an upstream pool nor an upstream pool")
         raise UsageError(problem, f"use a suite ({suites}) or a pool ({pools})")
 
-    def add(self, attr: str, item: Any, origin: str, dry_run: bool = False) -> None:
-        registry = getattr(self, attr)
-        if isinstance(registry, BackboneRegistry):
-            registry.add(item, origin, dry_run=dry_run)
-        else:
-            registry.add(item.name, item, origin, dry_run=dry_run)
-
 
 def _short_error(exc: BaseException) -> str:
     if isinstance(exc, GaiaBenchError):
@@ -166,16 +120,13 @@ class PluginHost:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.records: dict[str, PluginRecord] = {}
-        self._order: list[str] = []
+        self.records: dict[str, PluginRecord] = {}  # in load order (a re-added name keeps its place)
 
     # ------------------------------------------------------------------ loading
     def add_plugin(self, plugin: object, name: str, distribution: str, version: str, builtin: bool = False) -> PluginRecord:
         """Register one plugin object (module or instance); a failure marks it broken."""
         record = PluginRecord(name, distribution, version, builtin)
         self.records[name] = record
-        if name not in self._order:
-            self._order.append(name)
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()
@@ -189,34 +140,37 @@ class PluginHost:
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
         self.records.pop(name, None)
-        if name in self._order:
-            self._order.remove(name)
 
     def load_builtins(self) -> None:
         from gaia_bench import __version__
 
-        for modname in BUILTIN_PLUGINS:
-            if modname in self.records or self._blocked(modname):
-                continue
-            try:
-                module = importlib.import_module(modname)
-            except Exception as exc:  # noqa: BLE001
-                self.records[modname] = PluginRecord(modname, "gaia-bench", __version__, True, _short_error(exc))
-                self._order.append(modname)
-                continue
-            self.add_plugin(module, modname, "gaia-bench", __version__, builtin=True)
+        found: list[tuple[float, str, Any]] = []  # (declared order, module name, module or its import error)
+        for package in BUILTIN_PACKAGES:
+            for info in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
+                name = info.name
+                if info.ispkg or "lib" in name.split(".") or name in self.records or self._blocked(name):
+                    continue
+                try:
+                    module = importlib.import_module(name)
+                except Exception as exc:  # noqa: BLE001
+                    found.append((math.inf, name, exc))
+                else:
+                    found.append((getattr(module, "PLUGIN_ORDER", math.inf), name, module))
+        for _, name, module in sorted(found, key=lambda f: f[0]):
+            if isinstance(module, Exception):
+                self.records[name] = PluginRecord(name, "gaia-bench", __version__, True, _short_error(module))
+            else:
+                self.add_plugin(module, name, "gaia-bench", __version__, builtin=True)
 
     def load_entrypoints(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in self.records or self._blocked(ep.name):
                 continue
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else "?"
-            version = ep.dist.version if ep.dist is not None else "?"
+            dist, version = (ep.dist.metadata["Name"], ep.dist.version) if ep.dist is not None else ("?", "?")
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001
                 self.records[ep.name] = PluginRecord(ep.name, dist, version, False, f"import failed: {_short_error(exc)}")
-                self._order.append(ep.name)
                 continue
             self.add_plugin(plugin, ep.name, dist, version)
 
@@ -226,19 +180,17 @@ class PluginHost:
 
     # ------------------------------------------------------------------ registries
     def plugins(self) -> list[PluginRecord]:
-        return [self.records[n] for n in self._order if n in self.records]
+        return list(self.records.values())
 
     def registries(self) -> Registries:
         """Call every plugin's register hooks, one plugin at a time, in load order.
 
         A plugin whose hook raises, registers a wrong type or a duplicate name is marked broken
-        and none of its registrations are kept.
-        """
+        and none of its registrations are kept."""
         registries = Registries()
         for record in self.plugins():
             if not record.ok:
                 continue
-            record.registered = []
             plugin = self.pm.get_plugin(record.name)
             collected: list[tuple[str, str, Any]] = []  # (kind, Registries attribute, item)
             try:
@@ -249,15 +201,16 @@ class PluginHost:
                     impl(register=self._collector(collected, hook_name, kind, types, attr, record.name))
                 staged = Registries()
                 for _, attr, item in collected:  # check all (within the plugin and against others) first
-                    staged.add(attr, item, record.name)
-                    registries.add(attr, item, record.name, dry_run=True)
+                    getattr(staged, attr).add(item, record.name)
+                    getattr(registries, attr).add(item, record.name, dry_run=True)
                 for _, attr, item in collected:
-                    registries.add(attr, item, record.name)
+                    getattr(registries, attr).add(item, record.name)
             except Exception as exc:  # noqa: BLE001
                 record.error = f"registration failed: {_short_error(exc)}"
                 record.registered = []
                 continue
-            record.registered = [(kind, _item_name(item)) for kind, _, item in collected]
+            record.registered = [(kind, f"{item.source} (catalog)" if isinstance(item, BackboneCatalog) else item.name)
+                                 for kind, _, item in collected]
         return registries
 
     def commands(self, reserved: Collection[str] = ()) -> dict[str, Any]:
@@ -310,10 +263,6 @@ class PluginHost:
             collected.append((kind, attr, item))
 
         return register
-
-
-def _item_name(item: Any) -> str:
-    return f"{item.source} (catalog)" if isinstance(item, BackboneCatalog) else item.name
 
 
 _HOST: PluginHost | None = None

@@ -11,16 +11,12 @@ T = TypeVar("T")
 DISABLE_ONE = "uninstall or disable one of the two plugins (GAIA_BENCH_DISABLE_PLUGINS=name)"  # the fix for a duplicate
 
 
-def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Closest registered names to a mistyped one (case-insensitive)."""
-    pool = {c.lower(): c for c in candidates}
-    return [pool[m] for m in difflib.get_close_matches(name.lower(), list(pool), n=n, cutoff=0.6)]
-
-
 def unknown_name(kind: str, name: str, candidates: Iterable[str], list_command: str) -> UnknownNameError:
+    """The error for a name nobody registered: the closest registered names (case-insensitive), else
+    every name when there are few, else the command that lists them."""
     candidates = list(candidates)
-    close = suggest(name, candidates)
-    if close:
+    pool = {c.lower(): c for c in candidates}
+    if close := [pool[m] for m in difflib.get_close_matches(name.lower(), list(pool), n=3, cutoff=0.6)]:
         hint = "did you mean " + " or ".join(f"'{c}'" for c in close) + f"? See `{list_command}`"
     elif len(candidates) <= 12:
         hint = "valid: " + ", ".join(sorted(candidates))
@@ -38,8 +34,9 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._origin: dict[str, str] = {}
 
-    def add(self, name: str, item: T, origin: str, dry_run: bool = False) -> None:
-        """Add ``item``; with ``dry_run`` only check that it could be added."""
+    def add(self, item: T, origin: str, dry_run: bool = False) -> None:
+        """Add ``item`` under its ``name``; with ``dry_run`` only check that it could be added."""
+        name = getattr(item, "name", None)
         if not name or not isinstance(name, str):
             raise PluginError(f"{origin} registered a {self.kind} without a name")
         if name in self._items:

@@ -173,8 +173,7 @@ class SubsetStats:
 def subset_stats(label_sets: Sequence[Iterable[int]], num_classes: int | None = None) -> SubsetStats:
     """Counts per class (a sample with several classes counts once for each of them).
 
-    Classes of the dataset absent from the subset count as 0 when ``num_classes`` is given.
-    """
+    Classes of the dataset absent from the subset count as 0 when ``num_classes`` is given."""
     counts = Counter(int(c) for s in label_sets for c in set(s))
     for c in range(num_classes or 0):
         counts.setdefault(c, 0)

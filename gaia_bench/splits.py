@@ -33,11 +33,11 @@ def ids_sha256(ids: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def _group(labels: Sequence[int], classes: Sequence[str]) -> str:
+def group_name(labels: Sequence[int], classes: Sequence[str]) -> str:
     return "+".join(str(classes[c]) for c in sorted(set(labels))) or "(no class)"
 
 
-def _counts(label_sets: Iterable[Sequence[int]], classes: Sequence[str]) -> dict[str, int]:
+def class_counts(label_sets: Iterable[Sequence[int]], classes: Sequence[str]) -> dict[str, int]:
     counts = Counter(c for s in label_sets for c in set(s))
     return {str(name): counts.get(i, 0) for i, name in enumerate(classes)}
 
@@ -75,23 +75,6 @@ class SplitManifest:
         return sorted(where[k] for k in self.keys())
 
 
-def build_manifest(dataset: str, version: str, split: str, shots: str, seed: int, train: Samples,
-                   indices: Sequence[int]) -> dict:
-    """The manifest document of the subset ``indices`` of ``train``."""
-    sets = train.label_sets()
-    keys = [train.samples[i].key for i in indices]
-    if any(sets[i] for i in indices):
-        groups: dict[str, list[str]] = {}
-        for i, key in zip(indices, keys):
-            groups.setdefault(_group(sets[i], train.classes), []).append(key)
-        ids: dict | list = {g: sorted(groups[g]) for g in sorted(groups)}
-        per_class = _counts((sets[i] for i in indices), train.classes)
-    else:
-        ids, per_class = sorted(keys), {}
-    return {"kind": KIND, "dataset": dataset, "dataset_version": version, "split": split, "shots": shots,
-            "seed": seed, "n_samples": len(keys), "sha256": ids_sha256(keys), "per_class": per_class, "ids": ids}
-
-
 def read_manifest(path: Path) -> SplitManifest:
     """Parse a manifest file; a file that is not one is a UsageError naming it."""
     try:
@@ -126,30 +109,6 @@ def manifest_problems(m: SplitManifest) -> list[str]:
         problems.append(f"n_samples is {m.n_samples}, but {len(keys)} ids are listed")
     if m.sha256 != (actual := ids_sha256(keys)):
         problems.append(f"sha256 is {m.sha256}, but the listed ids hash to {actual}")
-    return problems
-
-
-def data_problems(m: SplitManifest, train: Samples, version: str, limit: int = 20) -> list[str]:
-    """What disagrees with the data on disk: ids absent from the split, ids under another class or
-    label set than their labels, per-class counts, the dataset's version."""
-    problems = [] if m.dataset_version == version else [
-        f"made from {m.dataset} version {m.dataset_version}, the installed reader is version {version}"]
-    where = {s.key: i for i, s in enumerate(train.samples)}
-    sets = train.label_sets()
-    listed = m.ids.items() if isinstance(m.ids, Mapping) else [(None, m.ids)]
-    missing = [k for _, group in listed for k in group if k not in where]
-    problems += [f"id {k!r} is not in {m.dataset}:{m.split} on disk" for k in missing[:limit]]
-    moved = [(k, g, _group(sets[where[k]], train.classes)) for g, group in listed for k in group if k in where]
-    moved = [(k, g, actual) for k, g, actual in moved if g is not None and g != actual]
-    problems += [f"id {k!r} is listed under {g!r}, its labels on disk say {actual!r}" for k, g, actual in moved[:limit]]
-    if isinstance(m.ids, Mapping):
-        counts = _counts((sets[where[k]] for k in m.keys() if k in where), train.classes)
-        for name in sorted(set(counts) | set(m.per_class)):
-            if m.per_class.get(name) != counts.get(name):
-                problems.append(f"class {name!r}: the manifest counts {m.per_class.get(name)}, "
-                                f"its ids' labels on disk give {counts.get(name)}")
-    if len(missing) > limit or len(moved) > limit:
-        problems.append(f"… {max(len(missing) - limit, 0) + max(len(moved) - limit, 0)} more id problems not shown")
     return problems
 
 

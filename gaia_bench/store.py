@@ -74,7 +74,7 @@ def _row(record: dict) -> tuple:
     )
 
 
-class ResultsStore:
+class ResultsStore(contextlib.AbstractContextManager):
     """A results database. Opening it creates it (and its directory) when missing."""
 
     def __init__(self, path: str | Path) -> None:
@@ -93,9 +93,6 @@ class ResultsStore:
 
     def close(self) -> None:
         self._conn.close()
-
-    def __enter__(self) -> ResultsStore:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -207,14 +204,7 @@ class ResultsStore:
 
     def query(self, **filters: str | int | None) -> list[ResultRecord]:
         """Records matching all given fields (``FILTER_FIELDS``); a value may use * wildcards."""
-        where, args = [], []
-        for field, value in filters.items():
-            if value is None:
-                continue
-            if field not in FILTER_FIELDS:
-                raise UsageError(f"cannot filter results by '{field}'", "filter by: " + ", ".join(FILTER_FIELDS))
-            where.append(f"{field} {'GLOB' if isinstance(value, str) and '*' in value else '='} ?")
-            args.append(value)
+        where, args = _conditions(filters, FILTER_FIELDS, "results")
         sql = "SELECT record FROM results" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY model, init, adaptation, dataset, shots, seed"
         return [json.loads(r[0]) for r in self._conn.execute(sql, args)]
@@ -249,17 +239,9 @@ class ResultsStore:
         return [json.loads(row[0]) for row in self._conn.execute(sql, [*args, status])]
 
     def _cell_filters(self, grid: str | None, filters: dict) -> tuple[str, list]:
-        where, args = [], []
+        where, args = _conditions(filters, FILTER_FIELDS[1:], "cells", "c.")  # a cell has no status
         if grid is not None:
-            where.append("c.job_id IN (SELECT job_id FROM grid_cells WHERE grid = ?)")
-            args.append(grid)
-        for name, value in filters.items():
-            if value is None:
-                continue
-            if name not in FILTER_FIELDS or name == "status":
-                raise UsageError(f"cannot filter cells by '{name}'", "filter by: " + ", ".join(FILTER_FIELDS[1:]))
-            where.append(f"c.{name} {'GLOB' if isinstance(value, str) and '*' in value else '='} ?")
-            args.append(value)
+            where, args = ["c.job_id IN (SELECT job_id FROM grid_cells WHERE grid = ?)", *where], [grid, *args]
         return (" WHERE " + " AND ".join(where) if where else ""), args
 
     def integrity_ok(self) -> bool:
@@ -267,6 +249,19 @@ class ResultsStore:
 
 
 _CHUNK = 900  # ids per IN (...) query: under SQLite's oldest variable limit (999)
+
+
+def _conditions(filters: dict, fields: Sequence[str], what: str, prefix: str = "") -> tuple[list[str], list]:
+    """SQL conditions on ``fields`` (``= ?``, or ``GLOB ?`` for a value with * wildcards) and their
+    arguments, for the filters that are not None."""
+    where, args = [], []
+    for name, value in filters.items():
+        if value is not None:
+            if name not in fields:
+                raise UsageError(f"cannot filter {what} by '{name}'", "filter by: " + ", ".join(fields))
+            where.append(f"{prefix}{name} {'GLOB' if isinstance(value, str) and '*' in value else '='} ?")
+            args.append(value)
+    return where, args
 
 
 def _newer(record: dict, existing: dict | None) -> bool:

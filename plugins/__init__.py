@@ -1,2 +1,3 @@
-"""Built-in plugins (installed as ``gaia_bench.plugins``): each module is an ordinary plugin,
-registered through the same path as third-party ones. None imports torch at import time."""
+"""Built-in plugins (installed as ``gaia_bench.plugins``): each module outside a ``lib/`` folder is
+an ordinary plugin, found in this tree and registered through the same path as third-party ones,
+in the order of its ``PLUGIN_ORDER`` (lower first). None imports torch at import time."""

@@ -154,6 +154,24 @@ def test_every_hook_is_documented_and_registered_by_a_builtin():
     assert kinds == {kind for kind, _, _ in HOOK_KINDS.values()} | {"command"}
 
 
+def test_builtins_are_found_in_the_package_tree_and_listed_in_their_declared_order():
+    """A new module under plugins/ or tasks/ (outside lib/) is loaded without touching the core."""
+    import importlib
+    from pathlib import Path
+
+    from gaia_bench.manager import get_host
+
+    root = Path(__file__).resolve().parents[1]
+    modules = {".".join(("gaia_bench", *p.relative_to(root).with_suffix("").parts))
+               for folder in ("plugins", "tasks") for p in (root / folder).rglob("*.py")
+               if p.name != "__init__.py" and "lib" not in p.parts}
+    builtins = [r.name for r in get_host().plugins() if r.builtin]
+    assert set(builtins) == modules
+    orders = [importlib.import_module(name).PLUGIN_ORDER for name in builtins]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)
+    assert builtins[:2] == ["gaia_bench.plugins.backbones.timm_backbones", "gaia_bench.plugins.backbones.gaia_checkpoints"]
+
+
 class Greeter:
     """A plugin adding a command and a group of subcommands, as a third-party package would."""
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from fnmatch import fnmatch
 from typing import Annotated, Any
 
 import click
@@ -100,11 +102,23 @@ def models(
     source: Annotated[str | None, typer.Option("--source", help="only this zoo: timm, torchvision, …")] = None,
 ) -> None:
     """List backbones (all of timm and torchvision's classification models, plus plugins')."""
-    regs = _registries()
-    rows = regs.backbones.rows(pattern, pretrained=pretrained, source=source)
+    backbones = _registries().backbones
+    names = {c.source: list(c.names()) for c in backbones.catalogs}
+    rows = [(s.source, s.name, bool(s.published_weights)) for s in backbones.single_specs()]
+    for catalog in backbones.catalogs:
+        if source in (None, catalog.source):
+            with_weights = set(catalog.pretrained_names())
+            rows += [(catalog.source, name, name in with_weights) for name in names[catalog.source]]
+    rows = [(where, name, has_weights) for where, name, has_weights in rows
+            if source in (None, where) and (has_weights or not pretrained)
+            and (pattern is None or fnmatch(name, pattern) or fnmatch(name, f"*{pattern}*"))]
+    # A name several providers have is shown as it must be written for each: ``SOURCE:name``,
+    # except for the one it resolves to.
+    counts = Counter([*(s.name for s in backbones.single_specs()), *(n for ns in names.values() for n in set(ns))])
     table = Table("backbone", "source", "imagenet weights", title=f"{len(rows)} backbones")
-    for row in rows:
-        table.add_row(row.name, row.source, "published" if row.pretrained else "-")
+    for where, name, has_weights in rows:
+        shown = name if counts[name] == 1 or backbones.resolves_to(name) == where else f"{where}:{name}"
+        table.add_row(shown, where, "published" if has_weights else "-")
     console.print(table)
 
 

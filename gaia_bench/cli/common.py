@@ -8,13 +8,22 @@ from typing import Annotated, Any, Callable, TypeVar
 
 import typer
 
-from gaia_bench.console import err_console, print_error
+from gaia_bench.console import err_console
 from gaia_bench.errors import GaiaBenchError, UnknownNameError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 StoreOption = Annotated[str | None, typer.Option("--store", help="results database (default: ~/.cache/gaia-bench/results.db or $GAIA_BENCH_STORE)")]
 DataRootOption = Annotated[str | None, typer.Option("--data-root", help="where datasets live (default: ~/.cache/gaia-bench/data or $GAIA_BENCH_DATA)")]
+
+
+def print_error(exc: GaiaBenchError | str, hint: str | None = None) -> None:
+    if isinstance(exc, GaiaBenchError):
+        exc, hint = exc.message, exc.hint
+    line = f"[bold red]error:[/] {exc}"
+    if hint:
+        line += f"\n  [yellow]fix:[/] {hint}"
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def handle_errors(fn: F) -> F:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -99,6 +100,15 @@ def _option_values(executor_spec, regs, items: list[str], flags: dict[str, tuple
     return values
 
 
+def _parse_init_hp(values: list[str]) -> dict:
+    """``--init-hp`` values (repeated, comma-separated ``KEY=VALUE``, commas inside [] kept; VALUE
+    read as JSON) to a dict: ``["steps=20,image_size=32"]`` -> ``{"steps": 20, "image_size": 32}``."""
+    from gaia_bench.overrides import parse_overrides
+
+    pairs = [p.strip() for value in values for p in re.split(r",(?![^\[]*\])", value) if p.strip()]
+    return parse_overrides(pairs, "--init-hp", "steps=400,image_size=64")
+
+
 def _check_device_syntax(device: str) -> str:
     kind, _, index = device.partition(":")
     if device != "auto" and (kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit())):
@@ -176,7 +186,7 @@ def run(
     Running the same command again resumes: finished jobs are skipped, and so are failed ones
     unless --retry-failed is given. `gaia-bench status` shows a grid's progress."""
     from gaia_bench.api import InitContext
-    from gaia_bench.init_context import parse_init_hp, upstream_pool
+    from gaia_bench.init_context import upstream_pool
     from gaia_bench.jobs import dataset_names_for, plan
     from gaia_bench.overrides import parse_overrides
     from gaia_bench.paths import data_root as resolve_data_root
@@ -219,7 +229,7 @@ def run(
         datasets = _present(regs, datasets, resolve_data_root(data_root), suite or "mini")
     progress = RichProgress()
     pool = upstream_pool(regs, upstream, suite)
-    init_overrides = parse_init_hp(init_hp)
+    init_overrides = _parse_init_hp(init_hp)
     jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
                 seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
                 overrides=parse_overrides(hp), init_overrides=init_overrides, split=manifest,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Mapping, Sequence
 
 import typer
 
@@ -14,6 +14,8 @@ from gaia_bench.cli.common import DataRootOption, handle_errors
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
+from gaia_bench.api import Samples
+from gaia_bench.splits import KIND, SplitManifest, class_counts, group_name, ids_sha256
 
 splits_app = typer.Typer(help="Training subsets as files: export a manifest, verify one (`gaia-bench run --split FILE` "
                               "trains on one).", no_args_is_help=True)
@@ -30,6 +32,47 @@ def _train_split(name: str, data_root: str | None):
     return spec, spec.load(prepared_data_dir(resolve(data_root), spec), spec.train_split)
 
 
+def build_manifest(dataset: str, version: str, split: str, shots: str, seed: int, train: Samples,
+                   indices: Sequence[int]) -> dict:
+    """The manifest document of the subset ``indices`` of ``train``."""
+    sets = train.label_sets()
+    keys = [train.samples[i].key for i in indices]
+    if any(sets[i] for i in indices):
+        groups: dict[str, list[str]] = {}
+        for i, key in zip(indices, keys):
+            groups.setdefault(group_name(sets[i], train.classes), []).append(key)
+        ids: dict | list = {g: sorted(groups[g]) for g in sorted(groups)}
+        per_class = class_counts((sets[i] for i in indices), train.classes)
+    else:
+        ids, per_class = sorted(keys), {}
+    return {"kind": KIND, "dataset": dataset, "dataset_version": version, "split": split, "shots": shots,
+            "seed": seed, "n_samples": len(keys), "sha256": ids_sha256(keys), "per_class": per_class, "ids": ids}
+
+
+def data_problems(m: SplitManifest, train: Samples, version: str, limit: int = 20) -> list[str]:
+    """What disagrees with the data on disk: ids absent from the split, ids under another class or
+    label set than their labels, per-class counts, the dataset's version."""
+    problems = [] if m.dataset_version == version else [
+        f"made from {m.dataset} version {m.dataset_version}, the installed reader is version {version}"]
+    where = {s.key: i for i, s in enumerate(train.samples)}
+    sets = train.label_sets()
+    listed = m.ids.items() if isinstance(m.ids, Mapping) else [(None, m.ids)]
+    missing = [k for _, group in listed for k in group if k not in where]
+    problems += [f"id {k!r} is not in {m.dataset}:{m.split} on disk" for k in missing[:limit]]
+    moved = [(k, g, group_name(sets[where[k]], train.classes)) for g, group in listed for k in group if k in where]
+    moved = [(k, g, actual) for k, g, actual in moved if g is not None and g != actual]
+    problems += [f"id {k!r} is listed under {g!r}, its labels on disk say {actual!r}" for k, g, actual in moved[:limit]]
+    if isinstance(m.ids, Mapping):
+        counts = class_counts((sets[where[k]] for k in m.keys() if k in where), train.classes)
+        for name in sorted(set(counts) | set(m.per_class)):
+            if m.per_class.get(name) != counts.get(name):
+                problems.append(f"class {name!r}: the manifest counts {m.per_class.get(name)}, "
+                                f"its ids' labels on disk give {counts.get(name)}")
+    if len(missing) > limit or len(moved) > limit:
+        problems.append(f"… {max(len(missing) - limit, 0) + max(len(moved) - limit, 0)} more id problems not shown")
+    return problems
+
+
 @splits_app.command("export")
 @handle_errors
 def export(
@@ -44,7 +87,6 @@ def export(
     from gaia_bench.cli.run import parse_seeds
     from gaia_bench.protocol import subset_positions
     from gaia_bench.shots import parse_shots
-    from gaia_bench.splits import build_manifest
 
     (shot, *more_shots), (seed_value, *more_seeds) = parse_shots(shots), parse_seeds(seed)
     if more_shots or more_seeds:
@@ -71,7 +113,7 @@ def verify(
 ) -> None:
     """Check a manifest against the data on disk: every id in the training split, listed under its
     labels, per-class counts, n_samples and the sha256 of the ids. One line per problem."""
-    from gaia_bench.splits import data_problems, manifest_problems, read_manifest
+    from gaia_bench.splits import manifest_problems, read_manifest
 
     manifest = read_manifest(file)
     spec, train = _train_split(manifest.dataset, data_root)

@@ -31,6 +31,8 @@ from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.finetune_classification import CLASSIFICATION_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS, train_task_head
 
+PLUGIN_ORDER = 310
+
 # Shared by every task; each head's own knobs enter only its task's job ids.
 HYPERPARAMS = dict(FINETUNE_DEFAULTS)
 TASK_HYPERPARAMS = {"classification": CLASSIFICATION_HYPERPARAMS, "segmentation": DENSE_HYPERPARAMS,

@@ -34,6 +34,8 @@ from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.training import train_task_head
 
+PLUGIN_ORDER = 300
+
 HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2}
 # The dense heads' knobs enter only their own tasks' job ids (held-out early stopping is finetune's).
 _DENSE = {k: v for k, v in DENSE_HYPERPARAMS.items() if k != "dense_eval_every"}

@@ -28,6 +28,8 @@ from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
 from gaia_bench.plugins.adaptations.lib.feature_blocks import row_blocks
 
+PLUGIN_ORDER = 304
+
 if TYPE_CHECKING:
     import torch
 

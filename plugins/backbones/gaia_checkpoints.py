@@ -50,6 +50,8 @@ from gaia_bench.paths import cache_home
 if TYPE_CHECKING:
     import torch
 
+PLUGIN_ORDER = 110
+
 SOURCE = "gaia"
 INIT = "gaia"
 ARCH = "resnet50"

@@ -38,6 +38,8 @@ from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hu
 if TYPE_CHECKING:
     import torch
 
+PLUGIN_ORDER = 130
+
 SOURCE = "open_clip"
 INIT = "clip"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)

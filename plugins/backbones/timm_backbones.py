@@ -13,6 +13,8 @@ from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
 from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hub_cache, imagenet_if_cached, torch_hub_checkpoints
 
+PLUGIN_ORDER = 100
+
 IMAGENET_TAG_MARKERS = ("in1k", "in12k", "in21k", "in22k")
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
 

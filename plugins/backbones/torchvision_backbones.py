@@ -16,6 +16,8 @@ from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.plugins.backbones.lib.weights_files import imagenet_if_cached, torch_hub_checkpoints
 
+PLUGIN_ORDER = 120
+
 
 @functools.lru_cache(maxsize=1)
 def _names() -> tuple[str, ...]:

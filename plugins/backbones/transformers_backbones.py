@@ -35,6 +35,8 @@ from gaia_bench.api import BackboneCatalog, BackboneSpec, InitSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError, MissingWeightsError, PluginError
 from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hub_cache
 
+PLUGIN_ORDER = 140
+
 SOURCE = "transformers"
 PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator, Sequence
 from gaia_bench import hookimpl
 from gaia_bench.api import ExecutionOptions, ExecutorSpec
 
+PLUGIN_ORDER = 500
+
 
 def execute(jobs: Sequence[Any], run_job: Callable[[Any], dict], options: ExecutionOptions) -> Iterator[dict]:
     jobs = list(jobs)

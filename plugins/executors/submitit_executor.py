@@ -25,6 +25,8 @@ from gaia_bench import hookimpl
 from gaia_bench.api import ExecutionOptions, ExecutorSpec
 from gaia_bench.errors import UsageError
 
+PLUGIN_ORDER = 510
+
 # name -> (type, default, help)
 OPTIONS: dict[str, tuple[type, Any, str]] = {
     "slurm_partition": (str, None, "Slurm partition (--slurm-partition)"),

@@ -27,6 +27,8 @@ from gaia_bench.api import BackboneSpec, DatasetSpec, InitContext, InitSpec, Pre
 from gaia_bench.errors import MissingWeightsError, UsageError
 from gaia_bench.plugins.backbones.lib.weights_files import file_sha256
 
+PLUGIN_ORDER = 200
+
 RANDOM_SEED = 0
 LABELS = {"imagenet": "ImageNet", "gaia": "GAIA", "clip": "CLIP"}
 

@@ -18,6 +18,8 @@ from gaia_bench import hookimpl
 from gaia_bench.plugins.inits.inits import pretrained_init
 from gaia_bench.plugins.inits.lib.pretraining import PoolImages, make_method, run_loop
 
+PLUGIN_ORDER = 230
+
 WORD = re.compile(r"[a-z0-9]+")
 MAX_LOGIT_SCALE = math.log(100.0)
 

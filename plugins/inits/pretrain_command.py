@@ -16,6 +16,8 @@ from gaia_bench.cli.common import DataRootOption, handle_errors
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
+PLUGIN_ORDER = 400
+
 
 def label_space_table(rows: list, threshold: object) -> Table:
     n_source = sum(len(members) for _, members in rows)

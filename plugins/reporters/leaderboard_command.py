@@ -17,6 +17,8 @@ from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UnknownNameError, UsageError
 from gaia_bench.plugins.reporters.lib.tables import Grid
 
+PLUGIN_ORDER = 620
+
 _EXPORT_HINT = "pass a file written by `gaia-bench results export --json` or a leaderboard's results.json"
 
 

@@ -28,6 +28,8 @@ from gaia_bench.plugins.reporters.lib.tables import (
 from gaia_bench.predictions import predictions_dir
 from gaia_bench.store import export_records
 
+PLUGIN_ORDER = 610
+
 PLOTS = ("data_efficiency.png", "speed_accuracy.png")
 OUTPUTS = ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "leaderboard.json", "results.json", "main.csv",
            "error_rate_reduction.csv", "data_efficiency.csv", "data_efficiency_analysis.csv", "rank_agreement.csv",

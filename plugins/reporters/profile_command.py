@@ -12,6 +12,8 @@ from gaia_bench.cli.common import StoreOption, handle_errors
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
+PLUGIN_ORDER = 630
+
 
 def profile_table(profiles: list[dict]) -> Table:
     table = Table("model", "input", "device", "params (M)", "GFLOPs / image", "batch", "latency ms (median)",

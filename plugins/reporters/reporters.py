@@ -11,6 +11,8 @@ from gaia_bench.api import ReporterSpec
 from gaia_bench.cli.summary import COLUMNS, summary_row
 from gaia_bench.store import export_records
 
+PLUGIN_ORDER = 600
+
 
 def render_markdown(records: list[dict]) -> str:
     from tabulate import tabulate
@@ -34,6 +36,6 @@ def render_json(records: list[dict]) -> str:
 
 @hookimpl
 def register_reporters(register):
-    register(ReporterSpec("markdown", "GitHub-flavoured markdown table", "md", render=render_markdown))
-    register(ReporterSpec("csv", "one CSV row per result", "csv", render=render_csv))
-    register(ReporterSpec("json", "full records with config and provenance", "json", render=render_json))
+    register(ReporterSpec("markdown", "GitHub-flavoured markdown table", render=render_markdown))
+    register(ReporterSpec("csv", "one CSV row per result", render=render_csv))
+    register(ReporterSpec("json", "full records with config and provenance", render=render_json))

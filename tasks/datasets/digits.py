@@ -26,6 +26,8 @@ from gaia_bench.tasks.datasets.lib.generated_sets import rank, verify_counts
 from gaia_bench.tasks.datasets.lib.manifest import write_manifest
 from gaia_bench.tasks.datasets.lib.meta_list import read_meta_list, write_meta_list
 
+PLUGIN_ORDER = 800
+
 NAME = "digits-lt"
 NAME_SALT = "digits"  # the ranking salt the pinned list checksums were made with
 CLASSES = [str(d) for d in range(10)]

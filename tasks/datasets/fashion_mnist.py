@@ -19,6 +19,8 @@ from gaia_bench.tasks.datasets.lib.generated_sets import long_tailed_split, veri
 from gaia_bench.tasks.datasets.lib.image_folder import read_image_folder
 from gaia_bench.tasks.datasets.lib.sources import debian_path
 
+PLUGIN_ORDER = 805
+
 NAME = "fashion-mnist-lt"
 PACKAGE = "dataset-fashion-mnist"
 CLASSES = ["T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot"]

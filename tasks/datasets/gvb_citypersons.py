@@ -28,6 +28,8 @@ from gaia_bench.errors import DataError
 from gaia_bench.tasks.datasets.lib.dense_targets import PedestrianTarget
 from gaia_bench.tasks.datasets.lib.gvb_dense_common import Problems, check_count, check_images, extra_files, missing_root, unknown_split
 
+PLUGIN_ORDER = 865
+
 NAME = "citypersons"
 SIZES = {"train": 2975, "val": 500}
 LABELS = ("pedestrian", "rider", "sitting person", "person (other)", "person group", "ignore")

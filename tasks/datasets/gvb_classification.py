@@ -30,6 +30,8 @@ from gaia_bench.tasks.datasets.lib import gvb_classification_files as files
 from gaia_bench.tasks.datasets.lib import gvb_classification_records as records
 from gaia_bench.tasks.datasets.lib import gvb_video_frames as frames
 
+PLUGIN_ORDER = 850
+
 GVB_LISTS = ("train_meta.list", "test_meta.list")
 
 

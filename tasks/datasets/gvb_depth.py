@@ -43,6 +43,8 @@ from gaia_bench.tasks.datasets.lib.dense_targets import DepthTarget
 from gaia_bench.tasks.datasets.lib.gvb_dense_common import Problems, check_count, check_images, missing_root, read_lines, unknown_split
 from gaia_bench.tasks.datasets.lib.kitti_depth_format import KITTI_MAX_DEPTH_M
 
+PLUGIN_ORDER = 870
+
 NYU_EVAL_MAX_DEPTH_M = 10.0
 BTS_LISTS = "https://github.com/cleinc/bts/tree/master/train_test_inputs"
 

@@ -37,6 +37,8 @@ from gaia_bench.tasks.datasets.lib.gvb_dense_common import (
 )
 from gaia_bench.tasks.datasets.lib.voc_format import VOID, read_annotation, read_detection
 
+PLUGIN_ORDER = 855
+
 CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
     "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",

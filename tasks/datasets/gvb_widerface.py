@@ -30,6 +30,8 @@ from gaia_bench.errors import DataError
 from gaia_bench.tasks.datasets.lib.dense_targets import FaceTarget
 from gaia_bench.tasks.datasets.lib.gvb_dense_common import Problems, check_count, check_images, extra_files, missing_root, unknown_split
 
+PLUGIN_ORDER = 860
+
 NAME = "widerface"
 SIZES = {"train": 12880, "val": 3226}
 SETTINGS = ("easy", "medium", "hard")

@@ -10,6 +10,8 @@ from gaia_bench.api import DatasetSpec, Samples
 from gaia_bench.tasks.datasets.lib.generated_sets import long_tailed_split, verify_counts, write_images
 from gaia_bench.tasks.datasets.lib.meta_list import read_meta_list
 
+PLUGIN_ORDER = 810
+
 NAME = "lfw-faces"
 CLASSES = ["non-face", "face"]
 SPLITS = {"train": 140, "test": 60}

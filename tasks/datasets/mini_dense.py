@@ -48,6 +48,8 @@ from gaia_bench.tasks.datasets.lib.voc_format import (
     write_image_sets,
 )
 
+PLUGIN_ORDER = 825
+
 SEED = 0
 N_TRAIN, N_TEST = 240, 80
 FRAMES_PER_DRIVE = 40

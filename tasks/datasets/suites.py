@@ -8,6 +8,8 @@ from importlib import resources
 from gaia_bench import hookimpl
 from gaia_bench.api import SuiteSpec
 
+PLUGIN_ORDER = 900
+
 
 def load_suites() -> list[SuiteSpec]:
     suites = []

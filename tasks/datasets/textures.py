@@ -18,6 +18,8 @@ from gaia_bench.api import DatasetSpec, Samples
 from gaia_bench.tasks.datasets.lib.generated_sets import verify_counts, write_images
 from gaia_bench.tasks.datasets.lib.image_folder import read_image_folder
 
+PLUGIN_ORDER = 815
+
 NAME = "textures-lt"
 SOURCES = ("brick", "grass", "gravel", "moon", "cell")  # skimage.data functions; class order = tail order
 HEAD, IMBALANCE, TEST_PER_CLASS, PATCH = 150, 0.1, 40, 32

@@ -36,6 +36,8 @@ from gaia_bench.tasks.datasets.lib.image_folder import read_image_folder
 from gaia_bench.tasks.datasets.lib.manifest import verify_manifest, write_manifest
 from gaia_bench.tasks.datasets.lib.meta_list import read_meta_list, write_meta_list
 
+PLUGIN_ORDER = 820
+
 NAME = "mini-upstream"
 # Fashion-MNIST label -> name, per source (absent = not in that source)
 WARDROBE = {0: "t-shirt", 1: "trousers", 2: "pullover", 3: "dress", 4: "coat", 5: "sandal"}

@@ -13,6 +13,8 @@ from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, HeadInput, MetricInfo, Sample, Samples, TaskSpec
 from gaia_bench.errors import DataError
 
+PLUGIN_ORDER = 700
+
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predictions."""

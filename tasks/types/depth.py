@@ -13,6 +13,8 @@ from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, MetricInfo, Samples, TaskSpec
 from gaia_bench.tasks.types.lib.dense_decoder import make_depth_head
 
+PLUGIN_ORDER = 730
+
 PERCENT_METRICS = ("d1", "d2", "d3")
 
 

@@ -26,6 +26,8 @@ from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, MetricInfo, Samples, TaskSpec
 from gaia_bench.tasks.types.lib.faster_rcnn import make_head
 
+PLUGIN_ORDER = 710
+
 
 def _family(targets: Sequence) -> str:
     from gaia_bench.tasks.datasets.lib.dense_targets import FaceTarget, PedestrianTarget

@@ -13,6 +13,8 @@ from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, MetricInfo, Samples, TaskSpec
 from gaia_bench.tasks.types.lib.dense_decoder import make_segmentation_head
 
+PLUGIN_ORDER = 720
+
 PERCENT_METRICS = ("mIoU", "pixel_acc", "mean_class_acc")
 
 

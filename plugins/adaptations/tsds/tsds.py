@@ -41,6 +41,8 @@ from gaia_bench.plugins.adaptations.lib.finetune_classification import CLASSIFIC
 from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS
 from gaia_bench.plugins.adaptations.tsds.lib.tsds_select import MODES, Selection, select
 
+PLUGIN_ORDER = 320
+
 LABEL_MODES = ("matched", "upstream-head")
 
 HYPERPARAMS = {

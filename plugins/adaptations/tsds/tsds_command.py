@@ -20,6 +20,8 @@ from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, notice
 from gaia_bench.errors import PluginError, UsageError
 
+PLUGIN_ORDER = 420
+
 ADAPTATION = "tsds"
 
 tsds_app = typer.Typer(help="GAIA task-specific data selection: show what `--adapt tsds` selects upstream.")

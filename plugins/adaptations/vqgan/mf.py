@@ -31,6 +31,8 @@ from gaia_bench.plugins.adaptations.lib.finetune_classification import CLASSIFIC
 from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS
 from gaia_bench.plugins.adaptations.vqgan.lib.vqgan_config import VQGAN_HYPERPARAMS
 
+PLUGIN_ORDER = 330
+
 STAGES = ("vqgan", "re-represent", "head", "finetune")
 # Stage 4 is finetune's recipe with its defaults; stage 3 trains the head alone for head_iters steps.
 HYPERPARAMS = {**FINETUNE_DEFAULTS, **CLASSIFICATION_HYPERPARAMS, "head_iters": 100, "head_lr": 0.01,

@@ -17,6 +17,8 @@ from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 from gaia_bench.api import Progress
 
+PLUGIN_ORDER = 410
+
 vqgan_app = typer.Typer(no_args_is_help=True, help="The upstream pool's VQ-GAN (used by the mf and vqgan-replay adaptations).")
 
 UpstreamOption = Annotated[str, typer.Option("--upstream", help="a suite (its upstream pool) or an upstream pool's dataset name")]

@@ -25,6 +25,8 @@ from gaia_bench.plugins.adaptations.lib.finetune_classification import CLASSIFIC
 from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS
 from gaia_bench.plugins.adaptations.vqgan.lib.vqgan_config import VQGAN_HYPERPARAMS
 
+PLUGIN_ORDER = 340
+
 HYPERPARAMS = {**FINETUNE_DEFAULTS, **CLASSIFICATION_HYPERPARAMS, "replay_ratio": 0.25, **VQGAN_HYPERPARAMS}
 
 
