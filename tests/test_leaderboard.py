@@ -16,7 +16,9 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 import gaia_bench
@@ -258,7 +260,8 @@ def test_every_format_parses(built):
     assert doc["main"]["error_rate_reduction"]["formula"].startswith("error-rate reduction")
 
     md = (built / "leaderboard.md").read_text()
-    assert "90.00 ± 1.41 (n=2)" in md and "depth-a rmse ↓" in md and "(err_base - err_init) / err_base" in md
+    # two seeds without stored predictions: ± half the t interval, t(0.975, 1) · sd / sqrt(2) = 12.706 · 1
+    assert "90.00 ± 12.71ᵗ (n=2)" in md and "depth-a rmse ↓" in md and "(err_base - err_init) / err_base" in md
     assert "![data efficiency](data_efficiency.png)" in md
 
     tex = (built / "leaderboard.tex").read_text()
@@ -335,6 +338,7 @@ def test_merged_stores_report_conflicts_and_count_identical_duplicates_once(tmp_
     (["--shots", "20%"], "--shots 20%: no result at that setting"),
     (["--suite", "lbtset"], "unknown suite 'lbtset'"),
     (["--references", "nope"], "no reference set named 'nope'"),
+    (["--interval", "sem"], "--interval sem is not one of ci, std"),
 ])
 def test_bad_options_give_one_clear_error(tmp_path, suite, args, needle):
     db = store_with(tmp_path / "a.db", RECORDS)
@@ -379,6 +383,271 @@ def test_gvb_reference_file_matches_the_readme_table():
     assert by[("Up-A", "R50", "widerface")]["metrics"] == {"ap_easy": 90.3, "ap_medium": 88.3, "ap_hard": 70.7}
     assert by[("Up-G", "MN-B15", "citypersons")]["higher_is_better"] is False
     assert all(e["shots"] == "10%" and e["provenance"]["file"] == "README.md" for e in entries)
+
+
+# --------------------------------------------------------------------------- intervals, marks, long tail, data efficiency, weights
+def _fields(rec: dict, **fields) -> dict:
+    """A record with more top-level fields (interval, per_class, pretraining, ...)."""
+    return {**rec, **fields}
+
+
+def _interval(low: float, high: float, metric: str = "top1") -> dict:
+    return {"method": "percentile bootstrap over test items", "level": 0.95, "resamples": 1000, "seed": 0,
+            "unit": "test item", "metrics": {metric: [low, high]}}
+
+
+def write_board(tmp_path: Path, records: list[dict], *args: str, columns: int = 200) -> Path:
+    db = store_with(tmp_path / "board.db", records)
+    out = tmp_path / "board"
+    result = CliRunner().invoke(app, ["leaderboard", "--suite", "lbtest", "--store", str(db), "--out", str(out), *args],
+                                env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    (out / "terminal.txt").write_text(result.output)
+    return out
+
+
+def csv_rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def test_cells_show_their_interval_and_every_format_says_what_it_is(tmp_path, suite):
+    records = [_fields(record("m1", "imagenet", "cls-a", 80.0), interval=_interval(76.0, 83.0)),
+               record("m1", "imagenet", "cls-b", 60.0),  # an older record: no interval stored
+               record("m1", "gaia", "cls-a", 89.0, seed=0), record("m1", "gaia", "cls-a", 91.0, seed=1)]
+    out = write_board(tmp_path, records)
+    md = (out / "leaderboard.md").read_text()
+    assert "80.00 ± 3.50 (n=1)" in md  # half of the record's own [76, 83]
+    assert "60.00 ± n/a (n=1)" in md
+    assert "90.00 ± 12.71ᵗ (n=2)" in md  # no predictions: the t interval over the two seeds
+    assert "percentile bootstrap over test items, 95%, 1000 resamples, seed 0" in md
+    assert "Student t interval of the mean over seeds (95%)" in md and "n/a: one seed without a stored interval" in md
+    main = {(r["init"]): r for r in csv_rows(out / "main.csv")}
+    assert (float(main["imagenet"]["cls-a:top1:ci_low"]), float(main["imagenet"]["cls-a:top1:ci_high"])) == (76.0, 83.0)
+    assert "1000 resamples" in main["imagenet"]["cls-a:top1:interval"] and main["imagenet"]["cls-b:top1:interval"] == "n/a"
+    low, high = stats.t.interval(0.95, 1, loc=90.0, scale=stats.sem([89.0, 91.0]))
+    assert float(main["gaia"]["cls-a:top1:ci_low"]) == pytest.approx(low)
+    assert float(main["gaia"]["cls-a:top1:ci_high"]) == pytest.approx(high)
+    doc = json.loads((out / "leaderboard.json").read_text())
+    gaia = next(r for r in doc["main"]["rows"] if r["init"] == "gaia")["cells"]["cls-a:top1"]
+    assert gaia["interval"]["kind"] == "t" and gaia["interval"]["low"] == pytest.approx(low)
+    assert doc["interval"] == "ci" and any("95% confidence interval" in n for n in doc["notes"]["cells"])
+    tex = (out / "leaderboard.tex").read_text()
+    assert r"95\% confidence interval" in tex and r"$^{t}$" in tex and "1000 resamples" in tex
+    html = (out / "leaderboard.html").read_text()
+    assert "95% confidence interval" in html and "Student t interval" in html
+
+    std = write_board(tmp_path / "std", records, "--interval", "std")
+    md = (std / "leaderboard.md").read_text()
+    assert "90.00 ± 1.41 (n=2)" in md and "sample standard deviation (ddof=1) over seeds" in md
+    assert "confidence interval" not in md.split("## Error-rate")[0]
+    assert "--interval std" in json.loads((std / "leaderboard.json").read_text())["rebuild"]
+    assert float(csv_rows(std / "main.csv")[0]["cls-a:top1:ci_high"]) > 0  # the CSV keeps both
+
+
+def test_rows_not_distinguishable_from_the_best_are_marked_with_compares_tests(tmp_path, suite):
+    scores = {"imagenet": [80.0, 81.0, 82.0, 83.0], "gaia": [79.8, 81.2, 81.8, 83.0], "clip": [60.0, 62.0, 61.0, 64.0]}
+    records = [record("m1", init, "cls-a", v, seed=s) for init, values in scores.items() for s, v in enumerate(values)]
+    records += [record("m1", "imagenet", "cls-b", 60.0), record("m1", "gaia", "cls-b", 50.0)]  # one seed each: no test
+    out = write_board(tmp_path, records, columns=80)
+    doc = json.loads((out / "leaderboard.json").read_text())
+    cells = {r["init"]: r["cells"] for r in doc["main"]["rows"]}
+    assert cells["imagenet"]["cls-a:top1"]["mark"] == "best" and "mark" not in cells["clip"]["cls-a:top1"]
+    assert cells["gaia"]["cls-a:top1"]["mark"] == "tied"
+    # without stored predictions compare decides several seeds by the paired t-test; Holm over the 2 rows compared
+    p_gaia = stats.ttest_rel(scores["imagenet"], scores["gaia"]).pvalue
+    p_clip = stats.ttest_rel(scores["imagenet"], scores["clip"]).pvalue
+    assert p_clip < p_gaia
+    clip, gaia = cells["clip"]["cls-a:top1"]["versus_best"], cells["gaia"]["cls-a:top1"]["versus_best"]
+    assert clip["p_holm"] == pytest.approx(2 * p_clip) and clip["verdict"] == "worse"
+    assert gaia["p_holm"] == pytest.approx(max(2 * p_clip, p_gaia)) and gaia["verdict"] == "not distinguishable"
+    assert clip["test"] == gaia["test"] == "paired t over seeds"
+    assert cells["gaia"]["cls-b:top1"]["versus_best"]["test"] == "none" and cells["gaia"]["cls-b:top1"]["mark"] == "tied"
+    md = (out / "leaderboard.md").read_text()
+    assert "**81.50 ± " in md and re.search(r"81\.45 ± [\d.]+ᵗ \(n=4\) ≈", md) and not re.search(r"61\.75 ± [\d.]+ᵗ \(n=4\) ≈", md)
+    assert "Holm over the rows compared in the column" in md and "1 of 3 comparisons had no test" in md
+    assert r"\textbf{81.50" in (out / "leaderboard.tex").read_text()
+    assert "<strong>81.50" in (out / "leaderboard.html").read_text()
+    assert {r["init"]: r["cls-a:top1:mark"] for r in csv_rows(out / "main.csv")} == {"imagenet": "best", "gaia": "tied", "clip": ""}
+    terminal = (out / "terminal.txt").read_text()
+    tables = [line for line in terminal.splitlines() if not line.startswith("›")]  # the last line lists the files
+    assert max(len(line) for line in tables) <= 80 and "81.45±" in terminal
+
+
+def test_error_rate_reduction_interval_bootstraps_the_datasets(tmp_path, suite):
+    # one seed each, no predictions: only the datasets vary; reductions 50% and 25%: resampled means 25, 37.5, 50
+    records = [record("m1", "imagenet", "cls-a", 80.0), record("m1", "imagenet", "cls-b", 60.0),
+               record("m1", "gaia", "cls-a", 90.0), record("m1", "gaia", "cls-b", 70.0)]
+    out = write_board(tmp_path, records)
+    (row,) = csv_rows(out / "error_rate_reduction.csv")
+    assert float(row["reduction_pct"]) == pytest.approx(37.5)
+    assert (float(row["ci_low"]), float(row["ci_high"])) == (25.0, 50.0)
+    assert "percentile bootstrap over datasets" in row["ci_method"]
+    assert "37.5 [25.0, 50.0] (n=2)" in (out / "leaderboard.md").read_text()
+
+
+def test_long_tail_buckets_by_the_full_training_split(tmp_path, suite):
+    from gaia_bench.plugins.reporters.lib.long_tail import buckets_of
+
+    counts = [1000, 300, 100, 10]  # log10 range 1..3: tail < 10^(5/3) = 46.4, head >= 10^(7/3) = 215.4
+    per_class = [{"values": [90.0, 80.0, 70.0, 20.0], "train_count": counts, "test_count": [5, 5, 5, 5]},
+                 {"values": [92.0, 78.0, None, 30.0], "train_count": counts, "test_count": [5, 5, 0, 5]}]
+    balanced = {"values": [50.0, 60.0, 70.0], "train_count": [100, 90, 80], "test_count": [5, 5, 5]}
+    records = [_fields(record("m1", "imagenet", "cls-a", 65.0, seed=s), per_class=pc) for s, pc in enumerate(per_class)]
+    records.append(_fields(record("m1", "imagenet", "cls-b", 60.0), per_class=balanced))
+    out = write_board(tmp_path, records)
+    (row,) = csv_rows(out / "long_tail.csv")  # cls-b (100/80 < 4) is not long-tailed
+    assert (row["dataset"], row["head:classes"], row["medium:classes"], row["tail:classes"]) == ("cls-a", "0 1", "2", "3")
+    assert float(row["head_from"]) == pytest.approx(10 ** (7 / 3)) and float(row["tail_below"]) == pytest.approx(10 ** (5 / 3))
+    assert float(row["head:mean"]) == 85.0 and float(row["head:std"]) == 0.0  # (90+80)/2 and (92+78)/2
+    assert float(row["medium:mean"]) == 70.0 and row["medium:std"] == ""  # seed 1 has no test item of class 2
+    assert float(row["tail:mean"]) == 25.0 and float(row["tail:std"]) == pytest.approx(math.sqrt(50))
+    assert float(row["worst_class:mean"]) == 25.0  # 20 and 30
+    md = (out / "leaderboard.md").read_text()
+    assert "## Long tail (10%)" in md and "head ≥ 215.4, tail < 46.4 training images" in md and "FULL training split" in md
+    assert r"head $\geq$ 215.4" in (out / "leaderboard.tex").read_text()
+    assert json.loads((out / "leaderboard.json").read_text())["long_tail"]["datasets"][0]["classes"]["tail"] == [3]
+    assert buckets_of("two", [500, 5]) is None and buckets_of("flat", [100, 30, 26]) is None
+
+
+def test_data_efficiency_area_reach_and_rank_agreement(tmp_path, suite):
+    curves = {"imagenet": (40.0, 60.0, 90.0), "gaia": (70.0, 92.0, 95.0), "clip": (50.0, 50.0, 80.0)}
+    records = [record("m1", init, "cls-a", v, shots=s) for init, values in curves.items()
+               for s, v in zip(("1%", "10%", "100%"), values)]
+    out = write_board(tmp_path, records)
+    rows = {r["init"]: r for r in csv_rows(out / "data_efficiency_analysis.csv")}
+    # trapezoids over log10 fraction (two decades of equal width), divided by the width: the curve's mean
+    assert float(rows["imagenet"]["auc_log"]) == pytest.approx(((40 + 60) / 2 + (60 + 90) / 2) / 2)
+    assert float(rows["gaia"]["auc_log"]) == pytest.approx(87.25) and float(rows["clip"]["auc_log"]) == pytest.approx(57.5)
+    assert {k: r["reaches_baseline_100"] for k, r in rows.items()} == {"imagenet": "100%", "gaia": "10%", "clip": "not reached"}
+    agree = {(r["shots_a"], r["shots_b"]): r for r in csv_rows(out / "rank_agreement.csv")}
+    # 1%: gaia > clip > imagenet; 100%: gaia > imagenet > clip: one discordant pair of three
+    assert float(agree[("1%", "100%")]["tau"]) == pytest.approx(1 / 3)
+    assert agree[("1%", "100%")]["ci_low"] == "" and agree[("1%", "100%")]["resamples"] == "0"  # one seed, no predictions
+    assert float(agree[("10%", "100%")]["tau"]) == pytest.approx(stats.kendalltau([60, 92, 50], [90, 95, 80]).statistic)
+    md = (out / "leaderboard.md").read_text()
+    assert "trapezoid rule over log10(shot fraction)" in md and "reaches imagenet@100%" in md and "+0.33" in md
+
+
+def test_each_row_says_where_its_weights_came_from(tmp_path, suite):
+    hp = {"steps": 400, "batch_size": 64, "image_size": 64, "lr": 0.003, "seed": 0}
+    records = [
+        _with(record("m1", "imagenet", "cls-a", 80.0), weights_id="imagenet:a1_in1k:sha256=0123456789abcdef"),
+        _with(record("m1", "imagenet", "cls-a", 75.0), weights_id="imagenet:pretrained:mini-upstream@1:69f694cd4482aa"),
+        _fields(_with(record("m1", "gaia", "cls-a", 78.0), weights_id="gaia:pretrained:mini-upstream@1:5673ace0cd3d68"),
+                pretraining={"pool": "mini-upstream@1", "hyperparams": hp}),
+        _fields(_with(record("m1", "gaia", "cls-a", 70.0), weights_id="gaia:pretrained:mini-upstream@1:5673ace0ffff00"),
+                pretraining={"pool": "mini-upstream@1", "hyperparams": {**hp, "steps": 200}}),
+        _with(record("m1", "random", "cls-a", 60.0), weights_id="random:torch.manual_seed(0)"),
+        _with(record("m1", "scratch", "cls-a", 50.0), weights_id="scratch:pretrained:mini-upstream@1:7e5869e54359aa"),
+        _with(record("m1", "scratch", "cls-a", 55.0, adaptation="finetune"),
+              weights_id="scratch:pretrained:mini-upstream@1:7e5869e54359aa"),
+    ]
+    out = write_board(tmp_path, records)
+    main = csv_rows(out / "main.csv")
+    by = {(r["init"], r["adaptation"]): r for r in main}
+    # published weights and an imitation of them are rows of their own, labelled by what they are
+    published = by[("imagenet", "linear-probe [weights_id=published 01234567]")]
+    imitation = by[("imagenet", "linear-probe [weights_id=imitation 69f694cd]")]
+    assert published["weights"] == "published" and "'a1_in1k' (file sha256 0123456789abcdef" in published["weights_source"]
+    assert imitation["weights"] == "imitation" and "steps and resolution not recorded" in imitation["weights_source"]
+    # two pretraining budgets: two rows (their checkpoint keys share 8 characters, not 12)
+    gaia = sorted(r["weights_source"] for k, r in by.items() if k[0] == "gaia")
+    assert gaia == ["gaia imitation pretrained on mini-upstream@1: 200 steps of 64 images at 64 px (checkpoint 5673ace0ffff)",
+                    "gaia imitation pretrained on mini-upstream@1: 400 steps of 64 images at 64 px (checkpoint 5673ace0cd3d)"]
+    assert by[("random", "linear-probe")]["weights"] == "random"
+    assert by[("scratch", "linear-probe")]["flag"] == "†" and by[("scratch", "finetune")]["flag"] == ""
+    md = (out / "leaderboard.md").read_text()
+    assert "| random GN+WS † |" in md and "Rethinking ImageNet Pre-training" in md and "## Where each row's weights came from" in md
+    doc = json.loads((out / "leaderboard.json").read_text())
+    assert {r["weights"]["kind"] for r in doc["main"]["rows"]} == {"published", "imitation", "random"}
+    assert r"$\dagger$" in (out / "leaderboard.tex").read_text()
+    assert any("400 steps of 64 images at 64 px" in r[-1] for r in table_rows((out / "leaderboard.html").read_text(), "provenance"))
+
+
+# --------------------------------------------------------------------------- from a real store with predictions
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory, shared_home) -> Path:
+    """Two inits, two seeds, 10% and 100% of digits-lt, ridge on 32 px features: every record keeps
+    its predictions and its interval."""
+    from tests.helpers import cli
+
+    path = tmp_path_factory.mktemp("predicted") / "results.db"
+    done = cli(["run", "--model", "test_resnet", "--init", "random,scratch", "--adapt", "ridge", "--image-size", "32",
+                "--dataset", "digits-lt", "--shots", "10%,100%", "--seed", "0,1", "--store", str(path)],
+               env={"GAIA_BENCH_HOME": shared_home})
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def _real_board(store: Path, out: Path, *args: str) -> dict:
+    result = invoke("leaderboard", "--suite", "mini", "--store", str(store), "--baseline", "random", "--out", str(out), *args)
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "leaderboard.json").read_text())
+
+
+@pytest.mark.slow
+def test_several_seeds_take_the_bootstrap_over_seeds_and_items_of_the_stored_predictions(predicted, tmp_path):
+    from gaia_bench.manager import get_registries
+    from gaia_bench.predictions import load_predictions, resample_counts
+
+    doc = _real_board(predicted, tmp_path / "out")
+    cell = next(r for r in doc["main"]["rows"] if r["init"] == "random")["cells"]["digits-lt:top1"]
+    assert cell["interval"]["kind"] == "seeds×items" and cell["n"] == 2
+    # by hand: each seed's top-1 on the core's item resamples, then each resample draws the 2 seeds
+    with ResultsStore(predicted) as s:
+        records = sorted(s.query(init="random", shots="10%", adaptation="ridge"), key=lambda r: r["config"]["seed"])
+    task = get_registries().tasks.get("classification")
+    per_seed = []
+    for rec in records:
+        predictions, test = load_predictions(predicted, rec, task)
+        right = np.array([int(np.argmax(p)) for p in predictions]) == np.array(test.labels())
+        (counts,) = list(resample_counts(len(test), 1000, 0))
+        per_seed.append(100.0 * counts @ right / len(test))
+    drawn = np.random.default_rng([0, 1]).integers(0, 2, size=(1000, 2))
+    means = np.stack(per_seed)[drawn, np.arange(1000)[:, None]].mean(axis=1)
+    assert (cell["interval"]["low"], cell["interval"]["high"]) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
+    agreement = next(a for a in doc["data_efficiency"]["analysis"]["rank_agreement"] if a["dataset"] == "digits-lt")
+    assert agreement["resamples"] > 0 and agreement["ci_low"] <= agreement["tau"] <= agreement["ci_high"]
+    lt = csv_rows(tmp_path / "out" / "long_tail.csv")
+    assert {r["init"] for r in lt} == {"random", "scratch"} and all(r["n_seeds"] == "2" for r in lt)
+    # the init's pretraining is in the record (scratch trains nothing), and a frozen scratch row is flagged
+    with ResultsStore(predicted) as s:
+        scratch = s.query(init="scratch")[0]
+    assert scratch["pretraining"] == {"pool": "mini-upstream@1", "hyperparams": {"seed": 0}} and "pretraining" not in records[0]
+    flags = {r["init"]: (r["weights"], r["flag"]) for r in csv_rows(tmp_path / "out" / "main.csv")}
+    assert flags == {"random": ("random", ""), "scratch": ("random", "†")}
+
+
+@pytest.mark.slow
+def test_marks_agree_with_compare_and_a_rebuild_draws_the_same(predicted, tmp_path):
+    doc = _real_board(predicted, tmp_path / "out")
+    rows = {r["init"]: r["cells"]["digits-lt:top1"] for r in doc["main"]["rows"]}
+    best = next(init for init, c in rows.items() if c.get("mark") == "best")
+    other = next(init for init in rows if init != best)
+    result = CliRunner().invoke(app, ["compare", "--a", f"init={best}", "--b", f"init={other}", "--shots", "10%",
+                                      "--store", str(predicted), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    versus = rows[other]["versus_best"]
+    assert (versus["test"], versus["p_holm"]) == (row["test"], pytest.approx(row["p_holm"]))
+    assert (rows[other].get("mark") == "tied") == (row["verdict"] == "not distinguishable")
+
+    rebuilt = tmp_path / "rebuilt"
+    again = invoke("leaderboard", "--import", str(tmp_path / "out" / "results.json"), "--suite", "mini",
+                   "--baseline", "random", "--out", str(rebuilt))
+    assert again.exit_code == 0, again.output
+    second = json.loads((rebuilt / "leaderboard.json").read_text())
+    for key in ("main", "data_efficiency", "long_tail"):
+        assert second[key] == doc[key], key
+    assert sorted(p.name for p in (tmp_path / "out" / "results.predictions").iterdir()) == sorted(
+        r["predictions"]["file"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["results"])
+
+    shutil.rmtree(tmp_path / "out" / "results.predictions")  # results without their predictions still render
+    lost = invoke("leaderboard", "--import", str(tmp_path / "out" / "results.json"), "--suite", "mini",
+                  "--baseline", "random", "--out", str(tmp_path / "lost"))
+    assert lost.exit_code == 0, lost.output
+    md = (tmp_path / "lost" / "leaderboard.md").read_text()
+    assert "8 result(s) with stored predictions that could not be read" in md and "ᵗ" in md
 
 
 # --------------------------------------------------------------------------- profile
@@ -475,8 +744,8 @@ console.log(JSON.stringify(main.tBodies[0].rows.map(r => r.cells.map(c => c.text
     ("?sort=depth-a:rmse", [], [("m1", "gaia"), ("m1", "imagenet"), ("m2", "gaia")]),  # lower is better: ascending, blanks last
     ("?sort=cls-a:top1&order=asc", [], [("m1", "imagenet"), ("m1", "gaia"), ("m2", "gaia")]),
     ("", [0], [("m1", "gaia"), ("m1", "imagenet"), ("m2", "gaia")]),  # click "model": text ascending (stable)
-    ("", [4], [("m1", "gaia"), ("m1", "imagenet"), ("m2", "gaia")]),  # click "cls-b": best (highest) first, blank last
-    ("", [4, 4], [("m1", "imagenet"), ("m1", "gaia"), ("m2", "gaia")]),  # again: reversed, blank still last
+    ("", [5], [("m1", "gaia"), ("m1", "imagenet"), ("m2", "gaia")]),  # click "cls-b": best (highest) first, blank last
+    ("", [5, 5], [("m1", "imagenet"), ("m1", "gaia"), ("m2", "gaia")]),  # again: reversed, blank still last
 ])
 def test_page_script_sorts_by_header_click_and_query(built, search, clicks, expected):
     page = parse_page((built / "leaderboard.html").read_text())

@@ -24,6 +24,7 @@ from gaia_bench.plugins.reporters.lib.statistics import (
     paired_t_power,
     percentile_interval,
     seeds_for_power,
+    tau_b_rows,
 )
 
 
@@ -235,3 +236,13 @@ def test_kendall_tau_by_hand_with_resampled_interval():
     assert (result.low, result.high) == (pytest.approx((-1 + 2 / 3) / 2), pytest.approx((2 / 3 + 1) / 2))
     with pytest.raises(ValueError):
         kendall_tau_with_ci(x, y, xr[:, :3], yr[:, :3])
+
+
+def test_tau_b_of_many_resamples_at_once_equals_scipy_with_ties():
+    rng = np.random.default_rng(5)
+    x, y = rng.integers(0, 4, (300, 6)).astype(float), rng.integers(0, 4, (300, 6)).astype(float)
+    x[0], y[1] = 2.0, 1.0  # all ties: undefined
+    mine = tau_b_rows(x, y)
+    theirs = np.array([stats.kendalltau(a, b).statistic for a, b in zip(x, y)])
+    assert np.array_equal(np.isnan(mine), np.isnan(theirs)) and np.isnan(mine[:2]).all()
+    assert np.allclose(mine[~np.isnan(mine)], theirs[~np.isnan(theirs)], rtol=0, atol=1e-12)

@@ -38,39 +38,24 @@ def _item_level(store_path: str, group, resamples: int, seed: int):
     (classification), from the stored predictions; None when a record has none."""
     import numpy as np
 
-    from gaia_bench.manager import get_registries
     from gaia_bench.plugins.reporters.lib.comparison import ItemLevel, field_value
-    from gaia_bench.plugins.reporters.lib.statistics import bootstrap_count_chunks, mcnemar_exact
+    from gaia_bench.plugins.reporters.lib.resampling import record_draws
+    from gaia_bench.plugins.reporters.lib.statistics import mcnemar_exact
 
     if not all(r.get("predictions") for p in group.pairs for r in (p.a, p.b)):
         return None
-    from gaia_bench.predictions import load_predictions, resampled_metric
-
-    registries = get_registries()
+    records = [r for p in group.pairs for r in (p.a, p.b)]
+    draws = record_draws(records, lambda record: store_path, resamples, seed)
     first = group.pairs[0].a
-    task = registries.tasks.get(str(field_value(first, "task")))
-    dataset = registries.datasets.get(str(field_value(first, "dataset")))
-    metric = str(first["primary_metric"])
-    loaded = [(load_predictions(store_path, p.a, task), load_predictions(store_path, p.b, task)) for p in group.pairs]
-    keys = [s.key for s in loaded[0][0][1].samples]
-    for pair, sides in zip(group.pairs, loaded):
-        for record, (predictions, test) in zip((pair.a, pair.b), sides):
-            if [s.key for s in test.samples] != keys or len(predictions) != len(keys):
-                raise DataError(f"job {record['job_id']} was scored on other test items than job {first['job_id']} "
-                                f"({field_value(first, 'dataset')}: {len(test)} vs {len(keys)} items)",
-                                "compare results of one dataset version; rerun the older jobs with --force")
-    a_chunks, b_chunks = [], []
-    for counts in bootstrap_count_chunks(len(keys), resamples, seed):
-        a_chunks.append([resampled_metric(task, pa, ta, dataset, counts, metric) for (pa, ta), _ in loaded])
-        b_chunks.append([resampled_metric(task, pb, tb, dataset, counts, metric) for _, (pb, tb) in loaded])
-    mcnemar = []
-    if task.name == "classification":
-        for (pa, ta), (pb, _) in loaded:
-            targets = np.asarray(ta.labels())
-            classes = [np.asarray([int(p) if np.ndim(p) == 0 else int(np.argmax(p)) for p in preds]) for preds in (pa, pb)]
-            mcnemar.append(mcnemar_exact(classes[0] == targets, classes[1] == targets))
-    return ItemLevel(np.concatenate([np.asarray(c) for c in a_chunks], axis=1),
-                     np.concatenate([np.asarray(c) for c in b_chunks], axis=1), mcnemar)
+    for record, d in zip(records, draws):
+        if d.items != draws[0].items:
+            raise DataError(f"job {record['job_id']} was scored on other test items than job {first['job_id']} "
+                            f"({field_value(first, 'dataset')})",
+                            "compare results of one dataset version; rerun the older jobs with --force")
+    a, b = draws[0::2], draws[1::2]
+    mcnemar = [mcnemar_exact(da.correct, db.correct) for da, db in zip(a, b)
+               if da.correct is not None and db.correct is not None]
+    return ItemLevel(np.stack([d.values for d in a]), np.stack([d.values for d in b]), mcnemar)
 
 
 def _print_table(report) -> None:

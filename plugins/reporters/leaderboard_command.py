@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gaia_bench import hookimpl
@@ -65,8 +66,10 @@ def _suite_datasets(suite: str, reference_sets: list[dict]) -> list[str]:
     return []
 
 
-def _rebuild_command(out: Path, suite: str, shots: str, baseline: str | None, title: str | None) -> str:
+def _rebuild_command(out: Path, suite: str, shots: str, baseline: str | None, title: str | None, interval: str) -> str:
     parts = ["gaia-bench", "leaderboard", "--import", str(out / "results.json"), "--suite", suite, "--shots", shots]
+    if interval != "ci":
+        parts += ["--interval", interval]
     if baseline:
         parts += ["--baseline", baseline]
     if title:
@@ -74,10 +77,48 @@ def _rebuild_command(out: Path, suite: str, shots: str, baseline: str | None, ti
     return " ".join(shlex.quote(p) for p in parts + ["--out", str(out)])
 
 
-def _rich_table(grid: Grid) -> Table:
-    table = Table(*[(f"{c.group}\n" if c.group else "\n") + c.label for c in grid.columns], title=grid.title)
-    for row in grid.rows:
-        table.add_row(*[cell.text for cell in row])
+def _terminal_table(grid: Grid, width: int) -> Table:
+    """A grid for the terminal, fitted to ``width`` (80 columns show a few datasets unwrapped): key
+    columns the same on every row move into the title, cells lose their inner spaces, headers break
+    onto lines; then, while too wide, the weights column goes (its † joins the init) and then the
+    per-dataset columns (the task means stay; the files have everything)."""
+    from rich import box
+    from rich.cells import cell_len
+
+    columns = list(grid.columns)
+    texts = [[c.text.replace(" ± ", "±").replace(" ≈", "≈") for c in row] for row in grid.rows]
+    keys = [i for i, c in enumerate(columns) if not c.numeric]
+    constant = [i for i in keys if len({row[i] for row in texts}) == 1 and columns[i].key not in ("init", "weights")]
+    fixed = " · ".join(f"{columns[i].label} {texts[0][i]}" for i in constant)
+    shown = [i for i in range(len(columns)) if i not in constant]
+
+    def header(i: int) -> str:
+        c = columns[i]
+        return "\n".join(c.label.split(" ") if c.group == "mean" else filter(None, [c.group, *c.label.split(" ")]))
+
+    def natural(indices: list[int], pad: int = 0) -> int:
+        """Width with ``pad`` spaces each side of a column (none at the table's edges) and a 1-space rule."""
+        return sum(max([cell_len(line) for line in header(i).split("\n")] + [cell_len(row[i]) for row in texts])
+                   for i in indices) + (1 + 2 * pad) * (len(indices) - 1)
+
+    weights = next((i for i in shown if columns[i].key == "weights"), None)
+    if weights is not None and natural(shown, 1) > width:
+        init = next((i for i in shown if columns[i].key == "init"), None)
+        for row in texts:
+            flag = row[weights].rpartition(" ")[2] if row[weights].endswith("†") else ""
+            if init is not None and flag:
+                row[init] += flag
+        shown.remove(weights)
+    caption = None
+    if natural(shown) > width:
+        shown = [i for i in shown if not columns[i].numeric or columns[i].key.startswith("mean:")]
+        caption = "per-dataset columns: see the written files"
+    table = Table(title=grid.title + (f" ({fixed})" if fixed else ""), caption=caption, box=box.SIMPLE_HEAD,
+                  padding=(0, 1 if natural(shown, 1) <= width else 0), show_edge=False, pad_edge=False)
+    for i in shown:
+        table.add_column(header(i), justify="right" if columns[i].numeric else "left", no_wrap=True, overflow="fold")
+    for row, cells in zip(texts, grid.rows):
+        table.add_row(*[f"[bold]{escape(row[i])}[/]" if cells[i].strong else escape(row[i]) for i in shown])
     return table
 
 
@@ -92,12 +133,21 @@ def leaderboard(
     title: Annotated[str | None, typer.Option("--title", help="page and table title")] = None,
     references: Annotated[list[str] | None, typer.Option("--references", help="include a published reference set by name, e.g. gvb (repeatable)")] = None,
     import_references: Annotated[list[Path] | None, typer.Option("--import-references", help="include a reference set file (repeatable)")] = None,
+    interval: Annotated[str, typer.Option("--interval", help="what a cell's ± shows: ci (half its 95% confidence interval) or std (over seeds)")] = "ci",
 ) -> None:
-    """Write the leaderboard (markdown, CSV, JSON, LaTeX, one HTML page, plots, results.json) from the results stores."""
+    """Write the leaderboard (markdown, CSV, JSON, LaTeX, one HTML page, plots, results.json) from the results stores.
+
+    Cells show mean ± half the 95% confidence interval (``--interval ci``: one seed, the record's
+    bootstrap over test items; several seeds, the bootstrap over seeds × test items from the stored
+    predictions, else a t interval over seeds) or ± the std over seeds (``--interval std``). Per
+    column the best row is bold and the rows not distinguishable from it are marked ≈ (the paired
+    tests of `gaia-bench compare`, Holm over the column). Also: error-rate reductions with
+    intervals, long-tail buckets, data-efficiency areas and rank agreement, where the weights came from."""
     from gaia_bench.plugins.reporters.lib.leaderboard import build_leaderboard, merge_sources
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import default_store
     from gaia_bench.plugins.reporters.lib.references import as_records, load_reference_set, named_file
+    from gaia_bench.plugins.reporters.lib.resampling import StoredDraws
     from gaia_bench.plugins.reporters.lib.tables import leaderboard_grids
     from gaia_bench.shots import parse_shot
 
@@ -125,13 +175,16 @@ def leaderboard(
         versions = ", ".join(f"{v['source']}: {v['primary_value']}" for v in conflict.versions)
         err_console.print(f"[yellow]warning:[/] job {conflict.job_id} has different results in different sources "
                           f"({versions}); the tables use {conflict.kept}'s, not an average", highlight=False, soft_wrap=True)
+    draws = StoredDraws(merged.origins)
     board = build_leaderboard(
         merged, suite=suite, dataset_order=_suite_datasets(suite, list(unique.values())),
         references=[r for ref in unique.values() for r in as_records(ref)], reference_sets=list(unique.values()),
         profiles=profiles, shots=parse_shot(shots).label if shots else None, baseline=baseline, title=title,
+        interval=interval, draws=draws,
     )
+    board.prediction_files, board.prediction_problems = draws.files(board.records), dict(draws.problems)
     out_dir = out or Path("leaderboards") / suite
-    board.rebuild = _rebuild_command(out_dir, suite, board.shots, baseline, title)
+    board.rebuild = _rebuild_command(out_dir, suite, board.shots, baseline, title, interval)
     writers = [r for _, r in get_registries().reporters.items() if r.write_leaderboard is not None]
     if not writers:
         raise UsageError("no installed reporter writes leaderboards",
@@ -139,7 +192,7 @@ def leaderboard(
     written = [path for writer in writers for path in writer.write_leaderboard(board, out_dir)]
     for grid in leaderboard_grids(board):
         if grid.id in ("main", "err") and grid.rows:
-            console.print(_rich_table(grid))
+            console.print(_terminal_table(grid, console.width))
     notice(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
 
 

@@ -6,27 +6,34 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import shutil
 from pathlib import Path
 
 from gaia_bench import hookimpl
 from gaia_bench.api import ReporterSpec
 from gaia_bench.plugins.reporters.lib.leaderboard import Cell, Leaderboard, MainTable, Section
 from gaia_bench.plugins.reporters.lib.tables import (
+    ERR_CI_NOTE,
     ERR_FORMULA,
     FLOP_NOTE,
+    MARK_NOTE,
+    NA,
     STD_NOTE,
     Grid,
     leaderboard_grids,
     summary_lines,
     task_label,
 )
+from gaia_bench.predictions import predictions_dir
 from gaia_bench.store import export_records
 
 PLUGIN_ORDER = 610
 
 PLOTS = ("data_efficiency.png", "speed_accuracy.png")
 OUTPUTS = ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "leaderboard.json", "results.json", "main.csv",
-           "error_rate_reduction.csv", "data_efficiency.csv", "speed_accuracy.csv", "references.csv", *PLOTS)
+           "error_rate_reduction.csv", "data_efficiency.csv", "data_efficiency_analysis.csv", "rank_agreement.csv",
+           "long_tail.csv", "speed_accuracy.csv", "references.csv", *PLOTS)
 
 
 # --------------------------------------------------------------------------- markdown
@@ -34,7 +41,7 @@ def _md_grid(grid: Grid) -> str:
     from tabulate import tabulate
 
     headers = [f"{c.group} {c.label}" if c.group and c.group != "mean" else c.label for c in grid.columns]
-    body = [[cell.text for cell in row] for row in grid.rows]
+    body = [[f"**{cell.text}**" if cell.strong else cell.text for cell in row] for row in grid.rows]
     align = ["right" if c.numeric else "left" for c in grid.columns]
     table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True, colalign=align) if body else "(none)"
     notes = "".join(f"- {n}\n" for n in grid.notes)
@@ -56,7 +63,8 @@ def render_markdown(board: Leaderboard, plots: dict[str, bytes]) -> str:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                   "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "↓": r"$\downarrow$",
                   "↑": r"$\uparrow$", "★": r"$\star$", "−": r"$-$", "²": r"$^2$", "×": r"$\times$", "·": r"$\cdot$",
-                  "<": r"\textless{}", ">": r"\textgreater{}"}
+                  "<": r"\textless{}", ">": r"\textgreater{}", "≈": r"$\approx$", "ᵗ": r"$^{t}$", "†": r"$\dagger$",
+                  "≥": r"$\geq$", "≤": r"$\leq$", "τ": r"$\tau$", "–": "--", "→": r"$\rightarrow$", "…": r"\ldots{}"}
 
 
 _LATEX_MAX_COLUMNS = 10  # wider tables are scaled down to the text width (GV-B's 26 datasets)
@@ -89,7 +97,8 @@ def _latex_grid(grid: Grid) -> str:
     lines.append(" & ".join(latex_escape(c.label) for c in cols) + r" \\")
     lines.append(r"\midrule")
     for row in grid.rows:
-        lines.append(" & ".join(latex_escape(cell.text) for cell in row) + r" \\")
+        lines.append(" & ".join(rf"\textbf{{{latex_escape(cell.text)}}}" if cell.strong else latex_escape(cell.text)
+                                for cell in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}" + ("}" if wide else ""), r"\end{center}"]
     notes = [r"\begin{itemize}"] + [rf"\item {latex_escape(n)}" for n in grid.notes] + [r"\end{itemize}"]
     if not grid.rows:
@@ -117,17 +126,30 @@ def _csv(header: list[str], rows: list[list]) -> str:
     return out.getvalue()
 
 
+def _interval_fields(cell: Cell | None) -> list:
+    """low, high and what the interval is (empty without one)."""
+    interval = cell.interval if cell is not None else None
+    if interval is None:
+        return ["", "", NA if cell is not None and not cell.provenance else ""]
+    return [interval.low, interval.high, interval.method]
+
+
 def _main_csv(table: MainTable, source: str) -> str:
-    header = ["source", "model", "init", "adaptation", "shots"]
+    from gaia_bench.plugins.reporters.lib.provenance import row_origin
+
+    header = ["source", "model", "init", "adaptation", "shots", "weights", "weights_source", "flag"]
     for c in table.columns:
-        header += [c.key, f"{c.key}:std", f"{c.key}:n"]
+        header += [c.key, f"{c.key}:std", f"{c.key}:n", f"{c.key}:ci_low", f"{c.key}:ci_high", f"{c.key}:interval",
+                   f"{c.key}:mark"]
     header += [f"mean:{task_label(t)}" for t in table.tasks] + [f"mean:{task_label(t)}:n_datasets" for t in table.tasks]
     rows = []
     for row in table.rows:
-        values: list = [source, *row.key, table.shots]
+        origin = row_origin(row)
+        values: list = [source, *row.key, table.shots, origin.kind, origin.detail, origin.flag]
         for c in table.columns:
             cell = row.cells.get(c)
             values += [cell.mean, cell.std, cell.n] if cell else ["", "", ""]
+            values += _interval_fields(cell) + [cell.mark if cell else ""]
         values += [row.task_means[t].value if t in row.task_means else "" for t in table.tasks]
         values += [row.task_means[t].n_datasets if t in row.task_means else "" for t in table.tasks]
         rows.append(values)
@@ -135,27 +157,74 @@ def _main_csv(table: MainTable, source: str) -> str:
 
 
 def _err_csv(sections: list[Section]) -> str:
-    header = ["section", "init", "model", "adaptation", "baseline", "shots", "task", "reduction_pct", "n_datasets",
-              "datasets", "formula"]
+    header = ["section", "init", "model", "adaptation", "baseline", "shots", "task", "reduction_pct", "ci_low", "ci_high",
+              "ci_method", "n_datasets", "datasets", "formula"]
     rows = []
     for section in sections:
         for err in section.err:
             for task, pairs in err.pairs.items():
+                interval = err.intervals.get(task)
+                ci = [interval.low, interval.high, interval.method] if interval is not None else ["", "", NA]
                 rows.append([section.name, err.init, err.model, err.adaptation, err.baseline, section.table.shots,
-                             task_label(task), err.percent(task), len(pairs),
+                             task_label(task), err.percent(task), *ci, len(pairs),
                              " ".join(f"{p.model}/{p.dataset}" for p in pairs), ERR_FORMULA])
     return _csv(header, rows)
 
 
 def _efficiency_csv(board: Leaderboard) -> str:
-    header = ["model", "init", "adaptation", "dataset", "task", "metric", "higher_is_better", "shots", "mean", "std", "n"]
+    header = ["model", "init", "adaptation", "dataset", "task", "metric", "higher_is_better", "shots", "mean", "std", "n",
+              "ci_low", "ci_high", "interval"]
     rows = []
     for row in board.efficiency.rows:
         for shots in board.efficiency.shots:
             if shots in row.cells:
                 cell = row.cells[shots]
                 rows.append([*row.key, row.column.dataset, task_label(row.column.task), row.column.metric,
-                             row.column.higher_is_better, shots, cell.mean, cell.std, cell.n])
+                             row.column.higher_is_better, shots, cell.mean, cell.std, cell.n, *_interval_fields(cell)])
+    return _csv(header, rows)
+
+
+def _curves_csv(board: Leaderboard) -> str:
+    from gaia_bench.plugins.reporters.lib.efficiency import AUC_RULE, REACH_RULE
+
+    analysis = board.efficiency_analysis
+    header = ["model", "init", "adaptation", "dataset", "metric", "higher_is_better", "fractions", "auc_log",
+              "baseline", "reaches_baseline_100", "auc_rule", "reach_rule"]
+    rows = [[*c.key, c.column.dataset, c.column.metric, c.column.higher_is_better, " ".join(c.fractions),
+             "" if c.auc is None else c.auc, analysis.baseline, c.reach or "", AUC_RULE, REACH_RULE]
+            for c in analysis.curves]
+    return _csv(header, rows)
+
+
+def _agreement_csv(board: Leaderboard) -> str:
+    from gaia_bench.plugins.reporters.lib.efficiency import TAU_RULE
+
+    header = ["task", "dataset", "shots_a", "shots_b", "rows", "tau", "ci_low", "ci_high", "resamples", "method"]
+    rows = []
+    for a in board.efficiency_analysis.agreements:
+        t = a.tau
+        rows.append([task_label(a.task), a.dataset, *a.shots, " ".join("/".join(k) for k in a.rows),
+                     *("" if math.isnan(v) else v for v in (t.tau, t.low, t.high)), t.resamples, TAU_RULE])
+    return _csv(header, rows)
+
+
+def _long_tail_csv(board: Leaderboard) -> str:
+    from gaia_bench.plugins.reporters.lib.long_tail import BUCKETS, RULE
+
+    lt = board.long_tail
+    by_dataset = {b.dataset: b for b in lt.datasets}
+    header = ["model", "init", "adaptation", "dataset", "n_seeds"]
+    for name in (*BUCKETS, "worst_class"):
+        header += [f"{name}:mean", f"{name}:std"]
+    header += ["head_from", "tail_below", *(f"{b}:classes" for b in BUCKETS), "rule"]
+    rows = []
+    for r in lt.rows:
+        b = by_dataset[r.column.dataset]
+        values: list = [*r.key, r.column.dataset, r.worst.n]
+        for cell in [*(r.buckets[name] for name in BUCKETS), r.worst]:
+            values += [cell.mean, "" if cell.std is None else cell.std] if cell.n else ["", ""]
+        values += [b.head_from, b.tail_below, *(" ".join(map(str, b.members[name])) for name in BUCKETS), RULE]
+        rows.append(values)
     return _csv(header, rows)
 
 
@@ -185,21 +254,45 @@ def render_csvs(board: Leaderboard) -> dict[str, str]:
     files["error_rate_reduction.csv"] = _err_csv(sections)
     if board.efficiency.rows:
         files["data_efficiency.csv"] = _efficiency_csv(board)
+    if board.efficiency_analysis is not None and board.efficiency_analysis.curves:
+        files["data_efficiency_analysis.csv"] = _curves_csv(board)
+    if board.efficiency_analysis is not None and board.efficiency_analysis.agreements:
+        files["rank_agreement.csv"] = _agreement_csv(board)
+    if board.long_tail is not None and board.long_tail.rows:
+        files["long_tail.csv"] = _long_tail_csv(board)
     if board.speed:
         files["speed_accuracy.csv"] = _speed_csv(board)
     return files
 
 
 # --------------------------------------------------------------------------- JSON
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _interval_json(interval) -> dict | None:
+    if interval is None:
+        return None
+    return {"low": _finite(interval.low), "high": _finite(interval.high), "kind": interval.kind, "method": interval.method}
+
+
 def _cell_json(cell: Cell) -> dict:
     out = {"mean": cell.mean, "std": cell.std, "n": cell.n, "values": cell.values, "record_ids": cell.record_ids,
            "configs": cell.configs}
     if cell.provenance:
         out["provenance"] = cell.provenance
+    else:
+        out["interval"] = _interval_json(cell.interval)
+    if cell.mark:
+        out["mark"] = cell.mark
+    if cell.versus_best is not None:
+        out["versus_best"] = cell.versus_best
     return out
 
 
 def _section_json(section: Section, source: str) -> dict:
+    from gaia_bench.plugins.reporters.lib.provenance import row_origin
+
     table = section.table
     return {
         "source": source,
@@ -207,19 +300,58 @@ def _section_json(section: Section, source: str) -> dict:
         "columns": [{"key": c.key, "dataset": c.dataset, "task": c.task, "metric": c.metric,
                      "higher_is_better": c.higher_is_better} for c in table.columns],
         "rows": [{"model": r.key[0], "init": r.key[1], "adaptation": r.key[2], "source": source,
+                  "weights": vars(row_origin(r)),
                   "cells": {c.key: _cell_json(cell) for c, cell in r.cells.items()},
                   "task_means": {t: vars(m) for t, m in r.task_means.items()}} for r in table.rows],
         "error_rate_reduction": {
-            "baseline": section.baseline, "formula": ERR_FORMULA,
+            "baseline": section.baseline, "formula": ERR_FORMULA, "interval": ERR_CI_NOTE,
             "rows": [{"init": e.init, "model": e.model, "adaptation": e.adaptation, "baseline": e.baseline,
-                      "tasks": {t: {"reduction_pct": e.percent(t), "pairs": [vars(p) | {"reduction": p.reduction} for p in ps]}
+                      "tasks": {t: {"reduction_pct": e.percent(t), "interval": _interval_json(e.intervals.get(t)),
+                                    "pairs": [vars(p) | {"reduction": p.reduction} for p in ps]}
                                 for t, ps in e.pairs.items()}} for e in section.err],
         },
     }
 
 
+def _analysis_json(board: Leaderboard) -> dict | None:
+    from gaia_bench.plugins.reporters.lib.efficiency import AUC_RULE, REACH_RULE, TAU_RULE
+
+    analysis = board.efficiency_analysis
+    if analysis is None:
+        return None
+    return {
+        "baseline": analysis.baseline, "auc_rule": AUC_RULE, "reach_rule": REACH_RULE, "tau_rule": TAU_RULE,
+        "curves": [{"model": c.key[0], "init": c.key[1], "adaptation": c.key[2], "dataset": c.column.dataset,
+                    "metric": c.column.metric, "fractions": c.fractions, "auc_log": c.auc, "reaches_baseline_100": c.reach}
+                   for c in analysis.curves],
+        "rank_agreement": [{"task": a.task, "dataset": a.dataset, "shots": list(a.shots), "rows": [list(k) for k in a.rows],
+                            "tau": _finite(a.tau.tau), "ci_low": _finite(a.tau.low), "ci_high": _finite(a.tau.high),
+                            "resamples": a.tau.resamples} for a in analysis.agreements],
+    }
+
+
+def _long_tail_json(board: Leaderboard) -> dict | None:
+    from gaia_bench.plugins.reporters.lib.long_tail import RULE
+
+    lt = board.long_tail
+    if lt is None:
+        return None
+    return {
+        "rule": RULE,
+        "datasets": [{"dataset": b.dataset, "train_count": list(b.train_count), "head_from": b.head_from,
+                      "tail_below": b.tail_below, "classes": {k: list(v) for k, v in b.members.items()}} for b in lt.datasets],
+        "rows": [{"model": r.key[0], "init": r.key[1], "adaptation": r.key[2], "dataset": r.column.dataset,
+                  "buckets": {k: {"mean": c.mean if c.n else None, "std": c.std, "values": c.values} for k, c in r.buckets.items()},
+                  "worst_class": {"mean": r.worst.mean, "std": r.worst.std, "values": r.worst.values}} for r in lt.rows],
+        "without_per_class_values": lt.without_values,
+    }
+
+
 def render_json(board: Leaderboard) -> str:
+    from gaia_bench.plugins.reporters.lib.tables import interval_notes
+
     eff = board.efficiency
+    cells = [c for row in board.measured.table.rows for c in row.cells.values()] if board.measured else []
     doc = {
         "kind": "gaia-bench-leaderboard",
         "schema_version": 1,
@@ -227,7 +359,9 @@ def render_json(board: Leaderboard) -> str:
         "suite": board.suite,
         "shots": board.shots,
         "rebuild": board.rebuild,
-        "notes": {"cells": STD_NOTE, "error_rate_reduction": ERR_FORMULA, "flops": FLOP_NOTE},
+        "interval": board.interval,
+        "notes": {"cells": interval_notes(cells, board.interval), "marks": MARK_NOTE, "error_rate_reduction": ERR_FORMULA,
+                  "error_rate_reduction_interval": ERR_CI_NOTE, "std": STD_NOTE, "flops": FLOP_NOTE},
         "main": _section_json(board.measured, "measured") if board.measured else None,
         "references": ({"label": board.references.name,
                         "sets": [{k: s.get(k) for k in ("name", "label", "description", "source")} for s in board.reference_sets],
@@ -235,12 +369,15 @@ def render_json(board: Leaderboard) -> str:
         "data_efficiency": {"shots": eff.shots, "rows": [
             {"model": r.key[0], "init": r.key[1], "adaptation": r.key[2], "dataset": r.column.dataset,
              "task": r.column.task, "metric": r.column.metric, "higher_is_better": r.column.higher_is_better,
-             "cells": {s: _cell_json(c) for s, c in r.cells.items()}} for r in eff.rows]},
+             "cells": {s: _cell_json(c) for s, c in r.cells.items()}} for r in eff.rows],
+            "analysis": _analysis_json(board)},
+        "long_tail": _long_tail_json(board),
         "speed_accuracy": None if board.speed is None else {"rows": [
             {"model": r.key[0], "init": r.key[1], "adaptation": r.key[2], "profile": r.profile,
              "task_means": {t: vars(m) for t, m in r.task_means.items()}, "pareto": r.on_front} for r in board.speed.rows]},
         "conflicts": [vars(c) for c in board.conflicts],
         "identical_duplicates": board.identical_duplicates,
+        "unreadable_predictions": board.prediction_problems,
     }
     return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -254,10 +391,29 @@ def render_results_json(board: Leaderboard) -> str:
 
 
 # --------------------------------------------------------------------------- the directory
+def copy_predictions(board: Leaderboard, out: Path) -> Path | None:
+    """Copy the prediction files the intervals were drawn from beside ``out/results.json``, where
+    `--import out/results.json` looks for them, so a rebuild draws the same intervals and marks;
+    files of an earlier build that this one does not use are removed."""
+    target = predictions_dir(out / "results.json")
+    wanted = {path.name: path for path in board.prediction_files.values()}
+    if not wanted and not target.exists():
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    for name, source in wanted.items():
+        if not (target / name).exists() or not (target / name).samefile(source):
+            shutil.copyfile(source, target / name)
+    for stale in target.glob("*.npz"):
+        if stale.name not in wanted:
+            stale.unlink()
+    return target
+
+
+
 def render_plots(board: Leaderboard) -> dict[str, bytes]:
     from gaia_bench.plugins.reporters.lib.leaderboard_plots import plot_data_efficiency, plot_speed_accuracy
 
-    plots = {"data_efficiency.png": plot_data_efficiency(board.efficiency, board.title)}
+    plots = {"data_efficiency.png": plot_data_efficiency(board.efficiency, board.title, board.interval)}
     if board.speed and board.measured:
         directions = {t: board.measured.table.task_direction(t) for t in board.speed.tasks}
         plots["speed_accuracy.png"] = plot_speed_accuracy(board.speed, directions, board.title)
@@ -283,6 +439,8 @@ def write_leaderboard(board: Leaderboard, out: Path) -> list[Path]:
     for name in OUTPUTS:
         if out / name not in written and (out / name).exists():
             (out / name).unlink()
+    if (copied := copy_predictions(board, out)) is not None:
+        written.append(copied)
     return written
 
 

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from gaia_bench.errors import UsageError
 from gaia_bench.records import prefer
 from gaia_bench.shots import parse_shot
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gaia_bench.plugins.reporters.lib.resampling import RecordDraws
 
 TASK_ORDER = ("classification", "detection", "segmentation", "depth")
 DEFAULT_SHOTS = "10%"  # GV-B's protocol: the main table's setting when several are equally common
@@ -56,6 +62,7 @@ class Merged:
     records: list[dict]
     identical_duplicates: int
     conflicts: list[Conflict]
+    origins: dict[str, str] = field(default_factory=dict)  # job id -> the source its kept record came from
 
 
 def _version(source: str, record: dict) -> dict:
@@ -89,7 +96,7 @@ def merge_sources(sources: Sequence[tuple[str, Iterable[dict]]]) -> Merged:
                     conflict = conflicts[job_id] = Conflict(job_id, old["config"], origin[job_id],
                                                             [_version(origin[job_id], old)])
                 conflict.versions.append(_version(source, record))
-    return Merged(list(kept.values()), identical, list(conflicts.values()))
+    return Merged(list(kept.values()), identical, list(conflicts.values()), origin)
 
 
 def _record_order(record: dict) -> tuple:
@@ -124,6 +131,13 @@ def _show(value: object) -> str:
     return text if len(text) <= 24 else text[:21] + "..."
 
 
+def _show_setting(key: str, value: object) -> str:
+    """Weights by what they are and a hash that tells them apart (published vs imitation); the rest by value."""
+    from gaia_bench.plugins.reporters.lib.provenance import short_id
+
+    return short_id(value) if key == "weights_id" and isinstance(value, str) else _show(value)
+
+
 def label_settings(records: list[dict]) -> list[dict]:
     """Seeds of one setting are averaged; different settings never are. Where the records of one
     (model, init, adaptation, task) were run with more than one setting (image size, weights,
@@ -141,8 +155,15 @@ def label_settings(records: list[dict]) -> list[dict]:
             continue
         keys = sorted({k for s in settings for k in s})
         differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1]
-        for record, setting in zip(members, settings):
-            labelled[id(record)] = ", ".join(f"{k}={_show(setting.get(k))}" for k in differing)
+        labels = [", ".join(f"{k}={_show_setting(k, setting.get(k))}" for k in differing) for setting in settings]
+        meaning: dict[str, set[str]] = defaultdict(set)
+        for label, setting in zip(labels, settings):
+            meaning[label].add(json.dumps(setting, sort_keys=True, default=str))
+        if any(len(m) > 1 for m in meaning.values()):  # shortened too far: two settings would share a row
+            labels = [", ".join(f"{k}={json.dumps(setting.get(k), sort_keys=True, default=str)}" for k in differing)
+                      for setting in settings]
+        for record, label in zip(members, labels):
+            labelled[id(record)] = label
     return [{**r, "setting": labelled[id(r)]} if id(r) in labelled else r for r in records]
 
 
@@ -161,6 +182,28 @@ class Column:
         return f"{self.dataset}:{self.metric}"
 
 
+# The leaderboard's statistics (:mod:`.uncertainty`)
+SEED = 0  # the resamples' seed: the core's, so a one-seed cell's interval is its record's
+ALPHA = 0.05  # the not-distinguishable marks, after Holm
+KIND_ITEMS = "items"  # one seed: the bootstrap over test items (the record's own interval)
+KIND_SEEDS_ITEMS = "seeds×items"  # several seeds: bootstrap over seeds × test items (stored predictions)
+KIND_T = "t"  # several seeds without stored predictions: Student t over seeds
+
+
+@dataclass(frozen=True)
+class CellInterval:
+    """A cell's confidence interval of its mean, and what kind it is (``KIND_*``)."""
+
+    low: float
+    high: float
+    kind: str
+    method: str  # in words, with its level and resamples
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
 @dataclass
 class Cell:
     """One (row, column) result: the primary value of every seed, with where each came from."""
@@ -169,6 +212,13 @@ class Cell:
     record_ids: list[str] = field(default_factory=list)
     configs: list[dict] = field(default_factory=list)
     provenance: list[dict] = field(default_factory=list)  # reference values only: where each was published
+    records: list[dict] = field(default_factory=list, repr=False)
+    # Filled in by :mod:`.uncertainty`: the interval, the bootstrap distribution of the mean (None:
+    # nothing to resample), the column mark ("best", "tied" or "") and the test against the best row.
+    interval: CellInterval | None = None
+    draws: np.ndarray | None = field(default=None, repr=False)
+    mark: str = ""
+    versus_best: dict | None = None
 
     @property
     def n(self) -> int:
@@ -187,6 +237,7 @@ class Cell:
         self.values.append(float(record["primary_value"]))
         self.record_ids.append(record["job_id"])
         self.configs.append(record["config"])
+        self.records.append(record)
         if "reference" in record:
             self.provenance.append(record["reference"])
 
@@ -338,6 +389,8 @@ class ErrRow:
     adaptation: str
     baseline: str
     pairs: dict[str, list[Pair]] = field(default_factory=dict)  # task -> paired datasets
+    cells: dict[str, list[tuple[Cell, Cell, bool]]] = field(default_factory=dict, repr=False)  # (baseline, init, higher) per pair
+    intervals: dict[str, CellInterval | None] = field(default_factory=dict)  # task -> its interval (:mod:`.uncertainty`)
 
     def percent(self, task: str) -> float | None:
         pairs = self.pairs.get(task)
@@ -363,6 +416,8 @@ def error_rate_reductions(table: MainTable, baseline: str) -> list[ErrRow]:
                 e_init = error_rate(row.cells[column].mean, column.higher_is_better)
                 err_row.pairs.setdefault(column.task, []).append(
                     Pair(model, adaptation, column.dataset, column.metric, e_base, e_init))
+                err_row.cells.setdefault(column.task, []).append(
+                    (base.cells[column], row.cells[column], column.higher_is_better))
         if err_row.pairs:
             detailed.append(err_row)
     out: list[ErrRow] = []
@@ -373,6 +428,7 @@ def error_rate_reductions(table: MainTable, baseline: str) -> list[ErrRow]:
             for r in mine:
                 for task, pairs in r.pairs.items():
                     pooled.pairs.setdefault(task, []).extend(pairs)
+                    pooled.cells.setdefault(task, []).extend(r.cells[task])
             out.append(pooled)
         out.extend(mine)
     return out
@@ -471,6 +527,9 @@ class Section:
     err: list[ErrRow]
 
 
+INTERVALS = ("ci", "std")  # what a cell's ± shows: half its confidence interval, or the std over seeds
+
+
 @dataclass
 class Leaderboard:
     title: str
@@ -486,6 +545,12 @@ class Leaderboard:
     profiles: list[dict]
     reference_sets: list[dict]
     rebuild: str = ""
+    interval: str = "ci"
+    long_tail: Any = None  # :class:`.long_tail.LongTail` of the measured main table
+    efficiency_analysis: Any = None  # :class:`.efficiency.EfficiencyAnalysis`
+    # set by the command from its StoredDraws: job id -> why its predictions went unused / the file its draws came from
+    prediction_problems: dict[str, str] = field(default_factory=dict)
+    prediction_files: dict[str, Path] = field(default_factory=dict)
 
 
 def _pick_baseline(inits: list[str], requested: str | None) -> str | None:
@@ -513,14 +578,25 @@ def build_leaderboard(
     shots: str | None = None,
     baseline: str | None = None,
     title: str | None = None,
+    interval: str = "ci",
+    draws: Callable[[dict], RecordDraws | None] | None = None,
 ) -> Leaderboard:
     """Everything the output formats show.
 
     Measured records outside ``dataset_order`` (the suite's datasets, when given) are left out;
     ``references`` (records of published values, with a ``reference`` block) keep their own
     datasets and get a section of their own, with their own baseline when ``baseline`` is not
-    among their inits.
+    among their inits. ``interval``: what the cells' ± shows (:data:`INTERVALS`); ``draws``: a
+    record's primary metric on the shared item resamples, from its stored predictions
+    (:class:`.resampling.StoredDraws`), None without.
     """
+    from gaia_bench.plugins.reporters.lib.efficiency import analyse
+    from gaia_bench.plugins.reporters.lib.long_tail import long_tail
+    from gaia_bench.plugins.reporters.lib.uncertainty import annotate_cells, annotate_reductions, annotate_table, no_draws
+
+    if interval not in INTERVALS:
+        raise UsageError(f"--interval {interval} is not one of {', '.join(INTERVALS)}",
+                         "ci: half the width of the confidence interval; std: the standard deviation over seeds")
     measured = usable(merged.records)
     if dataset_order:
         wanted = set(dataset_order)
@@ -541,19 +617,31 @@ def build_leaderboard(
     ref_order = [d["name"] for s in reference_sets for d in s.get("datasets", [])]
     label = " + ".join(s.get("label", s.get("name", "reference")) for s in reference_sets) or "reference"
     theirs = _section(label, refs, chosen_shots, ref_order, baseline) if refs else None
+    if theirs:
+        annotate_reductions(theirs.err)  # published single numbers: the bootstrap over datasets alone
     speed = speed_accuracy(mine.table, profiles) if mine else None
     used_profiles = list({id(r.profile): r.profile for r in speed.rows if r.profile}.values()) if speed else []
+    draws_of = draws or no_draws
+    if prepare := getattr(draws_of, "prepare", None):  # StoredDraws: every record's draws in one pass
+        prepare(measured)
+    if mine:
+        annotate_table(mine.table, draws_of, mine.err)
+    efficiency = data_efficiency(measured, dataset_order)
+    annotate_cells([c for row in efficiency.rows for c in row.cells.values()], draws_of)
     return Leaderboard(
         title=title or f"gaia-bench leaderboard: {suite} suite",
         suite=suite,
         shots=chosen_shots,
         measured=mine if mine and mine.table.rows else None,
         references=theirs if theirs and theirs.table.rows else None,
-        efficiency=data_efficiency(measured, dataset_order),
+        efficiency=efficiency,
         speed=speed,
         conflicts=merged.conflicts,
         identical_duplicates=merged.identical_duplicates,
         records=measured,
         profiles=used_profiles,
         reference_sets=list(reference_sets),
+        interval=interval,
+        long_tail=long_tail(mine.table) if mine else None,
+        efficiency_analysis=analyse(efficiency, mine.baseline if mine else None),
     )

@@ -110,7 +110,8 @@ def _table(grid: Grid) -> str:
             attrs = ' class="num"' if c.numeric else ""
             if cell.value is not None:
                 attrs += f' data-value="{cell.value!r}"'
-            tds.append(f"<td{attrs}>{escape(cell.text)}</td>")
+            text = f"<strong>{escape(cell.text)}</strong>" if cell.strong else escape(cell.text)
+            tds.append(f"<td{attrs}>{text}</td>")
         parts.append("<tr>" + "".join(tds) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)

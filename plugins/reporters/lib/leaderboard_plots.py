@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 import math
 
-from gaia_bench.plugins.reporters.lib.leaderboard import DataEfficiency, RowKey, SpeedAccuracy
+from gaia_bench.plugins.reporters.lib.leaderboard import Cell, DataEfficiency, RowKey, SpeedAccuracy
 from gaia_bench.plugins.reporters.lib.tables import task_label
+from gaia_bench.predictions import LEVEL
 
 _DPI = 110
 
@@ -45,8 +46,18 @@ def _grid(n: int, width: float, height: float):
     return fig, list(axes.flat[:n])
 
 
-def plot_data_efficiency(eff: DataEfficiency, title: str) -> bytes | None:
-    """One panel per dataset: the primary metric (mean ± std over seeds) against shots, one line per row."""
+def _error_bars(cells: list[Cell], interval: str) -> list[list[float]]:
+    """Below and above each mean: the std over seeds, or the distances to the interval's ends (0 without)."""
+    if interval == "std":
+        return [[c.std or 0.0 for c in cells]] * 2
+    below = [c.mean - c.interval.low if c.interval is not None else 0.0 for c in cells]
+    above = [c.interval.high - c.mean if c.interval is not None else 0.0 for c in cells]
+    return [[max(0.0, v) for v in below], [max(0.0, v) for v in above]]
+
+
+def plot_data_efficiency(eff: DataEfficiency, title: str, interval: str = "ci") -> bytes | None:
+    """One panel per dataset: the primary metric (mean with its interval, or ± std over seeds) against
+    shots, one line per row."""
     if not eff.rows or len(eff.shots) < 2:
         return None
     columns = list(dict.fromkeys(r.column for r in eff.rows))
@@ -57,7 +68,7 @@ def plot_data_efficiency(eff: DataEfficiency, title: str) -> bytes | None:
         for row in (r for r in eff.rows if r.column == column):
             xs = [i for i, s in enumerate(eff.shots) if s in row.cells]
             cells = [row.cells[eff.shots[i]] for i in xs]
-            ax.errorbar(xs, [c.mean for c in cells], yerr=[c.std or 0.0 for c in cells], marker="o", capsize=3,
+            ax.errorbar(xs, [c.mean for c in cells], yerr=_error_bars(cells, interval), marker="o", capsize=3,
                         color=colors(keys.index(row.key) % 10), label=_label(row.key))
         ax.set_xticks(range(len(eff.shots)), eff.shots)
         ax.set_xlabel("shots (training data kept)")
@@ -66,7 +77,8 @@ def plot_data_efficiency(eff: DataEfficiency, title: str) -> bytes | None:
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), bbox_to_anchor=(0.5, -0.02 - 0.04 * math.ceil(len(labels) / 3)))
-    fig.suptitle(f"{title}: data efficiency (mean ± std over seeds)")
+    what = "mean ± std over seeds" if interval == "std" else f"mean and its {LEVEL * 100:g}% confidence interval"
+    fig.suptitle(f"{title}: data efficiency ({what})")
     fig.tight_layout()
     return _png(fig)
 
