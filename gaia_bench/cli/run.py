@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Sequence
 
 import typer
 from rich.table import Table
@@ -187,7 +187,7 @@ def run(
     unless --retry-failed is given. `gaia-bench status` shows a grid's progress."""
     from gaia_bench.api import InitContext
     from gaia_bench.init_context import upstream_pool
-    from gaia_bench.jobs import dataset_names_for, plan
+    from gaia_bench.jobs import plan
     from gaia_bench.overrides import parse_overrides
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.paths import feature_cache_dir
@@ -353,6 +353,22 @@ def parse_seeds(values: list[str]) -> list[int]:
         except ValueError:
             raise UsageError(f"--seed {part!r} is not an integer", "e.g. --seed 0,1,2 or --seed 0 --seed 1") from None
     return list(dict.fromkeys(seeds)) or [0]
+
+
+def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | None) -> tuple[list[str], bool]:
+    """(names, whether they came from a suite): the --suite's datasets (default suite 'mini'), or the
+    --dataset names. Both given: the named datasets, each of which must be in the suite (the suite
+    still names the upstream pool)."""
+    from gaia_bench.jobs import split_names
+
+    names = split_names(datasets)
+    if names and suite:
+        members = registries.suites.get(suite).datasets
+        outside = [n for n in names if n not in members]
+        if outside:
+            raise UsageError(f"--dataset {', '.join(outside)} is not in --suite {suite}",
+                             f"drop --suite, or name datasets of it: {', '.join(members)}")
+    return (names, False) if names else (list(registries.suites.get(suite or "mini").datasets), True)
 
 
 def _present(regs, names: list[str], root: Path, suite: str) -> list[str]:
