@@ -193,7 +193,7 @@ def run(
     from gaia_bench.paths import feature_cache_dir
     from gaia_bench.manager import get_host
     from gaia_bench.shots import parse_shots
-    from gaia_bench.splits import read_manifest
+    from gaia_bench.cli.splits import read_manifest
 
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size} is out of range", "use 1 or more")
