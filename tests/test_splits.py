@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 import gaia_bench
 from gaia_bench.cli import app
+from gaia_bench.cli.common import parse_shots
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
-from gaia_bench.shots import parse_shots
 from gaia_bench.store import ResultsStore
 
 runner = CliRunner()

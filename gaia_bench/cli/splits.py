@@ -18,7 +18,7 @@ from typing import Annotated, Iterable, Mapping, Sequence
 import typer
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import DataRootOption, handle_errors
+from gaia_bench.cli.common import DataRootOption, handle_errors, parse_seeds, parse_shots
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP, parse_shot
@@ -130,9 +130,7 @@ def export(
 ) -> None:
     """Write the subset a run with these --shots and --seed trains on: its sample ids per class,
     per-class counts and the sha256 of the sorted ids."""
-    from gaia_bench.cli.run import parse_seeds
     from gaia_bench.protocol import subset_positions
-    from gaia_bench.shots import parse_shots
 
     (shot, *more_shots), (seed_value, *more_seeds) = parse_shots(shots), parse_seeds(seed)
     if more_shots or more_seeds:
