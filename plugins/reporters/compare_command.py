@@ -44,7 +44,7 @@ def _item_level(store_path: str, group, resamples: int, seed: int):
 
     if not all(r.get("predictions") for p in group.pairs for r in (p.a, p.b)):
         return None
-    from gaia_bench.predictions import load_predictions, resampled_metric
+    from gaia_bench.predictions import load_predictions, resampled_metrics
 
     registries = get_registries()
     first = group.pairs[0].a
@@ -61,8 +61,8 @@ def _item_level(store_path: str, group, resamples: int, seed: int):
                                 "compare results of one dataset version; rerun the older jobs with --force")
     a_chunks, b_chunks = [], []
     for counts in bootstrap_count_chunks(len(keys), resamples, seed):
-        a_chunks.append([resampled_metric(task, pa, ta, dataset, counts, metric) for (pa, ta), _ in loaded])
-        b_chunks.append([resampled_metric(task, pb, tb, dataset, counts, metric) for _, (pb, tb) in loaded])
+        a_chunks.append([resampled_metrics(task, pa, ta, dataset, counts)[metric] for (pa, ta), _ in loaded])
+        b_chunks.append([resampled_metrics(task, pb, tb, dataset, counts)[metric] for _, (pb, tb) in loaded])
     mcnemar = []
     if task.name == "classification":
         for (pa, ta), (pb, _) in loaded:
