@@ -6,12 +6,15 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any, Callable, Iterable, Sequence, TypeVar
 
 import typer
 
 from gaia_bench.console import err_console
 from gaia_bench.errors import GaiaBenchError, UnknownNameError, UsageError
+from gaia_bench.paths import cache_home
 from gaia_bench.shots import SHOTS_HELP, ShotSpec, parse_shot
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,8 +64,19 @@ def _mention_broken_plugins() -> None:
                               soft_wrap=True)
 
 
+def default_store() -> Path:
+    """--store, else GAIA_BENCH_STORE, else <cache home>/results.db."""
+    env = os.environ.get("GAIA_BENCH_STORE")
+    return Path(env).expanduser() if env else cache_home() / "results.db"
+
+
+def feature_cache_dir() -> Path:
+    """Where `run` caches features (unless --no-cache): GAIA_BENCH_FEATURES, else <cache home>/features."""
+    env = os.environ.get("GAIA_BENCH_FEATURES")
+    return Path(env).expanduser() if env else cache_home() / "features"
+
+
 def open_store(path: str | None):
-    from gaia_bench.paths import default_store
     from gaia_bench.store import ResultsStore
 
     return ResultsStore(path or default_store())

@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import (DataRootOption, StoreOption, handle_errors, open_store, parse_overrides, parse_seeds,
-                                   parse_shots)
+from gaia_bench.cli.common import (DataRootOption, StoreOption, feature_cache_dir, handle_errors, open_store,
+                                   parse_overrides, parse_seeds, parse_shots)
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.devices import resolve_device
@@ -188,7 +188,6 @@ def run(
     from gaia_bench.init_context import upstream_pool
     from gaia_bench.jobs import plan
     from gaia_bench.paths import data_root as resolve_data_root
-    from gaia_bench.paths import feature_cache_dir
     from gaia_bench.manager import get_host
     from gaia_bench.cli.splits import read_manifest
 

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import handle_errors
+from gaia_bench.cli.common import default_store, handle_errors
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UnknownNameError, UsageError
 from gaia_bench.plugins.reporters.lib.tables import Grid
@@ -96,7 +96,6 @@ def leaderboard(
     """Write the leaderboard (markdown, CSV, JSON, LaTeX, one HTML page, plots, results.json) from the results stores."""
     from gaia_bench.plugins.reporters.lib.leaderboard import build_leaderboard, merge_sources
     from gaia_bench.manager import get_registries
-    from gaia_bench.paths import default_store
     from gaia_bench.plugins.reporters.lib.references import as_records, load_reference_set, named_file
     from gaia_bench.plugins.reporters.lib.tables import leaderboard_grids
     from gaia_bench.shots import parse_shot

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import DataRootOption, handle_errors, parse_overrides, parse_shots
+from gaia_bench.cli.common import DataRootOption, feature_cache_dir, handle_errors, parse_overrides, parse_shots
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, notice
 from gaia_bench.errors import PluginError, UsageError
@@ -80,7 +80,6 @@ def select_command(
     from gaia_bench.runner import SessionJobContext
     from gaia_bench.manager import get_host
     from gaia_bench.paths import data_root as resolve_data_root
-    from gaia_bench.paths import feature_cache_dir
     from gaia_bench.runner import Session
 
     host = get_host()
