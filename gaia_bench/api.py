@@ -164,9 +164,8 @@ class DecodePredictions(Protocol):
 
 
 class Resample(Protocol):
-    """Every metric of ``evaluate`` on B bootstrap resamples of the test items at once:
-    ``counts[b, i]`` is how often item i is drawn in resample b. Optional: without it the core calls
-    ``evaluate`` once per resample, which is exact but slow for large test sets."""
+    """Every metric of ``evaluate`` on B bootstrap resamples of the test items at once, faster than
+    ``evaluate`` per resample on large test sets: ``counts[b, i]`` is how often resample b draws item i."""
 
     def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
                  counts: Any) -> dict[str, Any]: ...
