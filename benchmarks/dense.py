@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
+from gaia_bench.cli.common import parse_shots
 from gaia_bench.jobs import plan
 from gaia_bench.overrides import apply_overrides
 from gaia_bench.manager import get_registries
 from gaia_bench.plugins.adaptations.lib import detection_head
 from gaia_bench.runner import Session, run_job
-from gaia_bench.shots import parse_shots
 
 DATASETS = {"det": "mini-voc-det", "seg": "mini-voc-seg", "depth": "mini-kitti-depth"}
 

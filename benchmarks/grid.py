@@ -100,7 +100,7 @@ def grid_scale(work: Path) -> None:
     from gaia_bench.jobs import plan
     from gaia_bench.plugins.reporters.lib.leaderboard import build_leaderboard, merge_sources
     from gaia_bench.manager import get_registries
-    from gaia_bench.shots import parse_shots
+    from gaia_bench.cli.common import parse_shots
     from gaia_bench.store import ResultsStore
 
     regs = get_registries()

@@ -26,11 +26,11 @@ from typing import Callable
 import torch
 
 from gaia_bench.api import InitContext
+from gaia_bench.cli.common import parse_shots
 from gaia_bench.features import FeatureCache, extract_features
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
 from gaia_bench.runner import Session, run_job
-from gaia_bench.shots import parse_shots
 
 SHOTS = "1%,10%,100%"
 SEEDS = (0, 1, 2)

@@ -123,65 +123,10 @@ class InitSpec:
     supports: Callable[[BackboneSpec], bool] = lambda spec: True  # False: planning rejects the pair
     weights_source: str = ""  # where the weights come from, in words
     applies_to: str = "any backbone"  # which backbones it can initialize, in words
-    # The pretraining method behind the init (`gaia-bench pretrain --method NAME`), if it has one.
-    pretrain: PretrainMethod | None = None
-
-
-class CheckpointKey(Protocol):
-    """Names a pretraining checkpoint without training it: a hash of the method, ``backbone``, the
-    pool's name and version and the resolved ``hyperparams`` (the method's defaults with these
-    overrides, seed included)."""
-
-    def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec,
-                 hyperparams: Mapping[str, Any] | None = None) -> str: ...
-
-
-class CheckpointPath(Protocol):
-    """Where a pretraining checkpoint is cached (it may not exist yet): the cache file of the
-    checkpoint that :class:`CheckpointKey` names for the same arguments."""
-
-    def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec,
-                 hyperparams: Mapping[str, Any] | None = None) -> Path: ...
-
-
-class Pretrain(Protocol):
-    """Makes sure a pretraining checkpoint exists (the step that may take minutes): the cached
-    checkpoint file, pretrained first (reading the pool under ``root``, the default data root when
-    None, and reporting to ``progress``) when it is not cached or ``force`` is set. Concurrent
-    callers train it once."""
-
-    def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
-                 force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path: ...
-
-
-class LoadPretrained(Protocol):
-    """Builds a backbone from a pretraining checkpoint: ``backbone`` with the weights of the file
-    ``path``; an error naming the fix when it was pretrained for another backbone."""
-
-    def __call__(self, backbone: BackboneSpec, path: Path | str) -> Backbone: ...
-
-
-class LabelSpace(Protocol):
-    """Shows the unified label space a method trains on (`gaia-bench pretrain --show-label-space`):
-    one ``(unified class, [(source, class name, similarity), ...])`` row per unified class of the
-    pool under ``root`` (the default data root when None), with ``hyperparams`` resolved."""
-
-    def __call__(self, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
-                 root: Path | None = None) -> list[tuple[str, list[tuple[str, str, float]]]]: ...
-
-
-@dataclass(frozen=True)
-class PretrainMethod:
-    """How an init makes its own weights by pretraining a backbone on an upstream pool (its
-    :class:`DatasetSpec`, ``upstream`` below). ``key`` and ``path`` answer without training, so a
-    job id is known before any checkpoint exists; ``checkpoint`` trains; ``load`` reads the result."""
-
-    hyperparams: Mapping[str, Any]  # names -> defaults; `--init-hp KEY=VALUE` overrides them
-    key: CheckpointKey
-    path: CheckpointPath  # where ``key``'s checkpoint is cached (same arguments)
-    checkpoint: Pretrain
-    load: LoadPretrained
-    label_space: LabelSpace | None = None  # None: the method unifies no vocabularies
+    # The pretraining method behind the init (`gaia-bench pretrain --method NAME`), if it has one: the
+    # inits plugins' PretrainMethod (plugins/inits/lib/pretrain_contract.py), a contract between them
+    # and their command. The core reads only its ``hyperparams`` (names -> defaults, for --init-hp).
+    pretrain: Any = None
 
 
 # --------------------------------------------------------------------------- tasks & datasets
@@ -219,9 +164,8 @@ class DecodePredictions(Protocol):
 
 
 class Resample(Protocol):
-    """Every metric of ``evaluate`` on B bootstrap resamples of the test items at once:
-    ``counts[b, i]`` is how often item i is drawn in resample b. Optional: without it the core calls
-    ``evaluate`` once per resample, which is exact but slow for large test sets."""
+    """Every metric of ``evaluate`` on B bootstrap resamples of the test items at once, faster than
+    ``evaluate`` per resample on large test sets: ``counts[b, i]`` is how often resample b draws item i."""
 
     def __call__(self, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
                  counts: Any) -> dict[str, Any]: ...

@@ -72,7 +72,7 @@ class Job:
         return self.dataset.primary_metric or self.task.primary_metric
 
 
-def _split_names(values: Sequence[str]) -> list[str]:
+def split_names(values: Sequence[str]) -> list[str]:
     """Repeated and comma-separated names, in order, each once."""
     return list(dict.fromkeys(part.strip() for value in values for part in value.split(",") if part.strip()))
 
@@ -98,13 +98,13 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
     planned_inits: dict[str, InitSpec] = {}
     overrides = dict(overrides or {})
     used: set[str] = set()
-    model_names = _split_names(models)
+    model_names = split_names(models)
     if not model_names:
         raise UsageError("no --model given", "e.g. --model test_resnet; see `gaia-bench models`")
     backbone_specs = [registries.backbones.get(m) for m in model_names]
-    adaptation_specs = [registries.adaptations.get(a) for a in _split_names(adaptations)]
-    dataset_specs = [registries.datasets.get(d) for d in _split_names(datasets)]
-    explicit_inits = [registries.inits.get(i) for i in _split_names(inits)]
+    adaptation_specs = [registries.adaptations.get(a) for a in split_names(adaptations)]
+    dataset_specs = [registries.datasets.get(d) for d in split_names(datasets)]
+    explicit_inits = [registries.inits.get(i) for i in split_names(inits)]
     if (negative := next((seed for seed in seeds if seed < 0), None)) is not None:
         raise UsageError(f"--seed {negative} is negative", "seeds are integers >= 0")
     if image_size is not None and not 8 <= image_size <= 4096:
@@ -179,20 +179,6 @@ def check_split(split: SplitManifest, datasets: Sequence[DatasetSpec], shots: Se
 
 
 _EXPORT = "`gaia-bench splits export DATASET --shots S --seed N --out FILE`"
-
-
-def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | None) -> tuple[list[str], bool]:
-    """(names, whether they came from a suite): the --suite's datasets (default suite 'mini'), or the
-    --dataset names. Both given: the named datasets, each of which must be in the suite (the suite
-    still names the upstream pool)."""
-    names = _split_names(datasets)
-    if names and suite:
-        members = registries.suites.get(suite).datasets
-        outside = [n for n in names if n not in members]
-        if outside:
-            raise UsageError(f"--dataset {', '.join(outside)} is not in --suite {suite}",
-                             f"drop --suite, or name datasets of it: {', '.join(members)}")
-    return (names, False) if names else (list(registries.suites.get(suite or "mini").datasets), True)
 
 
 def data_dir(root: Path, dataset: DatasetSpec) -> Path:

@@ -22,7 +22,7 @@ import os
 import pkgutil
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection
+from typing import Any, Callable
 
 import pluggy
 
@@ -31,7 +31,7 @@ from gaia_bench.api import (AdaptationSpec, BackboneCatalog, BackboneSpec, Datas
                             ReporterSpec, SuiteSpec, TaskSpec)
 from gaia_bench.backbones import BackboneRegistry
 from gaia_bench.errors import GaiaBenchError, PluginError, UsageError
-from gaia_bench.registry import DISABLE_ONE, Registry
+from gaia_bench.registry import Registry
 
 ENTRY_POINT_GROUP = "gaia_bench"
 
@@ -106,7 +106,8 @@ class Registries:
         raise UsageError(problem, f"use a suite ({suites}) or a pool ({pools})")
 
 
-def _short_error(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """A plugin's failure in one line: a GaiaBenchError's message, else the exception and where it was raised."""
     if isinstance(exc, GaiaBenchError):
         return str(exc)
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
@@ -133,7 +134,7 @@ class PluginHost:
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the host
             if self.pm.get_plugin(name) is not None:
                 self.pm.unregister(name=name)
-            record.error = _short_error(exc)
+            record.error = short_error(exc)
         return record
 
     def remove_plugin(self, name: str) -> None:
@@ -158,7 +159,7 @@ class PluginHost:
                     found.append((getattr(module, "PLUGIN_ORDER", math.inf), name, module))
         for _, name, module in sorted(found, key=lambda f: f[0]):
             if isinstance(module, Exception):
-                self.records[name] = PluginRecord(name, "gaia-bench", __version__, True, _short_error(module))
+                self.records[name] = PluginRecord(name, "gaia-bench", __version__, True, short_error(module))
             else:
                 self.add_plugin(module, name, "gaia-bench", __version__, builtin=True)
 
@@ -170,7 +171,7 @@ class PluginHost:
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001
-                self.records[ep.name] = PluginRecord(ep.name, dist, version, False, f"import failed: {_short_error(exc)}")
+                self.records[ep.name] = PluginRecord(ep.name, dist, version, False, f"import failed: {short_error(exc)}")
                 continue
             self.add_plugin(plugin, ep.name, dist, version)
 
@@ -195,7 +196,7 @@ class PluginHost:
             collected: list[tuple[str, str, Any]] = []  # (kind, Registries attribute, item)
             try:
                 for hook_name, (kind, types, attr) in HOOK_KINDS.items():
-                    impl = self._impl(hook_name, plugin)
+                    impl = self.hook_impl(hook_name, plugin)
                     if impl is None:
                         continue
                     impl(register=self._collector(collected, hook_name, kind, types, attr, record.name))
@@ -206,49 +207,15 @@ class PluginHost:
                 for _, attr, item in collected:
                     getattr(registries, attr).add(item, record.name)
             except Exception as exc:  # noqa: BLE001
-                record.error = f"registration failed: {_short_error(exc)}"
+                record.error = f"registration failed: {short_error(exc)}"
                 record.registered = []
                 continue
             record.registered = [(kind, f"{item.source} (catalog)" if isinstance(item, BackboneCatalog) else item.name)
                                  for kind, _, item in collected]
         return registries
 
-    def commands(self, reserved: Collection[str] = ()) -> dict[str, Any]:
-        """Call every loaded plugin's ``register_commands`` with a :class:`typer.Typer` of its own
-        and return the (click) commands they add, by name, in load order.
-
-        A plugin whose hook raises, or that adds a name in ``reserved`` (the core's commands) or
-        one an earlier plugin added, is marked broken and none of its commands is kept."""
-        import typer
-        from typer.main import get_group
-
-        found: dict[str, Any] = {}
-        owner: dict[str, str] = {}
-        for record in self.plugins():
-            if not record.ok:
-                continue
-            impl = self._impl("register_commands", self.pm.get_plugin(record.name))
-            if impl is None:
-                continue
-            try:
-                cli = typer.Typer()
-                impl(cli=cli)
-                added = dict(get_group(cli).commands) if cli.registered_commands or cli.registered_groups else {}
-                for name in added:
-                    if name in reserved or name in owner:
-                        raise PluginError(f"command '{name}' is registered twice: by "
-                                          f"{owner.get(name, 'gaia-bench itself')} and by {record.name}",
-                                          DISABLE_ONE)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
-                record.error = f"command registration failed: {_short_error(exc)}"
-                record.commands = []
-                continue
-            record.commands = sorted(added)
-            found.update(added)
-            owner.update((name, record.name) for name in added)
-        return found
-
-    def _impl(self, hook_name: str, plugin: object) -> Callable[..., Any] | None:
+    def hook_impl(self, hook_name: str, plugin: object) -> Callable[..., Any] | None:
+        """The function with which ``plugin`` implements ``hook_name``, None when it does not."""
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             if impl.plugin is plugin:
                 return impl.function

@@ -1,27 +1,12 @@
-"""``KEY=VALUE`` overrides of hyper-parameters (``--hp``, ``--init-hp``): parsed as JSON and cast to
-the default's type, so equal values always give one job id."""
+"""Overrides of hyper-parameters (``--hp``, ``--init-hp``; the CLI parses ``KEY=VALUE`` as JSON): each
+is cast to its default's type, so equal values always give one job id."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any
 
 from gaia_bench.errors import UsageError
-
-
-def parse_overrides(items: Sequence[str], option: str = "--hp", example: str = "det_max_iters=200") -> dict[str, Any]:
-    """``KEY=VALUE`` strings (of ``option``) to a dict; VALUE is read as JSON (``0.01``, ``[1, 2]``,
-    ``true``) and kept as a string when it is not JSON."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{option} {item!r} is not KEY=VALUE", f"e.g. {option} {example}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
 
 
 def _cast(key: str, value: Any, default: Any) -> Any:

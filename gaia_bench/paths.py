@@ -1,5 +1,5 @@
-"""Where gaia-bench keeps data, caches and results (overridable by flags and environment), and
-how it writes a file there: atomically."""
+"""Where gaia-bench keeps its caches and data (overridable by flags and environment), and how it
+writes a file there: atomically. The commands' default store and feature cache: gaia_bench/cli/common.py."""
 
 from __future__ import annotations
 
@@ -22,17 +22,6 @@ def data_root(explicit: str | Path | None = None) -> Path:
     """--data-root, else GAIA_BENCH_DATA, else <cache home>/data."""
     explicit = explicit or os.environ.get("GAIA_BENCH_DATA")
     return Path(explicit).expanduser() if explicit else cache_home() / "data"
-
-
-def default_store() -> Path:
-    """--store, else GAIA_BENCH_STORE, else <cache home>/results.db."""
-    env = os.environ.get("GAIA_BENCH_STORE")
-    return Path(env).expanduser() if env else cache_home() / "results.db"
-
-
-def feature_cache_dir() -> Path:
-    env = os.environ.get("GAIA_BENCH_FEATURES")
-    return Path(env).expanduser() if env else cache_home() / "features"
 
 
 @contextmanager

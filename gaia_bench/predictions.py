@@ -99,12 +99,6 @@ def resampled_metrics(task: TaskSpec, predictions: Sequence[Any], test: Samples,
     return {k: np.asarray(v) for k, v in per_draw.items()}
 
 
-def resampled_metric(task: TaskSpec, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
-                     counts: np.ndarray, metric: str) -> np.ndarray:
-    """One metric on each resample (rows of ``counts``)."""
-    return resampled_metrics(task, predictions, test, dataset, counts)[metric]
-
-
 def bootstrap_interval(task: TaskSpec, predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
                        resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict[str, Any]:
     """The record's ``interval``: per metric, the ``level`` percentile interval of its bootstrap

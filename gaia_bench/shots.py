@@ -74,21 +74,6 @@ def parse_shot(text: str) -> ShotSpec:
     raise UsageError(f"cannot read --shots '{text}'", f"use {SHOTS_HELP}")
 
 
-def parse_shots(values: Iterable[str]) -> list[ShotSpec]:
-    """Parse repeated and comma-separated --shots values, keeping order, dropping repeats."""
-    specs: list[ShotSpec] = []
-    for value in values:
-        for part in value.split(","):
-            if not part.strip():
-                raise UsageError(f"empty value in --shots '{value}'", f"use {SHOTS_HELP}")
-            spec = parse_shot(part)
-            if spec not in specs:
-                specs.append(spec)
-    if not specs:
-        raise UsageError("--shots is empty", f"use {SHOTS_HELP}")
-    return specs
-
-
 def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5 + 1e-9))
 

@@ -1,11 +1,7 @@
-"""Split manifests: a job's training subset as a file, so a subset can be shared, checked and run
-as it is (`gaia-bench splits export / verify`, `gaia-bench run --split FILE`), not only redrawn
-from a seed.
+"""Split manifests: a job's training subset as a list of sample keys, so a subset can be shared,
+checked and run as it is (`gaia-bench run --split FILE`), not only redrawn from a seed. The file
+(JSON, grouped by class) is the `gaia-bench splits` command's: it writes and reads it.
 
-A manifest is JSON: dataset, version, split, shots label, seed, ``n_samples``, ``sha256`` and the
-subset's sample keys under ``ids`` -- grouped by class name (by label set, names joined with "+",
-for multi-label and detection data), or one list when the split's samples name no classes
-(segmentation, depth) -- with ``per_class`` counts (an image counts once for each of its classes).
 ``sha256`` is the hash of the sorted ids joined by newlines; every done record carries it (as
 ``split.sha256``), drawn or given, so two results trained on the same subset can be told apart
 from others.
@@ -14,18 +10,13 @@ from others.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from gaia_bench.api import Samples
-from gaia_bench.errors import DataError, UsageError
-from gaia_bench.shots import parse_shot
-
-KIND = "gaia-bench-split"
-_FIX = "write it with `gaia-bench splits export DATASET --shots 10% --seed 0 --out FILE`"
+from gaia_bench.errors import DataError
 
 
 def ids_sha256(ids: Iterable[str]) -> str:
@@ -33,18 +24,9 @@ def ids_sha256(ids: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def group_name(labels: Sequence[int], classes: Sequence[str]) -> str:
-    return "+".join(str(classes[c]) for c in sorted(set(labels))) or "(no class)"
-
-
-def class_counts(label_sets: Iterable[Sequence[int]], classes: Sequence[str]) -> dict[str, int]:
-    counts = Counter(c for s in label_sets for c in set(s))
-    return {str(name): counts.get(i, 0) for i, name in enumerate(classes)}
-
-
 @dataclass(frozen=True)
 class SplitManifest:
-    """A manifest as read from its file (:func:`read_manifest`)."""
+    """A manifest as read from its file (:func:`gaia_bench.cli.splits.read_manifest`)."""
 
     path: str  # as given on the command line: what messages name
     dataset: str
@@ -73,32 +55,6 @@ class SplitManifest:
                             + (f" ({len(missing) - 1} more ids are missing)" if len(missing) > 1 else ""),
                             f"the manifest was made from other data; `gaia-bench splits verify {self.path}` lists them")
         return sorted(where[k] for k in self.keys())
-
-
-def read_manifest(path: Path) -> SplitManifest:
-    """Parse a manifest file; a file that is not one is a UsageError naming it."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read split manifest {path}: {exc.strerror or exc}", _FIX) from None
-    except ValueError as exc:
-        raise UsageError(f"split manifest {path} is not JSON ({exc})", _FIX) from None
-    ids = doc.get("ids") if isinstance(doc, dict) else None
-    groups = list(ids.values()) if isinstance(ids, dict) else [ids]
-    if not isinstance(doc, dict) or doc.get("kind") != KIND or not all(isinstance(g, list) for g in groups) \
-            or not all(isinstance(k, str) for g in groups for k in g) \
-            or not all(isinstance(doc.get(k), str) for k in ("dataset", "split", "shots", "sha256")) \
-            or not isinstance(doc.get("n_samples"), int) or not isinstance(doc.get("per_class", {}), dict):
-        raise UsageError(f"{path} is not a split manifest (it needs kind {KIND!r}, dataset, split, shots, "
-                         "n_samples, sha256 and ids: lists of sample keys)", _FIX)
-    try:
-        parse_shot(doc["shots"])
-    except UsageError:
-        raise UsageError(f"split manifest {path}: shots {doc['shots']!r} is not a shots label",
-                         "write it as '10%', '0.1' or '5/class'") from None
-    return SplitManifest(path=str(path), dataset=doc["dataset"], dataset_version=str(doc.get("dataset_version")),
-                         split=doc["split"], shots=doc["shots"], seed=doc.get("seed"), ids=ids,
-                         per_class=doc.get("per_class") or {}, n_samples=doc["n_samples"], sha256=doc["sha256"])
 
 
 def manifest_problems(m: SplitManifest) -> list[str]:

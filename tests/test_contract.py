@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 
 from gaia_bench import api, hookspecs
+from gaia_bench.plugins.inits.lib import pretrain_contract
 
 TESTS = Path(__file__).parent
 HOOKS = sorted(name for name, fn in vars(hookspecs).items()
                if callable(fn) and hasattr(fn, f"{hookspecs.PROJECT}_spec"))
-SPECS = sorted(name for name, obj in vars(api).items()
-               if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and obj.__module__ == api.__name__)
-PROTOCOLS = sorted(name for name, obj in vars(api).items()
-                   if inspect.isclass(obj) and obj.__module__ == api.__name__ and getattr(obj, "_is_protocol", False))
+# The core's contract, and the one between an init's pretraining method and `gaia-bench pretrain`.
+CLASSES = {obj.__name__: obj for module in (api, pretrain_contract) for obj in vars(module).values()
+           if inspect.isclass(obj) and obj.__module__ == module.__name__}
+SPECS = sorted(name for name, obj in CLASSES.items() if dataclasses.is_dataclass(obj))
+PROTOCOLS = sorted(name for name, obj in CLASSES.items() if getattr(obj, "_is_protocol", False))
 
 
 def _test_sources() -> str:
@@ -59,7 +61,7 @@ def _documented_fields(cls: type) -> set[str]:
 
 @pytest.mark.parametrize("name", SPECS)
 def test_every_spec_field_is_documented(name):
-    cls = getattr(api, name)
+    cls = CLASSES[name]
     assert (inspect.getdoc(cls) or "").strip(), f"{name} needs a docstring"
     missing = sorted({f.name for f in dataclasses.fields(cls)} - _documented_fields(cls))
     assert not missing, f"{name}: document {', '.join(missing)} (in the docstring as ``name`` or a # comment)"
@@ -67,7 +69,7 @@ def test_every_spec_field_is_documented(name):
 
 @pytest.mark.parametrize("name", PROTOCOLS)
 def test_every_hook_protocol_says_what_it_does(name):
-    cls = getattr(api, name)
+    cls = CLASSES[name]
     assert len(inspect.getdoc(cls) or "") > 20, f"Protocol {name} needs a docstring"
     assert any(callable(v) for k, v in vars(cls).items() if not k.startswith("_") or k == "__call__")
 
@@ -75,7 +77,7 @@ def test_every_hook_protocol_says_what_it_does(name):
 def test_typed_hooks_are_protocols_not_bare_callables():
     """A spec field that plugins implement says its signature in a Protocol (review §7: ``Callable[..., X]``
     hides it)."""
-    hints = {name: typing.get_type_hints(getattr(api, name)) for name in SPECS}
+    hints = {name: typing.get_type_hints(CLASSES[name]) for name in SPECS}
     loose = [f"{spec}.{field}" for spec, fields in hints.items() for field, hint in fields.items()
              if "Callable[..., " in repr(hint).replace("typing.", "")]
     assert not loose, f"give these a Protocol with the real signature: {', '.join(loose)}"

@@ -272,7 +272,7 @@ def test_a_cell_replanned_elsewhere_must_keep_its_job_id():
     from gaia_bench.errors import GaiaBenchError
     from gaia_bench.jobs import plan
     from gaia_bench.manager import get_registries
-    from gaia_bench.shots import parse_shots
+    from gaia_bench.cli.common import parse_shots
 
     (job,) = plan(get_registries(), models=["test_resnet"], inits=["random"], adaptations=["linear-probe"],
                   datasets=["digits-lt"], shots=parse_shots(["10%"]), seeds=[3], image_size=32)

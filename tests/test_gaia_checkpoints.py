@@ -166,7 +166,7 @@ def test_the_job_record_carries_the_loaders_report(resnet50, tmp_path, monkeypat
     from gaia_bench.jobs import plan
     from gaia_bench.paths import data_root
     from gaia_bench.runner import Session
-    from gaia_bench.shots import parse_shots
+    from gaia_bench.cli.common import parse_shots
 
     monkeypatch.setenv("GAIA_BENCH_WEIGHTS", str(tmp_path / "weights"))
     _, tensors = resnet50

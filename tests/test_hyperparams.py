@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from gaia_bench.cli.common import parse_overrides, parse_shots
 from gaia_bench.errors import UsageError
 from gaia_bench.jobs import plan
-from gaia_bench.overrides import parse_overrides
 from gaia_bench.manager import get_registries
-from gaia_bench.shots import parse_shots
 
 
 def _jobs(dataset: str, adaptation: str = "linear-probe", **overrides) -> list:

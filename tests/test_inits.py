@@ -102,7 +102,7 @@ class ContextProbe:
     def register_inits(self, register):
         import json
 
-        from gaia_bench.api import PretrainMethod
+        from gaia_bench.plugins.inits.lib.pretrain_contract import PretrainMethod
         from gaia_bench.errors import GaiaBenchError
 
         def seen(ctx):

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from gaia_bench.api import Progress
+from gaia_bench.cli.common import parse_shots
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
 from gaia_bench.paths import data_root
 from gaia_bench.runner import Session, run_job
-from gaia_bench.shots import parse_shots
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import gaia_bench
+from gaia_bench.cli.common import parse_shots
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
 from gaia_bench.paths import data_root
 from gaia_bench.runner import Session, run_job
-from gaia_bench.shots import parse_shots
 
 SEEN: dict[str, dict] = {}
 

@@ -7,8 +7,9 @@ import random
 
 import pytest
 
+from gaia_bench.cli.common import parse_shots
 from gaia_bench.errors import UsageError
-from gaia_bench.shots import ShotSpec, parse_shots, sample_images, sample_indices, subset_stats
+from gaia_bench.shots import ShotSpec, sample_images, sample_indices, subset_stats
 
 
 def long_tailed(counts: list[int]) -> tuple[list[int], list[str]]:

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 import gaia_bench
 from gaia_bench.cli import app
+from gaia_bench.cli.common import parse_shots
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
-from gaia_bench.shots import parse_shots
 from gaia_bench.store import ResultsStore
 
 runner = CliRunner()
@@ -182,7 +182,7 @@ def test_job_ids_without_split_are_unchanged():
 def test_a_cell_run_in_another_process_carries_its_manifest(spy, tmp_path):
     from gaia_bench.cells import Cell, SessionSettings
     from gaia_bench.paths import data_root
-    from gaia_bench.splits import read_manifest
+    from gaia_bench.cli.splits import read_manifest
 
     path, doc = _export(tmp_path, "digits-lt")
     (job,) = plan(get_registries(), models=["test_resnet"], inits=["random"], adaptations=["split-spy"],

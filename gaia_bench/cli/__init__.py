@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from fnmatch import fnmatch
-from typing import Annotated, Any
+from typing import Annotated, Any, Collection
 
 import click
 import typer
@@ -14,6 +14,45 @@ from typer.core import TyperGroup
 
 from gaia_bench.cli.common import handle_errors
 from gaia_bench.console import console
+
+
+def plugin_commands(host: Any, reserved: Collection[str] = ()) -> dict[str, click.Command]:
+    """Call every loaded plugin's ``register_commands`` with a :class:`typer.Typer` of its own
+    and return the (click) commands they add, by name, in load order.
+
+    A plugin whose hook raises, or that adds a name in ``reserved`` (the core's commands) or
+    one an earlier plugin added, is marked broken and none of its commands is kept."""
+    from typer.main import get_group
+
+    from gaia_bench.errors import PluginError
+    from gaia_bench.manager import short_error
+    from gaia_bench.registry import DISABLE_ONE
+
+    found: dict[str, click.Command] = {}
+    owner: dict[str, str] = {}
+    for record in host.plugins():
+        if not record.ok:
+            continue
+        impl = host.hook_impl("register_commands", host.pm.get_plugin(record.name))
+        if impl is None:
+            continue
+        try:
+            cli = typer.Typer()
+            impl(cli=cli)
+            added = dict(get_group(cli).commands) if cli.registered_commands or cli.registered_groups else {}
+            for name in added:
+                if name in reserved or name in owner:
+                    raise PluginError(f"command '{name}' is registered twice: by "
+                                      f"{owner.get(name, 'gaia-bench itself')} and by {record.name}",
+                                      DISABLE_ONE)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            record.error = f"command registration failed: {short_error(exc)}"
+            record.commands = []
+            continue
+        record.commands = sorted(added)
+        found.update(added)
+        owner.update((name, record.name) for name in added)
+    return found
 
 
 class CommandGroup(TyperGroup):
@@ -27,7 +66,7 @@ class CommandGroup(TyperGroup):
         if self._plugin_commands is None:
             from gaia_bench.manager import get_host
 
-            self._plugin_commands = get_host().commands(reserved=set(self.commands))
+            self._plugin_commands = plugin_commands(get_host(), reserved=set(self.commands))
         return self._plugin_commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:

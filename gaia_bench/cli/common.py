@@ -1,15 +1,21 @@
-"""Shared CLI plumbing: the error-to-exit-code decorator and option types."""
+"""Shared CLI plumbing: the error-to-exit-code decorator, option types and the parsers of
+multi-value options (``--shots``, ``--seed``, ``--hp KEY=VALUE``)."""
 
 from __future__ import annotations
 
 import errno
 import functools
-from typing import Annotated, Any, Callable, TypeVar
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterable, Sequence, TypeVar
 
 import typer
 
 from gaia_bench.console import err_console
-from gaia_bench.errors import GaiaBenchError, UnknownNameError
+from gaia_bench.errors import GaiaBenchError, UnknownNameError, UsageError
+from gaia_bench.paths import cache_home
+from gaia_bench.shots import SHOTS_HELP, ShotSpec, parse_shot
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,8 +64,62 @@ def _mention_broken_plugins() -> None:
                               soft_wrap=True)
 
 
+def default_store() -> Path:
+    """--store, else GAIA_BENCH_STORE, else <cache home>/results.db."""
+    env = os.environ.get("GAIA_BENCH_STORE")
+    return Path(env).expanduser() if env else cache_home() / "results.db"
+
+
+def feature_cache_dir() -> Path:
+    """Where `run` caches features (unless --no-cache): GAIA_BENCH_FEATURES, else <cache home>/features."""
+    env = os.environ.get("GAIA_BENCH_FEATURES")
+    return Path(env).expanduser() if env else cache_home() / "features"
+
+
 def open_store(path: str | None):
-    from gaia_bench.paths import default_store
     from gaia_bench.store import ResultsStore
 
     return ResultsStore(path or default_store())
+
+
+def parse_shots(values: Iterable[str]) -> list[ShotSpec]:
+    """Parse repeated and comma-separated --shots values, keeping order, dropping repeats."""
+    specs: list[ShotSpec] = []
+    for value in values:
+        for part in value.split(","):
+            if not part.strip():
+                raise UsageError(f"empty value in --shots '{value}'", f"use {SHOTS_HELP}")
+            spec = parse_shot(part)
+            if spec not in specs:
+                specs.append(spec)
+    if not specs:
+        raise UsageError("--shots is empty", f"use {SHOTS_HELP}")
+    return specs
+
+
+def parse_seeds(values: list[str]) -> list[int]:
+    """``--seed`` values, repeated or comma-separated like every other multi-value option."""
+    seeds: list[int] = []
+    for part in (p.strip() for v in values for p in str(v).split(",")):
+        if not part:
+            continue
+        try:
+            seeds.append(int(part))
+        except ValueError:
+            raise UsageError(f"--seed {part!r} is not an integer", "e.g. --seed 0,1,2 or --seed 0 --seed 1") from None
+    return list(dict.fromkeys(seeds)) or [0]
+
+
+def parse_overrides(items: Sequence[str], option: str = "--hp", example: str = "det_max_iters=200") -> dict[str, Any]:
+    """``KEY=VALUE`` strings (of ``option``) to a dict; VALUE is read as JSON (``0.01``, ``[1, 2]``,
+    ``true``) and kept as a string when it is not JSON."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} {item!r} is not KEY=VALUE", f"e.g. {option} {example}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import DataRootOption, handle_errors
+from gaia_bench.cli.common import DataRootOption, handle_errors, parse_shots
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
@@ -158,7 +158,7 @@ def stats(
     from gaia_bench.jobs import data_dir, prepared_data_dir
     from gaia_bench.paths import data_root as resolve
     from gaia_bench.manager import get_registries
-    from gaia_bench.shots import parse_shots, sample_subset, subset_stats
+    from gaia_bench.shots import sample_subset, subset_stats
 
     specs = parse_shots(shots)
     spec = get_registries().datasets.get(name)

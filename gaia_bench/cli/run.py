@@ -6,13 +6,14 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Sequence
 
 import typer
 from rich.table import Table
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import DataRootOption, StoreOption, handle_errors, open_store
+from gaia_bench.cli.common import (DataRootOption, StoreOption, feature_cache_dir, handle_errors, open_store,
+                                   parse_overrides, parse_seeds, parse_shots)
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.devices import resolve_device
@@ -73,7 +74,6 @@ def _check_processes(device: str, processes: int) -> None:
 def _option_values(executor_spec, regs, items: list[str], flags: dict[str, tuple[str, object]]) -> dict:
     """Executor-specific options from --executor-option NAME=VALUE and the dedicated flags, checked
     against what the executor declares."""
-    from gaia_bench.overrides import parse_overrides
 
     values: dict[str, object] = {}
     given: dict[str, str] = {}
@@ -103,7 +103,6 @@ def _option_values(executor_spec, regs, items: list[str], flags: dict[str, tuple
 def _parse_init_hp(values: list[str]) -> dict:
     """``--init-hp`` values (repeated, comma-separated ``KEY=VALUE``, commas inside [] kept; VALUE
     read as JSON) to a dict: ``["steps=20,image_size=32"]`` -> ``{"steps": 20, "image_size": 32}``."""
-    from gaia_bench.overrides import parse_overrides
 
     pairs = [p.strip() for value in values for p in re.split(r",(?![^\[]*\])", value) if p.strip()]
     return parse_overrides(pairs, "--init-hp", "steps=400,image_size=64")
@@ -187,13 +186,10 @@ def run(
     unless --retry-failed is given. `gaia-bench status` shows a grid's progress."""
     from gaia_bench.api import InitContext
     from gaia_bench.init_context import upstream_pool
-    from gaia_bench.jobs import dataset_names_for, plan
-    from gaia_bench.overrides import parse_overrides
+    from gaia_bench.jobs import plan
     from gaia_bench.paths import data_root as resolve_data_root
-    from gaia_bench.paths import feature_cache_dir
     from gaia_bench.manager import get_host
-    from gaia_bench.shots import parse_shots
-    from gaia_bench.splits import read_manifest
+    from gaia_bench.cli.splits import read_manifest
 
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size} is out of range", "use 1 or more")
@@ -342,17 +338,20 @@ def run(
                               "(`gaia-bench status` shows why; --retry-failed reruns them)")
 
 
-def parse_seeds(values: list[str]) -> list[int]:
-    """``--seed`` values, repeated or comma-separated like every other multi-value option."""
-    seeds: list[int] = []
-    for part in (p.strip() for v in values for p in str(v).split(",")):
-        if not part:
-            continue
-        try:
-            seeds.append(int(part))
-        except ValueError:
-            raise UsageError(f"--seed {part!r} is not an integer", "e.g. --seed 0,1,2 or --seed 0 --seed 1") from None
-    return list(dict.fromkeys(seeds)) or [0]
+def dataset_names_for(registries: Any, datasets: Sequence[str], suite: str | None) -> tuple[list[str], bool]:
+    """(names, whether they came from a suite): the --suite's datasets (default suite 'mini'), or the
+    --dataset names. Both given: the named datasets, each of which must be in the suite (the suite
+    still names the upstream pool)."""
+    from gaia_bench.jobs import split_names
+
+    names = split_names(datasets)
+    if names and suite:
+        members = registries.suites.get(suite).datasets
+        outside = [n for n in names if n not in members]
+        if outside:
+            raise UsageError(f"--dataset {', '.join(outside)} is not in --suite {suite}",
+                             f"drop --suite, or name datasets of it: {', '.join(members)}")
+    return (names, False) if names else (list(registries.suites.get(suite or "mini").datasets), True)
 
 
 def _present(regs, names: list[str], root: Path, suite: str) -> list[str]:

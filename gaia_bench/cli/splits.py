@@ -1,21 +1,32 @@
-"""`gaia-bench splits`: write a job's training subset as a manifest file, and check one against the data."""
+"""`gaia-bench splits`: write a job's training subset as a manifest file, check one against the data,
+and read one (for `gaia-bench run --split FILE`).
+
+A manifest is JSON: dataset, version, split, shots label, seed, ``n_samples``, ``sha256`` and the
+subset's sample keys under ``ids`` -- grouped by class name (by label set, names joined with "+",
+for multi-label and detection data), or one list when the split's samples name no classes
+(segmentation, depth) -- with ``per_class`` counts (an image counts once for each of its classes).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Annotated, Mapping, Sequence
+from typing import Annotated, Iterable, Mapping, Sequence
 
 import typer
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import DataRootOption, handle_errors
+from gaia_bench.cli.common import DataRootOption, handle_errors, parse_seeds, parse_shots
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
-from gaia_bench.shots import SHOTS_HELP
+from gaia_bench.shots import SHOTS_HELP, parse_shot
 from gaia_bench.api import Samples
-from gaia_bench.splits import KIND, SplitManifest, class_counts, group_name, ids_sha256
+from gaia_bench.splits import SplitManifest, ids_sha256
+
+KIND = "gaia-bench-split"
+_FIX = "write it with `gaia-bench splits export DATASET --shots 10% --seed 0 --out FILE`"
 
 splits_app = typer.Typer(help="Training subsets as files: export a manifest, verify one (`gaia-bench run --split FILE` "
                               "trains on one).", no_args_is_help=True)
@@ -30,6 +41,41 @@ def _train_split(name: str, data_root: str | None):
 
     spec = get_registries().datasets.get(name)
     return spec, spec.load(prepared_data_dir(resolve(data_root), spec), spec.train_split)
+
+
+def group_name(labels: Sequence[int], classes: Sequence[str]) -> str:
+    return "+".join(str(classes[c]) for c in sorted(set(labels))) or "(no class)"
+
+
+def class_counts(label_sets: Iterable[Sequence[int]], classes: Sequence[str]) -> dict[str, int]:
+    counts = Counter(c for s in label_sets for c in set(s))
+    return {str(name): counts.get(i, 0) for i, name in enumerate(classes)}
+
+
+def read_manifest(path: Path) -> SplitManifest:
+    """Parse a manifest file; a file that is not one is a UsageError naming it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read split manifest {path}: {exc.strerror or exc}", _FIX) from None
+    except ValueError as exc:
+        raise UsageError(f"split manifest {path} is not JSON ({exc})", _FIX) from None
+    ids = doc.get("ids") if isinstance(doc, dict) else None
+    groups = list(ids.values()) if isinstance(ids, dict) else [ids]
+    if not isinstance(doc, dict) or doc.get("kind") != KIND or not all(isinstance(g, list) for g in groups) \
+            or not all(isinstance(k, str) for g in groups for k in g) \
+            or not all(isinstance(doc.get(k), str) for k in ("dataset", "split", "shots", "sha256")) \
+            or not isinstance(doc.get("n_samples"), int) or not isinstance(doc.get("per_class", {}), dict):
+        raise UsageError(f"{path} is not a split manifest (it needs kind {KIND!r}, dataset, split, shots, "
+                         "n_samples, sha256 and ids: lists of sample keys)", _FIX)
+    try:
+        parse_shot(doc["shots"])
+    except UsageError:
+        raise UsageError(f"split manifest {path}: shots {doc['shots']!r} is not a shots label",
+                         "write it as '10%', '0.1' or '5/class'") from None
+    return SplitManifest(path=str(path), dataset=doc["dataset"], dataset_version=str(doc.get("dataset_version")),
+                         split=doc["split"], shots=doc["shots"], seed=doc.get("seed"), ids=ids,
+                         per_class=doc.get("per_class") or {}, n_samples=doc["n_samples"], sha256=doc["sha256"])
 
 
 def build_manifest(dataset: str, version: str, split: str, shots: str, seed: int, train: Samples,
@@ -84,9 +130,7 @@ def export(
 ) -> None:
     """Write the subset a run with these --shots and --seed trains on: its sample ids per class,
     per-class counts and the sha256 of the sorted ids."""
-    from gaia_bench.cli.run import parse_seeds
     from gaia_bench.protocol import subset_positions
-    from gaia_bench.shots import parse_shots
 
     (shot, *more_shots), (seed_value, *more_seeds) = parse_shots(shots), parse_seeds(seed)
     if more_shots or more_seeds:
@@ -113,7 +157,7 @@ def verify(
 ) -> None:
     """Check a manifest against the data on disk: every id in the training split, listed under its
     labels, per-class counts, n_samples and the sha256 of the ids. One line per problem."""
-    from gaia_bench.splits import manifest_problems, read_manifest
+    from gaia_bench.splits import manifest_problems
 
     manifest = read_manifest(file)
     spec, train = _train_split(manifest.dataset, data_root)

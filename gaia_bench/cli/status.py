@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import StoreOption, handle_errors, open_store
+from gaia_bench.cli.common import StoreOption, default_store, handle_errors, open_store
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
@@ -59,7 +59,6 @@ def status(
 
     Results that jobs wrote after their run stopped are merged into the store first."""
     from gaia_bench.cli.run import work_dir_for
-    from gaia_bench.paths import default_store
     from gaia_bench.store import result_files_dir
 
     if by not in GROUPS:

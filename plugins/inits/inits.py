@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gaia_bench import hookimpl
-from gaia_bench.api import BackboneSpec, DatasetSpec, InitContext, InitSpec, PretrainMethod, WeightsRef
+from gaia_bench.api import BackboneSpec, DatasetSpec, InitContext, InitSpec, WeightsRef
 from gaia_bench.errors import MissingWeightsError, UsageError
 from gaia_bench.plugins.backbones.lib.weights_files import file_sha256
+from gaia_bench.plugins.inits.lib.pretrain_contract import PretrainMethod
 
 PLUGIN_ORDER = 200
 

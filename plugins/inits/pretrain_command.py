@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import DataRootOption, handle_errors
+from gaia_bench.cli.common import DataRootOption, handle_errors, parse_overrides
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
@@ -47,7 +47,6 @@ def pretrain(
 
     The cache key hashes method, backbone, pool name and version, hyper-parameters and seed, so a
     second call reuses the checkpoint; `gaia-bench run --init METHOD` uses the same cache."""
-    from gaia_bench.overrides import parse_overrides
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import data_root as resolve_data_root
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import StoreOption, handle_errors
+from gaia_bench.cli.common import StoreOption, default_store, handle_errors
 from gaia_bench.console import console, notice
 from gaia_bench.errors import DataError, UsageError
 
@@ -112,7 +112,6 @@ def compare(
     bootstrap over test items otherwise; several seeds → the larger p-value of the paired bootstrap
     over seeds × test items and the paired t-test across seeds (the bootstrap alone is optimistic
     with few seeds); results without stored predictions → the paired t-test across seeds (one seed: no test)."""
-    from gaia_bench.paths import default_store
     from gaia_bench.plugins.reporters.lib.comparison import (
         Report,
         add_power,

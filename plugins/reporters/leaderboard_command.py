@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import handle_errors
+from gaia_bench.cli.common import default_store, handle_errors
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UnknownNameError, UsageError
 from gaia_bench.plugins.reporters.lib.tables import Grid
@@ -145,7 +145,6 @@ def leaderboard(
     intervals, long-tail buckets, data-efficiency areas and rank agreement, where the weights came from."""
     from gaia_bench.plugins.reporters.lib.leaderboard import build_leaderboard, merge_sources
     from gaia_bench.manager import get_registries
-    from gaia_bench.paths import default_store
     from gaia_bench.plugins.reporters.lib.references import as_records, load_reference_set, named_file
     from gaia_bench.plugins.reporters.lib.resampling import StoredDraws
     from gaia_bench.plugins.reporters.lib.tables import leaderboard_grids

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import StoreOption, handle_errors
+from gaia_bench.cli.common import StoreOption, default_store, handle_errors
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
@@ -39,7 +39,6 @@ def profile(
     store them beside the results, and print them."""
     from gaia_bench.devices import resolve_device
     from gaia_bench.manager import get_registries
-    from gaia_bench.paths import default_store
     from gaia_bench.plugins.reporters.lib.profiles import FLOP_CONVENTION, profile_backbone, save_profile
 
     for name, value, low in (("--batch-size", batch_size, 1), ("--repeats", repeats, 1), ("--warmup", warmup, 0)):

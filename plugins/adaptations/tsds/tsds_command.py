@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import DataRootOption, handle_errors
+from gaia_bench.cli.common import DataRootOption, feature_cache_dir, handle_errors, parse_overrides, parse_shots
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, notice
 from gaia_bench.errors import PluginError, UsageError
@@ -77,13 +77,10 @@ def select_command(
     from gaia_bench.init_context import upstream_pool
     from gaia_bench.api import Progress
     from gaia_bench.jobs import plan
-    from gaia_bench.overrides import parse_overrides
     from gaia_bench.runner import SessionJobContext
     from gaia_bench.manager import get_host
     from gaia_bench.paths import data_root as resolve_data_root
-    from gaia_bench.paths import feature_cache_dir
     from gaia_bench.runner import Session
-    from gaia_bench.shots import parse_shots
 
     host = get_host()
     regs = host.registries()

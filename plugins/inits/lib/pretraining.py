@@ -2,7 +2,7 @@
 training loop with rich progress, and the checkpoint cache.
 
 A method supplies ``train(backbone, pool, hyperparams, loop) -> extra`` (its heads and its loss);
-:func:`make_method` turns it into the :class:`~gaia_bench.api.PretrainMethod` its init carries.
+:func:`make_method` turns it into the :class:`~gaia_bench.plugins.inits.lib.pretrain_contract.PretrainMethod` its init carries.
 A checkpoint is ``<cache home>/pretrained/<method>/<backbone>-<key>.pt``, where ``key`` hashes the
 method, backbone, pool name and version, hyper-parameters and seed: the same request always maps
 to the same file, and a second request reuses it (a file lock makes concurrent runs train once).
@@ -19,9 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from gaia_bench.api import BackboneSpec, DatasetSpec, PretrainMethod
+from gaia_bench.api import BackboneSpec, DatasetSpec
 from gaia_bench.errors import UsageError
 from gaia_bench.paths import cache_home, data_root
+from gaia_bench.plugins.inits.lib.pretrain_contract import PretrainMethod
 
 if TYPE_CHECKING:
     import torch

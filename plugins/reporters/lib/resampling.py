@@ -51,7 +51,7 @@ def record_draws(records: Sequence[Mapping[str, Any]], store_of: Callable[[Mappi
     missing, damaged or unreadable.
     """
     from gaia_bench.manager import get_registries
-    from gaia_bench.predictions import load_predictions, resampled_metric
+    from gaia_bench.predictions import load_predictions, resampled_metrics
 
     registries = get_registries()
     loaded = []
@@ -75,7 +75,7 @@ def record_draws(records: Sequence[Mapping[str, Any]], store_of: Callable[[Mappi
         for counts in resample_counts(n_items, resamples, seed):
             for i in members:
                 task, dataset, metric, predictions, test, _, _ = loaded[i]
-                values[i].append(np.asarray(resampled_metric(task, predictions, test, dataset, counts, metric), dtype=float))
+                values[i].append(np.asarray(resampled_metrics(task, predictions, test, dataset, counts)[metric], dtype=float))
     return [RecordDraws(np.concatenate(v), entry[5], entry[6]) for v, entry in zip(values, loaded)]
 
 
