@@ -39,6 +39,7 @@ def test_every_builtin_task_has_all_hooks():
         spec = tasks.get(name)
         assert callable(spec.evaluate) and callable(spec.holdout_strata)
         assert spec.make_head is not None and spec.train_head is not None
+        assert None not in (spec.encode, spec.decode, spec.resample)  # predictions kept, intervals vectorised
 
 
 def test_classification_evaluates_class_ids_and_holds_out_per_class():

@@ -6,7 +6,7 @@ mode, no gradients); under ``finetune`` (``train_backbone=True``) it trains too,
 inits (batch statistics for un-pretrained ones), early-stopped on a held-out part of the subset.
 The head reads the last ``LEVELS`` (4) maps of :meth:`Backbone.pyramid` (fewer when the backbone
 has fewer); its loss, predictions and the task's ``evaluate`` are the task's. Nothing here knows
-which dense task it trains.
+which dense task it trains. The test predictions go back to the runner, which scores and keeps them.
 
 Because the backbone is frozen, its pyramid is computed ONCE per training image and kept in memory.
 Images are resized (bilinear) to one fixed size: the first training image's native size rounded to a
@@ -348,7 +348,6 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     predictions, eval_model_seconds = predict_dense(head, backbone, list(test.samples), size, spec, levels,
                                                     max(1, ctx.batch_size), device, advance)
     ctx.progress.finish()
-    metrics = task.evaluate(predictions, test, dataset)
     eval_seconds = time.perf_counter() - start
 
     trainable = int(sum(p.numel() for p in head.module.parameters()))
@@ -375,7 +374,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         "frozen_backbone": not train_backbone,
     }
     return AdaptationResult(
-        metrics=metrics,
+        predictions=predictions,  # the runner scores them with the task's evaluate
         details=details,
         stage_seconds={"pyramid": pyramid_seconds, "head_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=trainable,

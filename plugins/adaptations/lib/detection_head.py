@@ -1,6 +1,7 @@
 """Training a detection task's head (the Faster R-CNN + FPN of :mod:`gaia_bench.tasks.types.lib.faster_rcnn`,
 built by the task's ``make_head``) on the last ``LEVELS`` maps of :meth:`Backbone.pyramid`, on the
-job's percentage-shot subset, scored with the task's ``evaluate``.
+job's percentage-shot subset; its test predictions go back to the runner, which scores them with the
+task's ``evaluate`` and keeps them.
 
 Two modes, chosen by the adaptation:
 
@@ -219,7 +220,6 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     predictions = predict(head, test_source, max(1, ctx.batch_size), advance)
     eval_model_seconds = time.perf_counter() - tick
     ctx.progress.finish()
-    metrics = task.evaluate(predictions, test, dataset)
     stage["evaluate"] = time.perf_counter() - start
 
     trainable = sum(p.numel() for p in head.module.parameters())
@@ -247,5 +247,5 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         "trainable_params": int(trainable),
         "frozen_backbone": not train_backbone,
     }
-    return AdaptationResult(metrics=metrics, details=details,
+    return AdaptationResult(predictions=predictions, details=details,  # the runner scores them
                             stage_seconds=stage, trainable_params=int(trainable))

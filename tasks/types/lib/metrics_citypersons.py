@@ -114,7 +114,12 @@ def miss_rates_at_fppi(scores: np.ndarray, tp: np.ndarray, num_images: int, num_
                        fppi_points: np.ndarray = FPPI_POINTS) -> np.ndarray:
     """Miss rate at each reference FPPI from the counted (not swallowed) detections of the set."""
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    hits = np.asarray(tp, dtype=bool)[order]
+    return ranked_miss_rates(np.asarray(tp, dtype=bool)[order], num_images, num_positives, fppi_points)
+
+
+def ranked_miss_rates(hits: np.ndarray, num_images: int, num_positives: int,
+                      fppi_points: np.ndarray = FPPI_POINTS) -> np.ndarray:
+    """:func:`miss_rates_at_fppi` of detections already ranked: ``hits`` says which are TPs."""
     recall = np.cumsum(hits) / num_positives
     fppi = np.cumsum(~hits) / num_images
     last = np.searchsorted(fppi, fppi_points, side="right") - 1

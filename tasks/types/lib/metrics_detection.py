@@ -69,12 +69,14 @@ class ImageDetections:
 
 @dataclass(frozen=True)
 class ClassMatches:
-    """One class's detections in rank order, each TP, FP or neither (matched a difficult object)."""
+    """One class's detections in rank order, each TP, FP or neither (matched a difficult object),
+    with the image each comes from (what a bootstrap resample weights)."""
 
     scores: np.ndarray
     tp: np.ndarray
     fp: np.ndarray
     npos: int
+    images: np.ndarray
 
     def pr_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """Recall and precision after each ranked detection. Where nothing has counted yet
@@ -145,7 +147,8 @@ def match_class(detections: Sequence[ImageDetections], targets: Sequence[Detecti
         else:
             tp[rank] = True
             taken[image][best] = True
-    return ClassMatches(scores=scores[order], tp=tp, fp=fp, npos=npos)
+    return ClassMatches(scores=scores[order], tp=tp, fp=fp, npos=npos,
+                        images=np.asarray(det_image, dtype=np.int64).reshape(-1)[order])
 
 
 def ap_voc07_11pt(recall: np.ndarray, precision: np.ndarray) -> float:

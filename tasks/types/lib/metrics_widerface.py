@@ -81,10 +81,11 @@ def normalize_scores(scores: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [(s - low) / (high - low) for s in arrays]
 
 
-def _image_counts(boxes: np.ndarray, scores: np.ndarray, gt_boxes: np.ndarray, keep: np.ndarray,
-                  thresholds: np.ndarray, iou_threshold: float, pixel_offset: float) -> tuple[np.ndarray, np.ndarray]:
-    """Proposals and TPs of one image at every threshold (official ``image_evaluation`` +
-    ``image_pr_info``)."""
+def image_matches(boxes: np.ndarray, scores: np.ndarray, gt_boxes: np.ndarray, keep: np.ndarray,
+                  iou_threshold: float = IOU_THRESHOLD,
+                  pixel_offset: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's detections ranked by score (official ``image_evaluation``): their scores, whether
+    each is a proposal, and the kept faces recalled once it is counted."""
     order = np.argsort(-scores, kind="stable")
     boxes, scores = boxes[order], scores[order]
     ious = box_iou(boxes, gt_boxes, pixel_offset)
@@ -100,6 +101,14 @@ def _image_counts(boxes: np.ndarray, scores: np.ndarray, gt_boxes: np.ndarray, k
             elif state[best] == 0:
                 state[best] = 1
         recalled[h] = int(np.count_nonzero(state == 1))
+    return scores, proposal, recalled
+
+
+def _image_counts(boxes: np.ndarray, scores: np.ndarray, gt_boxes: np.ndarray, keep: np.ndarray,
+                  thresholds: np.ndarray, iou_threshold: float, pixel_offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """Proposals and TPs of one image at every threshold (official ``image_evaluation`` +
+    ``image_pr_info``)."""
+    scores, proposal, recalled = image_matches(boxes, scores, gt_boxes, keep, iou_threshold, pixel_offset)
     counted = np.searchsorted(-scores, -thresholds, side="right")  # detections with score >= t
     proposals = np.concatenate(([0], np.cumsum(proposal)))[counted]
     tps = np.where(counted > 0, recalled[np.maximum(counted - 1, 0)], 0)
