@@ -139,7 +139,7 @@ def rescore(
             got = task.evaluate(predictions, test, spec)
             for name, value in record["metrics"].items():
                 if name in got:
-                    same = float(got[name]) == value
+                    same = float(got[name]) == value or (value != value and got[name] != got[name])  # NaN: NaN
                     differ += not same
                     rows.append((record["job_id"][:12], record["config"]["dataset"], name, f"{value:.4f}",
                                  f"{float(got[name]):.4f}", "yes" if same else "NO"))
