@@ -41,10 +41,10 @@ leaderboard: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info
 
-# The four inits side by side (leaderboards/mini-inits/): test_resnet, linear probe, 10%, 3 seeds, at the
+# The four inits side by side (leaderboards/mini-inits/): test_resnet, linear probe, 10%, 10 seeds, at the
 # pretraining resolution (32 px); the first run pretrains imagenet/gaia/clip/scratch on the upstream pool.
 INITS_STORE ?= build/leaderboard-inits.db
 leaderboard-inits: $(STAMP)
 	mkdir -p build
-	$(VENV)/bin/gaia-bench run --model test_resnet --init random,imagenet,gaia,clip,scratch --shots 10% --image-size 32 --seed 0 --seed 1 --seed 2 --dataset digits-lt,fashion-mnist-lt,lfw-faces,textures-lt --store $(INITS_STORE)
+	$(VENV)/bin/gaia-bench run --model test_resnet --init random,imagenet,gaia,clip,scratch --shots 10% --image-size 32 --seed 0,1,2,3,4,5,6,7,8,9 --dataset digits-lt,fashion-mnist-lt,lfw-faces,textures-lt --store $(INITS_STORE)
 	$(VENV)/bin/gaia-bench leaderboard --suite mini --shots 10% --baseline random --store $(INITS_STORE) --out leaderboards/mini-inits
