@@ -308,26 +308,6 @@ def export_records(records: list[dict]) -> dict:
     return {"schema_version": SCHEMA_VERSION, "kind": "gaia-bench-results", "results": records}
 
 
-_EXPORTED = "import a file written by `gaia-bench results export --json`"
-
-
-def read_export(text: str, source: str) -> list[ResultRecord]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})", _EXPORTED) from None
-    if isinstance(doc, dict) and doc.get("kind") == "gaia-bench-results":
-        records = doc.get("results", [])
-    elif isinstance(doc, list):
-        records = doc
-    else:
-        raise UsageError(f"{source} is not a gaia-bench results export", _EXPORTED)
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or not {"job_id", "status", "config"} <= rec.keys():
-            raise UsageError(f"{source}: result #{i} lacks job_id/status/config", _EXPORTED)
-    return records
-
-
 def merge_into(store: ResultsStore, records: list[dict], replace: bool = False) -> tuple[int, int, list[str]]:
     """Add imported records; returns (added, identical skipped, conflicting job ids left as they were)."""
     added, same, conflicts = [], 0, []

@@ -84,18 +84,16 @@ def import_(
     store: StoreOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="overwrite jobs already in the store")] = False,
 ) -> None:
-    """Import exported results; identical ones are skipped, conflicting ones reported and kept as they were."""
-    from gaia_bench.store import merge_into, read_export
+    """Import exported results; identical ones are skipped, conflicting ones reported and kept as they were.
+    Every file is checked whole first: a file that breaks the schema imports nothing."""
+    from gaia_bench.cli.exports import parse_export, read_export_file
+    from gaia_bench.store import merge_into
 
+    exports = [(("stdin", parse_export(sys.stdin.buffer.read(), "stdin")) if str(path) == "-"
+                else (str(path), read_export_file(path))) for path in files]
     with open_store(store or (ctx.obj or {}).get("store")) as s:
-        for path in files:
-            if str(path) == "-":
-                text, name = sys.stdin.read(), "stdin"
-            else:
-                if not path.exists():
-                    raise UsageError(f"no such file: {path}", "pass a file written by `gaia-bench results export --json`")
-                text, name = path.read_text(), str(path)
-            added, same, conflicts = merge_into(s, read_export(text, name), replace=replace)
+        for name, (records, _) in exports:
+            added, same, conflicts = merge_into(s, records, replace=replace)
             console.print(f"{name}: {added} imported, {same} already present")
             for job_id in conflicts:
                 console.print(f"[yellow]conflict:[/] job {job_id} differs from the stored result; kept the stored one "

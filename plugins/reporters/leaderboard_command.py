@@ -32,15 +32,10 @@ def _read_store(path: str) -> tuple[list[dict], list[dict]]:
 
 def _read_import(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """Records, profiles and reference sets of an exported file (the last two only in a results.json)."""
+    from gaia_bench.cli.exports import read_export_file
     from gaia_bench.plugins.reporters.lib.references import parse_reference_set
-    from gaia_bench.store import read_export
 
-    if not path.is_file():
-        raise UsageError(f"no such file: {path}", _EXPORT_HINT)
-    text = path.read_text()
-    records = read_export(text, str(path))
-    doc = json.loads(text)
-    extras = doc if isinstance(doc, dict) else {}
+    records, extras = read_export_file(path, _EXPORT_HINT)
     refs = [parse_reference_set(json.dumps(r), f"{path} (reference set #{i})")
             for i, r in enumerate(extras.get("reference_sets", []))]
     return records, list(extras.get("profiles", [])), refs
