@@ -131,3 +131,121 @@ def test_leaderboard_import_checks_the_same_schema(tmp_path):
     path.write_text(json.dumps(_with(1, metrics__top1=None)))
     text = one_error(invoke("leaderboard", "--suite", "mini", "--import", str(path), "--out", str(tmp_path / "o")))
     assert "results[1].metrics.top1 is null, expected a number" in text, text
+
+
+# ============================================================================ §6 a damaged store
+def _store_with(db: Path, n: int, tmp_path: Path) -> None:
+    """A real store of ``n`` records of about 3 KB each (one per page, as the mini suite's are)."""
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps(export([record(i, details={"note": "x" * 3000}) for i in range(n)])))
+    assert invoke("results", "import", str(path), "--store", str(db)).exit_code == 0
+
+
+def _damage_a_page(db: Path) -> int:
+    """Write garbage over a leaf page of the results table in the middle of the file; its number."""
+    import random
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        try:
+            leaves = [p for (p,) in conn.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'results' AND pagetype = 'leaf' ORDER BY pageno")]
+        except sqlite3.Error:  # SQLite built without the dbstat table: the middle page is one of them
+            leaves = [db.stat().st_size // 4096 // 2]
+    page = leaves[len(leaves) // 2]
+    with db.open("r+b") as f:
+        f.seek((page - 1) * 4096)
+        f.write(random.Random(0).randbytes(4096))
+    return page
+
+
+def test_a_damaged_store_is_named_with_how_to_salvage_it_and_never_written(tmp_path):
+    import hashlib
+
+    db = tmp_path / "r.db"
+    _store_with(db, 300, tmp_path)
+    _damage_a_page(db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    for args in (["results"], ["results", "export"], ["status"],
+                 ["leaderboard", "--suite", "mini", "--out", str(tmp_path / "board")],
+                 ["run", "--model", "test_resnet", "--shots", "10%", "--dataset", "digits-lt"],
+                 ["results", "import", str(tmp_path / "many.json")]):
+        text = one_error(invoke(*args, "--store", str(db)), exit_code=1)
+        assert f"results store {db} is damaged (database disk image is malformed)" in text, (args, text)
+        assert "never write to it" in text and "results export --salvage" in text and ".recover" in text
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "board").exists()
+
+    saved, fresh = tmp_path / "saved.json", tmp_path / "fresh.db"
+    salvaged = invoke("results", "export", "--salvage", "--store", str(db), "-o", str(saved))
+    assert salvaged.exit_code == 0, salvaged.output
+    kept = len(json.loads(saved.read_text())["results"])
+    assert 290 <= kept < 300 and f"salvaged {kept} record(s) from {db}; {300 - kept} did not read" in salvaged.stderr
+    assert invoke("results", "import", str(saved), "--store", str(fresh)).exit_code == 0
+    with ResultsStore(fresh) as s:
+        assert s.count() == kept and s.integrity_ok()
+
+
+def test_a_file_that_is_no_database_is_not_called_damaged(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export(GOOD)))
+    text = one_error(invoke("results", "--store", str(path)))
+    assert f"{path} is not a results store (not an SQLite database)" in text and "damaged" not in text
+
+
+# ============================================================================ §7 the real cause
+def test_a_directory_given_as_store_is_named(tmp_path):
+    text = one_error(invoke("results", "--store", str(tmp_path)))
+    assert f"--store {tmp_path} is a directory" in text and f"--store {tmp_path / 'results.db'}" in text
+    assert "damaged" not in text
+
+
+def _unshare_available() -> bool:
+    import shutil
+    import subprocess
+
+    return bool(shutil.which("unshare")) and subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode == 0
+
+
+needs_mounts = pytest.mark.skipif(not _unshare_available(), reason="needs `unshare` (a user and mount namespace) "
+                                  "to mount a small or read-only tmpfs")
+
+
+def in_own_mount(tmp_path: Path, script: str) -> list[str]:
+    """Run ``script`` (sh) where $DIR is a fresh 512 KiB tmpfs seen by nothing else; ``$GB`` runs
+    the CLI and prints its exit code and stderr, one '@@'-separated section per call."""
+    import subprocess
+    import sys
+
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(export(GOOD)))
+    gb = f"{sys.executable} -m gaia_bench"
+    prologue = (f'DIR={mount}; GOOD={good}; gb() {{ COLUMNS=200 {gb} "$@" 2>&1 >/dev/null; echo "rc=$?@@"; }}; '
+                f"mount -t tmpfs -o size=512k tmpfs $DIR && ")
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", prologue + script],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return [" ".join(part.split()) for part in done.stdout.split("@@")[:-1]]
+
+
+@needs_mounts
+def test_a_store_on_a_read_only_file_system_says_so(tmp_path):
+    read, write = in_own_mount(tmp_path, "gb results import $GOOD --store $DIR/r.db >/dev/null && "
+                                         "mount -o remount,ro $DIR && gb results --store $DIR/r.db && "
+                                         "gb results import $GOOD --store $DIR/r.db")
+    for text in (read, write):
+        assert text.startswith("error: results store") and text.endswith("rc=1"), text
+        assert "r.db is on a read-only file system" in text and "writable disk" in text and "damaged" not in text
+
+
+@needs_mounts
+def test_a_full_disk_says_so(tmp_path):
+    existing, new = in_own_mount(tmp_path, "gb results import $GOOD --store $DIR/r.db >/dev/null && "
+                                           "(dd if=/dev/zero of=$DIR/filler bs=4k 2>/dev/null; true) && "
+                                           "gb results import $GOOD --store $DIR/r.db && gb results --store $DIR/new.db")
+    for text, name in ((existing, "r.db"), (new, "new.db")):
+        assert text.startswith("error: disk full: no space left in") and f"for results store {name}" in text, text
+        assert "free some space" in text and "damaged" not in text and text.endswith("rc=1")

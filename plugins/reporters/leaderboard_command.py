@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import handle_errors
+from gaia_bench.cli.common import handle_errors, open_store
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UnknownNameError, UsageError
 from gaia_bench.plugins.reporters.lib.tables import Grid
@@ -21,11 +21,10 @@ _EXPORT_HINT = "pass a file written by `gaia-bench results export --json` or a l
 
 def _read_store(path: str) -> tuple[list[dict], list[dict]]:
     from gaia_bench.plugins.reporters.lib.profiles import load_profiles
-    from gaia_bench.store import ResultsStore
 
     if not Path(path).expanduser().is_file():
         raise UsageError(f"no results store at {path}", "run `gaia-bench run ...` first, or pass --store with an existing file")
-    with ResultsStore(path) as store:
+    with open_store(path) as store:
         records = store.query()
     return records, load_profiles(path)
 
