@@ -190,7 +190,8 @@ def test_a_file_that_is_no_database_is_not_called_damaged(tmp_path):
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export(GOOD)))
     text = one_error(invoke("results", "--store", str(path)))
-    assert f"{path} is not a results store (not an SQLite database)" in text and "damaged" not in text
+    assert f"{path} is not an SQLite database (not a results store" in text
+    assert "never write to it" not in text  # not the damaged store's advice
 
 
 # ============================================================================ §7 the real cause

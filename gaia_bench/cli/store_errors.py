@@ -96,7 +96,7 @@ def store_problem(exc: BaseException, path: Path) -> GaiaBenchError:
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
     if code in (_CORRUPT, _NOTADB):
         if code == _NOTADB and not _has_sqlite_header(path):
-            return UsageError(f"{path} is not a results store (not an SQLite database)",
+            return UsageError(f"{path} is not an SQLite database (not a results store, or one whose first page is damaged)",
                               "pass --store with a results database; `gaia-bench results import` reads exports")
         return damaged(path, str(exc))
     folder = _existing_folder(path)
