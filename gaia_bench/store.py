@@ -21,7 +21,6 @@ counts a grid's pending cells, not only the finished ones.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import random
 import sqlite3
@@ -30,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from gaia_bench.errors import GaiaBenchError, UsageError
+from gaia_bench.errors import UsageError
 from gaia_bench.paths import atomic_write
 from gaia_bench.records import ResultRecord, prefer
 
@@ -75,21 +74,21 @@ def _row(record: dict) -> tuple:
 
 
 class ResultsStore(contextlib.AbstractContextManager):
-    """A results database. Opening it creates it (and its directory) when missing."""
+    """A results database. Opening it creates it (and its directory) when missing. SQLite's and
+    the OS's errors pass through as they are: what they mean for the user (a damaged file, a full
+    or read-only disk) is told by the CLI (gaia_bench/cli/store_errors.py)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_DDL)
-        except sqlite3.DatabaseError as exc:
-            raise GaiaBenchError(f"cannot open results store {self.path}: {exc}",
-                                 "pass --store with another path, or move the damaged file away") from None
-        except OSError as exc:
-            raise _os_error(exc, self.path) from None
+        except sqlite3.Error:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         self._conn.close()
@@ -126,9 +125,6 @@ class ResultsStore(contextlib.AbstractContextManager):
                 if ("locked" in message or "busy" in message) and attempt < attempts - 1:
                     time.sleep(min(2.0, 0.05 * (attempt + 1)) * (0.5 + random.random()))
                     continue
-                if "disk" in message or "full" in message:
-                    raise GaiaBenchError(f"disk full while writing {self.path}",
-                                         "free some space or pass --store on another disk; finished results are kept") from None
                 raise
 
     def merge_result_files(self, directory: str | Path) -> int:
@@ -244,8 +240,9 @@ class ResultsStore(contextlib.AbstractContextManager):
             where, args = ["c.job_id IN (SELECT job_id FROM grid_cells WHERE grid = ?)", *where], [grid, *args]
         return (" WHERE " + " AND ".join(where) if where else ""), args
 
-    def integrity_ok(self) -> bool:
-        return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    def integrity_ok(self, quick: bool = False) -> bool:
+        """SQLite's integrity_check, or its quick_check (no index-content cross-checks)."""
+        return self._conn.execute(f"PRAGMA {'quick_check' if quick else 'integrity_check'}").fetchone()[0] == "ok"
 
 
 _CHUNK = 900  # ids per IN (...) query: under SQLite's oldest variable limit (999)
@@ -291,36 +288,10 @@ def write_result_file(directory: str | Path, record: dict) -> Path:
     return final
 
 
-def _os_error(exc: OSError, path: Path) -> GaiaBenchError:
-    if exc.errno == errno.ENOSPC:
-        return GaiaBenchError(f"disk full while writing {path}", "free some space or choose another location")
-    return GaiaBenchError(f"cannot use {path}: {exc.strerror or exc}", "check the path and its permissions, or pass another --store")
-
-
 # ---------------------------------------------------------------------- export / import
 def export_records(records: list[dict]) -> dict:
     """The portable JSON document of a list of records."""
     return {"schema_version": SCHEMA_VERSION, "kind": "gaia-bench-results", "results": records}
-
-
-_EXPORTED = "import a file written by `gaia-bench results export --json`"
-
-
-def read_export(text: str, source: str) -> list[ResultRecord]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})", _EXPORTED) from None
-    if isinstance(doc, dict) and doc.get("kind") == "gaia-bench-results":
-        records = doc.get("results", [])
-    elif isinstance(doc, list):
-        records = doc
-    else:
-        raise UsageError(f"{source} is not a gaia-bench results export", _EXPORTED)
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or not {"job_id", "status", "config"} <= rec.keys():
-            raise UsageError(f"{source}: result #{i} lacks job_id/status/config", _EXPORTED)
-    return records
 
 
 def merge_into(store: ResultsStore, records: list[dict], replace: bool = False) -> tuple[int, int, list[str]]:

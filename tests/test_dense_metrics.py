@@ -21,6 +21,7 @@ from gaia_bench.tasks.types.lib.metrics_citypersons import (
 )
 from gaia_bench.tasks.types.lib.metrics_depth import depth_errors, depth_metrics, eigen_crop_mask, garg_crop_mask
 from gaia_bench.tasks.types.lib.metrics_detection import (
+    RECALL_POINTS_11,
     ImageDetections,
     ap_area,
     ap_voc07_11pt,
@@ -133,15 +134,47 @@ def test_eleven_point_and_area_ap_differ_on_a_hand_worked_curve():
     assert ap_voc07_11pt(recall, precision) == pytest.approx(6 / 11)
 
 
-def test_eleven_point_ap_counts_a_recall_of_exactly_three_tenths():
+def test_eleven_point_thresholds_are_mmdets_and_py_faster_rcnns():
+    # mmdet's eval_map: np.arange(0, 1 + 1e-3, 0.1); py-faster-rcnn's voc_eval: np.arange(0., 1.1, 0.1)
+    assert np.array_equal(RECALL_POINTS_11, np.arange(0, 1 + 1e-3, 0.1))
+    assert np.array_equal(RECALL_POINTS_11, np.arange(0.0, 1.1, 0.1))
+    above = [k for k in range(11) if RECALL_POINTS_11[k] > k / 10]
+    assert above == [3, 6, 7] and RECALL_POINTS_11[3] == 0.30000000000000004
+
+
+def test_eleven_point_ap_does_not_count_a_recall_of_exactly_three_tenths():
     # 10 objects; TP TP TP FP TP -> recall .1 .2 .3 .3 .4, precision 1 1 1 .75 .8.
-    # At t = 0.3 the point with recall exactly 3/10 (precision 1) qualifies: (4 * 1 + 0.8) / 11.
-    # (np.arange(0, 1.1, 0.1)[3] = 0.30000000000000004 would skip it and give (3 + 0.8 + 0.8) / 11.)
+    # The 4th threshold is 0.30000000000000004 (mmdet's), above the double 0.3 = 3/10, so only the
+    # point with recall .4 reaches it: t = 0, .1, .2 -> 1; t = .3+, .4 -> .8; t >= .5 -> 0.
+    # (3 * 1 + 2 * 0.8) / 11 = 4.6 / 11; exact tenths would count precision 1 at .3: 4.8 / 11.
     boxes = _ten_apart(10)
     targets = [_target(boxes, [0] * 10)]
     dets = [_dets([boxes[0], boxes[1], boxes[2], (0, 50, 8, 58), boxes[3]], [0.9, 0.8, 0.7, 0.6, 0.5], [0] * 5)]
     recall, precision = match_class(dets, targets, 0).pr_curve()
-    assert ap_voc07_11pt(recall, precision) == pytest.approx(4.8 / 11)
+    assert recall[2] == 0.3 and precision[2] == 1.0
+    assert ap_voc07_11pt(recall, precision) == pytest.approx(4.6 / 11)
+    out = voc_detection_metrics(dets, targets, 1)
+    assert out["mAP_voc07_11pt"] == out["ap_voc07_11pt/0"] == pytest.approx(4.6 / 11)
+
+
+def test_eleven_point_ap_does_not_count_a_recall_of_exactly_six_or_seven_tenths():
+    # 5 objects; TP TP TP FP TP -> recall .2 .4 .6 .6 .8, precision 1 1 1 .75 .8.
+    # t = 0 ... .5 (6 thresholds) -> 1; t = .6+ and .7+ skip recall 3/5 = 0.6 -> .8; t = .8 -> .8
+    # (4/5 is the double 0.8, equal to 8 * 0.1); t = .9, 1 -> 0: (6 + 3 * 0.8) / 11 = 8.4 / 11.
+    boxes = _ten_apart(5)
+    targets = [_target(boxes, [0] * 5)]
+    dets = [_dets([boxes[0], boxes[1], boxes[2], (0, 50, 8, 58), boxes[3]], [0.9, 0.8, 0.7, 0.6, 0.5], [0] * 5)]
+    recall, precision = match_class(dets, targets, 0).pr_curve()
+    assert ap_voc07_11pt(recall, precision) == pytest.approx(8.4 / 11)
+    # 10 objects; 7 TPs, a FP, a TP -> recall .1 ... .7 .7 .8, precision 1 (x7), 7/8, 8/9.
+    # t = 0 ... .6+ (7 thresholds) -> 1 (recall .7 reaches 0.6000000000000001); t = .7+ skips
+    # recall 7/10 -> 8/9; t = .8 -> 8/9; t = .9, 1 -> 0: (7 + 2 * 8/9) / 11.
+    boxes = _ten_apart(10)
+    targets = [_target(boxes, [0] * 10)]
+    dets = [_dets([*boxes[:7], (0, 50, 8, 58), boxes[7]], [0.9 - 0.05 * i for i in range(9)], [0] * 9)]
+    recall, precision = match_class(dets, targets, 0).pr_curve()
+    assert recall[6] == 0.7 and precision[6] == 1.0
+    assert ap_voc07_11pt(recall, precision) == pytest.approx((7 + 16 / 9) / 11)
 
 
 def test_iou_of_exactly_one_half_is_a_match():
@@ -225,7 +258,7 @@ def test_both_ap_variants_match_pycocotools_sampled_at_the_right_recalls():
             continue
         recall, precision = matches.pr_curve()
         assert ap_voc07_11pt(recall, precision) == pytest.approx(
-            _coco_ap(len(targets), targets, dets, label, np.arange(11) / 10.0), rel=1e-9)
+            _coco_ap(len(targets), targets, dets, label, np.arange(0.0, 1.1, 0.1)), rel=1e-9)
         assert ap_area(recall, precision) == pytest.approx(
             _coco_ap(len(targets), targets, dets, label, np.arange(1, matches.npos + 1) / matches.npos), rel=1e-9)
         assert 0.0 < ap_area(recall, precision) < 1.0

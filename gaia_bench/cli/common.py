@@ -76,10 +76,12 @@ def feature_cache_dir() -> Path:
     return Path(env).expanduser() if env else cache_home() / "features"
 
 
-def open_store(path: str | None):
-    from gaia_bench.store import ResultsStore
+def open_store(path: str | None, *, write: bool = False):
+    """The results store as a context manager whose SQLite errors are told in one line; ``write``:
+    refuse a damaged store (see gaia_bench/cli/store_errors.py)."""
+    from gaia_bench.cli.store_errors import open_store as opened
 
-    return ResultsStore(path or default_store())
+    return opened(path, write=write)
 
 
 def parse_shots(values: Iterable[str]) -> list[ShotSpec]:

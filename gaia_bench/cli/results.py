@@ -59,6 +59,7 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default: stdout)")] = None,
     model: Filter("--model", "model") = None,
     dataset: Filter("--dataset", "dataset") = None,
+    salvage: Annotated[bool, typer.Option("--salvage", help="from a damaged store: every record that still reads")] = False,
 ) -> None:
     """Export results as JSON, with full configs and provenance, to move them between stores."""
     from gaia_bench.manager import get_registries
@@ -67,8 +68,22 @@ def export(
     if reporter.render is None:
         raise UsageError("reporter 'json' does not render result lists",
                          "enable the built-in reporters plugin (see GAIA_BENCH_DISABLE_PLUGINS)")
-    with open_store(store or (ctx.obj or {}).get("store")) as s:
-        text = reporter.render(s.query(model=model, dataset=dataset))
+    path = store or (ctx.obj or {}).get("store")
+    if salvage:
+        from gaia_bench.cli.store_errors import salvage_records
+        from gaia_bench.cli.common import default_store
+
+        if model or dataset:
+            raise UsageError("--salvage exports every record that still reads", "drop --model/--dataset")
+        source = Path(path or default_store()).expanduser()
+        if not source.is_file():
+            raise UsageError(f"no results store at {source}", "pass --store with the damaged file")
+        records, lost = salvage_records(source)
+        notice(f"salvaged {len(records)} record(s) from {source}; {lost} did not read")
+        text = reporter.render(records)
+    else:
+        with open_store(path) as s:
+            text = reporter.render(s.query(model=model, dataset=dataset))
     if out is None:
         sys.stdout.write(text)
     else:
@@ -84,18 +99,16 @@ def import_(
     store: StoreOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="overwrite jobs already in the store")] = False,
 ) -> None:
-    """Import exported results; identical ones are skipped, conflicting ones reported and kept as they were."""
-    from gaia_bench.store import merge_into, read_export
+    """Import exported results; identical ones are skipped, conflicting ones reported and kept as they were.
+    Every file is checked whole first: a file that breaks the schema imports nothing."""
+    from gaia_bench.cli.exports import parse_export, read_export_file
+    from gaia_bench.store import merge_into
 
-    with open_store(store or (ctx.obj or {}).get("store")) as s:
-        for path in files:
-            if str(path) == "-":
-                text, name = sys.stdin.read(), "stdin"
-            else:
-                if not path.exists():
-                    raise UsageError(f"no such file: {path}", "pass a file written by `gaia-bench results export --json`")
-                text, name = path.read_text(), str(path)
-            added, same, conflicts = merge_into(s, read_export(text, name), replace=replace)
+    exports = [(("stdin", parse_export(sys.stdin.buffer.read(), "stdin")) if str(path) == "-"
+                else (str(path), read_export_file(path))) for path in files]
+    with open_store(store or (ctx.obj or {}).get("store"), write=True) as s:
+        for name, (records, _) in exports:
+            added, same, conflicts = merge_into(s, records, replace=replace)
             console.print(f"{name}: {added} imported, {same} already present")
             for job_id in conflicts:
                 console.print(f"[yellow]conflict:[/] job {job_id} differs from the stored result; kept the stored one "
@@ -123,7 +136,7 @@ def rescore(
     registries = get_registries()
     wanted = [m.strip() for value in metric for m in value.split(",") if m.strip()]
     rows, differ, missing, updated = [], 0, 0, []
-    with open_store(store or (ctx.obj or {}).get("store")) as s:
+    with open_store(store or (ctx.obj or {}).get("store"), write=True) as s:
         records = s.query(model=model, init=init, adaptation=adaptation, dataset=dataset, shots=shots, status="done")
         for record in records:
             task = registries.tasks.get(record["config"]["task"])

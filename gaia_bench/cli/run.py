@@ -244,7 +244,7 @@ def run(
     from gaia_bench.predictions import predictions_dir
     from gaia_bench.store import result_files_dir
 
-    with open_store(store) as results:
+    with open_store(store, write=True) as results:
         work_dir = work_dir_for(results.path)
         spool = result_files_dir(work_dir)
         merged = results.merge_result_files(spool)

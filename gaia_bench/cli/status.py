@@ -67,7 +67,7 @@ def status(
     if not path.is_file():
         raise UsageError(f"no results store at {path}", "run `gaia-bench run ...` first, or pass --store with an existing file")
     filters = {"model": model, "init": init, "adaptation": adaptation, "dataset": dataset, "shots": shots}
-    with open_store(str(path)) as s:
+    with open_store(str(path), write=True) as s:
         spool = result_files_dir(work_dir_for(s.path))
         merged = s.merge_result_files(spool)
         if merged:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import StoreOption, default_store, handle_errors
+from gaia_bench.cli.common import StoreOption, default_store, handle_errors, open_store
 from gaia_bench.console import console, notice
 from gaia_bench.errors import DataError, UsageError
 
@@ -124,7 +124,6 @@ def compare(
         row_statistics,
         split_sides,
     )
-    from gaia_bench.store import ResultsStore
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt} is not a compare format", "use " + ", ".join(FORMATS))
@@ -139,7 +138,7 @@ def compare(
     path = store or str(default_store())
     if not Path(path).expanduser().is_file():
         raise UsageError(f"no results store at {path}", "run `gaia-bench run ...` first, or pass --store with an existing file")
-    with ResultsStore(path) as s:
+    with open_store(path) as s:
         records = s.query(status="done")
     pairing = pair_records(records, sides, common)
     if not pairing.groups:

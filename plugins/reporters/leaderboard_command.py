@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import default_store, handle_errors
+from gaia_bench.cli.common import default_store, handle_errors, open_store
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UnknownNameError, UsageError
 from gaia_bench.plugins.reporters.lib.tables import Grid
@@ -24,26 +24,20 @@ _EXPORT_HINT = "pass a file written by `gaia-bench results export --json` or a l
 
 def _read_store(path: str) -> tuple[list[dict], list[dict]]:
     from gaia_bench.plugins.reporters.lib.profiles import load_profiles
-    from gaia_bench.store import ResultsStore
 
     if not Path(path).expanduser().is_file():
         raise UsageError(f"no results store at {path}", "run `gaia-bench run ...` first, or pass --store with an existing file")
-    with ResultsStore(path) as store:
+    with open_store(path) as store:
         records = store.query()
     return records, load_profiles(path)
 
 
 def _read_import(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """Records, profiles and reference sets of an exported file (the last two only in a results.json)."""
+    from gaia_bench.cli.exports import read_export_file
     from gaia_bench.plugins.reporters.lib.references import parse_reference_set
-    from gaia_bench.store import read_export
 
-    if not path.is_file():
-        raise UsageError(f"no such file: {path}", _EXPORT_HINT)
-    text = path.read_text()
-    records = read_export(text, str(path))
-    doc = json.loads(text)
-    extras = doc if isinstance(doc, dict) else {}
+    records, extras = read_export_file(path, _EXPORT_HINT)
     refs = [parse_reference_set(json.dumps(r), f"{path} (reference set #{i})")
             for i, r in enumerate(extras.get("reference_sets", []))]
     return records, list(extras.get("profiles", [])), refs

@@ -25,7 +25,11 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> dict[str, float]:
     """``top1``: share of correct predictions; ``mean_per_class_acc``: the mean over classes present
-    in the test set of their recall (GV-B's ``per_class_acc``: diag / row sums), both in percent."""
+    in the test set of their recall (GV-B's ``per_class_acc``: diag / row sums), both in percent.
+
+    Deliberate difference: GV-B divides by every row sum, so a class absent from the test set
+    gives 0/0 = NaN and its mean is NaN; here such a class is left out of the mean (a test set
+    without some class still has a mean per-class accuracy, over the classes it has)."""
     cm = confusion_matrix(y_true, y_pred, num_classes)
     total = cm.sum()
     support = cm.sum(axis=1)
@@ -205,7 +209,7 @@ CLASSIFICATION = TaskSpec(
     description="single-label image classification",
     metrics=(
         MetricInfo("top1", True, "top-1 accuracy, %"),
-        MetricInfo("mean_per_class_acc", True, "mean over classes of per-class recall, %"),
+        MetricInfo("mean_per_class_acc", True, "mean over classes present in the test set of per-class recall, %"),
     ),
     primary_metric="top1",
     evaluate=evaluate,

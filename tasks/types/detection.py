@@ -7,7 +7,7 @@ family by its target type and the adaptations stay format-agnostic:
   explicit names because papers mix them up: ``mAP_voc07_11pt`` (VOC2007's 11-point interpolation;
   GV-B's VOC07 number, hence primary) and ``mAP_area`` (VOC2010+: area under the precision
   envelope); ``mAP`` repeats the 11-point value under the name mmdet and GV-B print for VOC2007
-  test. Per-class APs are kept as ``ap_voc07_11pt/<class>`` and ``ap_area/<class>``.
+  test (the 11 recall thresholds are mmdet's floating-point ``k * 0.1``, so the values match). Per-class APs are kept as ``ap_voc07_11pt/<class>`` and ``ap_area/<class>``.
 * :class:`FaceTarget` — WIDER FACE's ``ap_easy`` / ``ap_medium`` / ``ap_hard``
   (:mod:`gaia_bench.tasks.types.lib.metrics_widerface`, the official ``eval_tools`` rules).
 * :class:`PedestrianTarget` — CityPersons' log-average miss rate MR⁻² per setup
@@ -212,7 +212,7 @@ DETECTION = TaskSpec(
     name="detection",
     description="object detection (boxes and classes; VOC AP at IoU 0.5, WIDER FACE AP, CityPersons MR^-2)",
     metrics=(
-        MetricInfo("mAP_voc07_11pt", True, "mean over classes of VOC2007 11-point interpolated AP @ IoU 0.5, %"),
+        MetricInfo("mAP_voc07_11pt", True, "mean over classes of VOC2007 11-point interpolated AP @ IoU 0.5 (mmdet's thresholds), %"),
         MetricInfo("mAP_area", True, "mean over classes of VOC2010+ AP (area under the precision envelope) @ IoU 0.5, %"),
         MetricInfo("mAP", True, "VOC mAP as mmdet and GV-B report it for VOC2007 test (= mAP_voc07_11pt), %"),
         MetricInfo("ap_easy", True, "WIDER FACE AP on the official easy setting (eval_tools rules), %"),

@@ -7,7 +7,9 @@
   available; NYU (10 m) uses Eigen's crop, rows 45:471 × cols 41:601 of 480 × 640;
 * errors are computed PER IMAGE over its counted pixels, then averaged over images (BTS fills one
   array entry per image and prints their means) — not pooled over all pixels. Images without a
-  counted pixel are skipped (BTS would average in a NaN).
+  counted pixel are skipped. **Deliberate difference:** BTS would put a NaN in its array for such an
+  image (a mean over no pixels), which makes every reported mean NaN; here the mean is over the
+  images that have at least one counted pixel (and an error when none has).
 
 Per image, with ``r = max(gt/pred, pred/gt)`` and ``e = ln pred − ln gt``: ``abs_rel`` mean
 |gt−pred|/gt, ``sq_rel`` mean (gt−pred)²/gt, ``rmse`` √mean (gt−pred)², ``rmse_log`` √mean e²,
@@ -120,7 +122,8 @@ def image_errors(gt: np.ndarray, pred: np.ndarray, dataset: Dataset, crop: Crop 
 
 
 def mean_errors(rows: Sequence[dict[str, float] | None]) -> dict[str, float]:
-    """The mean over images of their :func:`image_errors`, images without a counted pixel skipped."""
+    """The mean over images of their :func:`image_errors`, images without a counted pixel skipped
+    (BTS: NaN; see the module docstring)."""
     counted = [row for row in rows if row is not None]
     if not counted:
         raise ValueError("no image has a valid ground-truth pixel inside the crop")

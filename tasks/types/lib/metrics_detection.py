@@ -13,10 +13,16 @@ Rules (``VOCevaldet.m`` of the devkit; py-faster-rcnn's ``voc_eval.py`` is a por
 
 Two AP variants from that curve, named explicitly because papers mix them up:
 
-* :func:`ap_voc07_11pt` — VOC2007's 11-point interpolated AP: the mean over ``t = 0, 0.1, …, 1`` of
-  the highest precision at recall ``>= t`` (0 where recall never reaches ``t``). The points are
-  ``k / 10`` exactly; the devkit's ``0:0.1:1`` and numpy's ``arange(0, 1.1, 0.1)`` hold
-  0.30000000000000004 etc., which would skip a recall of exactly 3/10 — the definition doesn't;
+* :func:`ap_voc07_11pt` — VOC2007's 11-point interpolated AP: the mean over 11 recall thresholds
+  ``t`` of the highest precision at recall ``>= t`` (0 where recall never reaches ``t``). The
+  thresholds are the floating-point values the reference code compares against, not exact
+  tenths: mmdet's ``eval_map`` (``np.arange(0, 1 + 1e-3, 0.1)``, where GV-B's numbers come from),
+  py-faster-rcnn's ``voc_eval.py`` and the devkit's Python ports (``np.arange(0., 1.1, 0.1)``)
+  all hold ``k * 0.1``, whose 3rd, 6th and 7th values are 0.30000000000000004,
+  0.6000000000000001 and 0.7000000000000001. A recall of exactly 3/10, 3/5 or 7/10 (the doubles
+  0.3, 0.6 and 0.7, each just below) therefore does not reach that threshold, and the precision
+  there is not counted for it. (mmdet also sums the 11 values in float32; this module keeps
+  float64, a difference below 1e-6 AP.);
 * :func:`ap_area` — VOC2010+ (``VOCap.m``): the area under the monotone precision envelope
   (precision replaced by the highest precision at any higher recall).
 
@@ -40,7 +46,7 @@ import numpy as np
 from gaia_bench.tasks.datasets.lib.dense_targets import DetectionTarget
 
 IOU_THRESHOLD = 0.5
-RECALL_POINTS_11 = np.arange(11) / 10.0  # exactly k/10 (see module docstring)
+RECALL_POINTS_11 = np.arange(0.0, 1.1, 0.1)  # k * 0.1 as mmdet and py-faster-rcnn compute them (module docstring)
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,8 @@ def match_class(detections: Sequence[ImageDetections], targets: Sequence[Detecti
 
 
 def ap_voc07_11pt(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC2007 11-point interpolated AP of a precision/recall curve."""
+    """VOC2007 11-point interpolated AP of a precision/recall curve, with mmdet's thresholds
+    (:data:`RECALL_POINTS_11`: a recall of exactly 0.3 does not reach the third one)."""
     recall = np.asarray(recall, dtype=np.float64)
     precision = np.asarray(precision, dtype=np.float64)
     total = 0.0

@@ -6,7 +6,10 @@ The rules, including the ones that differ from VOC:
 
 * every detection score is min-max normalised over the WHOLE test set (global min and max, as the
   MATLAB ``norm_score`` does; the Python port starts its running min/max at 1 and 0, which only
-  differs for scores outside [0, 1]). A constant score (max = min) carries no ranking: all become 1;
+  differs for scores outside [0, 1]). **Deliberate difference:** a constant score (max = min)
+  makes the official ``(s - min) / (max - min)`` 0/0 = NaN for every detection, so nothing passes
+  any threshold and the official AP is 0 whatever the boxes; here all scores become 1 instead, and
+  AP is that of keeping every detection (a detector without a ranking is scored on its boxes);
 * each image's detections are sorted by score (stable, descending); each goes to the face with the
   highest IoU among all faces of the image (first maximum). With IoU ``>= 0.5``: a face outside
   the setting's keep list makes the detection "not a proposal" (neither TP nor FP, however often
@@ -69,7 +72,8 @@ def nested_keep_masks(heights: np.ndarray, invalid: np.ndarray, heavy_blur: np.n
 
 
 def normalize_scores(scores: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Min-max normalisation over all images together (official ``norm_score``)."""
+    """Min-max normalisation over all images together (official ``norm_score``), except that a
+    constant score becomes 1, where the official one becomes NaN and scores AP 0 (module docstring)."""
     arrays = [np.asarray(s, dtype=np.float64).reshape(-1) for s in scores]
     filled = [s for s in arrays if s.size]
     if not filled:
