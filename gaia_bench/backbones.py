@@ -63,11 +63,6 @@ class BackboneRegistry:
         rank = {where: c.precedence if (c := self._catalogs.get(where)) is not None else 0 for where, _ in found}
         return [(where, spec) for where, spec in found if rank[where] == max(rank.values())]
 
-    def resolves_to(self, name: str) -> str | None:
-        """The source an unqualified ``name`` resolves to, or None (unknown or ambiguous)."""
-        winners = self._winners(name)
-        return winners[0][0] if len(winners) == 1 else None
-
     def providers(self, name: str) -> list[tuple[str, BackboneSpec]]:
         """(source, spec) of every single spec and catalog that has ``name``, in registration order."""
         found = [(spec.source, spec)] if (spec := self._specs.get(name)) is not None else []

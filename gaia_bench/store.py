@@ -286,24 +286,3 @@ def write_result_file(directory: str | Path, record: dict) -> Path:
     with atomic_write(final, "w", durable=True) as f:
         json.dump(record, f, sort_keys=True)
     return final
-
-
-# ---------------------------------------------------------------------- export / import
-def export_records(records: list[dict]) -> dict:
-    """The portable JSON document of a list of records."""
-    return {"schema_version": SCHEMA_VERSION, "kind": "gaia-bench-results", "results": records}
-
-
-def merge_into(store: ResultsStore, records: list[dict], replace: bool = False) -> tuple[int, int, list[str]]:
-    """Add imported records; returns (added, identical skipped, conflicting job ids left as they were)."""
-    added, same, conflicts = [], 0, []
-    for rec in records:
-        verdict = "new" if replace else prefer(store.get(rec["job_id"]), rec)
-        if verdict == "new":
-            added.append(rec)
-        elif verdict == "same":
-            same += 1
-        else:
-            conflicts.append(rec["job_id"])
-    store.put_many(added)
-    return len(added), same, conflicts

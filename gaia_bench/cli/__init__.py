@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from gaia_bench.cli.common import handle_errors
 from gaia_bench.console import console
+from gaia_bench.errors import GaiaBenchError
 
 
 def plugin_commands(host: Any, reserved: Collection[str] = ()) -> dict[str, click.Command]:
@@ -133,6 +134,14 @@ def list_all() -> None:
     console.print(table)
 
 
+def _resolves_to(backbones, name: str) -> str | None:
+    """The source an unqualified ``name`` resolves to, or None (unknown or ambiguous)."""
+    try:
+        return backbones.get(name).source
+    except GaiaBenchError:
+        return None
+
+
 @app.command()
 @handle_errors
 def models(
@@ -156,7 +165,7 @@ def models(
     counts = Counter([*(s.name for s in backbones.single_specs()), *(n for ns in names.values() for n in set(ns))])
     table = Table("backbone", "source", "imagenet weights", title=f"{len(rows)} backbones")
     for where, name, has_weights in rows:
-        shown = name if counts[name] == 1 or backbones.resolves_to(name) == where else f"{where}:{name}"
+        shown = name if counts[name] == 1 or _resolves_to(backbones, name) == where else f"{where}:{name}"
         table.add_row(shown, where, "published" if has_weights else "-")
     console.print(table)
 

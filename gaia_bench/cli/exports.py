@@ -1,4 +1,4 @@
-"""Reading a results export (`gaia-bench results export --json`, a leaderboard's results.json).
+"""Writing and reading a results export (`gaia-bench results export --json`, a leaderboard's results.json).
 
 An export comes from another machine or another person, so it is untrusted input: the whole file
 is checked against the record schema (:class:`gaia_bench.records.ResultRecord`) before anything is
@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from gaia_bench.errors import UsageError
 from gaia_bench.records import ResultRecord
-from gaia_bench.store import SCHEMA_VERSION
+from gaia_bench.records import prefer
+from gaia_bench.store import SCHEMA_VERSION, ResultsStore
 
 EXPORTED = "pass a file written by `gaia-bench results export --json`; nothing was imported from it"
 
@@ -147,3 +148,23 @@ def read_export_file(path: Path, hint: str = EXPORTED) -> tuple[list[ResultRecor
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}", hint) from None
     return parse_export(data, str(path), hint)
+
+
+def export_records(records: list[dict]) -> dict:
+    """The portable JSON document of a list of records."""
+    return {"schema_version": SCHEMA_VERSION, "kind": "gaia-bench-results", "results": records}
+
+
+def merge_into(store: ResultsStore, records: list[dict], replace: bool = False) -> tuple[int, int, list[str]]:
+    """Add imported records; returns (added, identical skipped, conflicting job ids left as they were)."""
+    added, same, conflicts = [], 0, []
+    for rec in records:
+        verdict = "new" if replace else prefer(store.get(rec["job_id"]), rec)
+        if verdict == "new":
+            added.append(rec)
+        elif verdict == "same":
+            same += 1
+        else:
+            conflicts.append(rec["job_id"])
+    store.put_many(added)
+    return len(added), same, conflicts

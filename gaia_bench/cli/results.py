@@ -102,7 +102,7 @@ def import_(
     """Import exported results; identical ones are skipped, conflicting ones reported and kept as they were.
     Every file is checked whole first: a file that breaks the schema imports nothing."""
     from gaia_bench.cli.exports import parse_export, read_export_file
-    from gaia_bench.store import merge_into
+    from gaia_bench.cli.exports import merge_into
 
     exports = [(("stdin", parse_export(sys.stdin.buffer.read(), "stdin")) if str(path) == "-"
                 else (str(path), read_export_file(path))) for path in files]

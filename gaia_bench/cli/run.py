@@ -383,23 +383,12 @@ def _present(regs, names: list[str], root: Path, suite: str) -> list[str]:
 
 
 def _prepare_datasets(root: Path, jobs, progress) -> None:
-    """Materialize the jobs' missing datasets that their plugins can make (as a job would)."""
+    """Materialize the jobs' missing datasets that their plugins can make, as a job would
+    (atomically, with the completion marker), once here before parallel jobs start."""
     from gaia_bench.errors import GaiaBenchError
-    from gaia_bench.jobs import data_dir
+    from gaia_bench.jobs import prepared_data_dir
 
-    seen: set[str] = set()
-    for job in jobs:
-        dataset = job.dataset
-        if dataset.name in seen:
-            continue
-        seen.add(dataset.name)
-        target = data_dir(root, dataset)
-        if dataset.prepare is None or target.exists():
-            continue
-        advance = progress.start(f"preparing dataset {dataset.name}", None)
-        try:
-            dataset.prepare(target)
-        except GaiaBenchError:
-            pass  # each job fails with the message
-        advance(1)
-        progress.finish()
+    for dataset in {job.dataset.name: job.dataset for job in jobs}.values():
+        if dataset.prepare is not None:
+            with contextlib.suppress(GaiaBenchError):  # each job fails with the message
+                prepared_data_dir(root, dataset, progress)

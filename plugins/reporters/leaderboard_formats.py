@@ -26,7 +26,7 @@ from gaia_bench.plugins.reporters.lib.tables import (
     task_label,
 )
 from gaia_bench.predictions import predictions_dir
-from gaia_bench.store import export_records
+from gaia_bench.cli.exports import export_records
 
 PLUGIN_ORDER = 610
 

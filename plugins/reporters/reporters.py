@@ -9,7 +9,7 @@ import json
 from gaia_bench import hookimpl
 from gaia_bench.api import ReporterSpec
 from gaia_bench.cli.summary import COLUMNS, summary_row
-from gaia_bench.store import export_records
+from gaia_bench.cli.exports import export_records
 
 PLUGIN_ORDER = 600
 
