@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any, Sequence
 
 import typer
-from rich.table import Table
 
 from gaia_bench.cli import app
 from gaia_bench.cli.common import (DataRootOption, StoreOption, feature_cache_dir, handle_errors, open_store,
@@ -19,22 +18,7 @@ from gaia_bench.console import console, err_console, notice
 from gaia_bench.devices import resolve_device
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
-from gaia_bench.cli.summary import summary_row
-
-
-def results_table(records: list[dict]) -> Table:
-    table = Table("model", "init", "adaptation", "dataset", "shots", "seed", "metric", "n_train", "wall s",
-                  title="results")
-    for record in records:
-        row = summary_row(record)
-        if record["status"] == "done":
-            metric = f"{row['metric']} = {row['value']:.2f}"
-        else:
-            metric = f"[red]failed[/]: {record.get('error', '')[:80]}"
-        wall = "-" if row["wall_s"] is None else f"{row['wall_s']:.1f}"
-        table.add_row(row["model"], row["init"], row["adaptation"], row["dataset"], row["shots"], str(row["seed"]),
-                      metric, str(row["n_train"] if row["n_train"] is not None else "-"), wall)
-    return table
+from gaia_bench.cli.summary import results_table
 
 
 MAX_PARALLEL_HELP = (
@@ -323,7 +307,7 @@ def run(
         results.merge_result_files(spool)  # records already put: only removes the files
         records = [r for i in job_ids if (r := results.get(i)) is not None]
         if records:
-            console.print(results_table(records))
+            console.print(results_table(records, console.width))
         if interrupted:
             n_finished = sum(r["status"] == "done" for r in records)
             err_console.print(f"[yellow]interrupted:[/] {n_finished} finished job(s) are saved in {results.path}; "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -71,11 +73,26 @@ def _rebuild_command(out: Path, suite: str, shots: str, baseline: str | None, ti
     return " ".join(shlex.quote(p) for p in parts + ["--out", str(out)])
 
 
-def _terminal_table(grid: Grid, width: int) -> Table:
+def _fold(word: str, width: int) -> list[str]:
+    """``word`` broken after its hyphens into lines of at most ``width`` cells ("fashion-mnist-lt" ->
+    "fashion-", "mnist-lt"); a part wider than ``width`` stays whole."""
+    from rich.cells import cell_len
+
+    lines = [""]
+    for part in re.split(r"(?<=-)", word):
+        if lines[-1] and cell_len(lines[-1] + part) > width:
+            lines.append("")
+        lines[-1] += part
+    return lines
+
+
+def _terminal_table(grid: Grid, width: int, legend: str | None = None) -> Table:
     """A grid for the terminal, fitted to ``width`` (80 columns show a few datasets unwrapped): key
     columns the same on every row move into the title, cells lose their inner spaces, headers break
-    onto lines; then, while too wide, the weights column goes (its † joins the init) and then the
-    per-dataset columns (the task means stay; the files have everything)."""
+    onto lines; then, while too wide, what loses nothing goes first (dataset names in the headers
+    break after their hyphens, a task type's mean over its only dataset column goes), then the
+    weights column (its † joins the init) and then the per-dataset columns (the task means stay;
+    the files have everything). ``legend``, when given, is the caption's first line."""
     from rich import box
     from rich.cells import cell_len
 
@@ -85,16 +102,26 @@ def _terminal_table(grid: Grid, width: int) -> Table:
     constant = [i for i in keys if len({row[i] for row in texts}) == 1 and columns[i].key not in ("init", "weights")]
     fixed = " · ".join(f"{columns[i].label} {texts[0][i]}" for i in constant)
     shown = [i for i in range(len(columns)) if i not in constant]
+    folded = False
 
     def header(i: int) -> str:
         c = columns[i]
-        return "\n".join(c.label.split(" ") if c.group == "mean" else filter(None, [c.group, *c.label.split(" ")]))
+        words = c.label.split(" ") if c.group == "mean" else [w for w in [c.group, *c.label.split(" ")] if w]
+        if folded and c.numeric:
+            cells = max([cell_len(row[i]) for row in texts] + [cell_len(c.group)])
+            words = [line for w in words for line in _fold(w, cells)]
+        return "\n".join(words)
 
     def natural(indices: list[int], pad: int = 0) -> int:
         """Width with ``pad`` spaces each side of a column (none at the table's edges) and a 1-space rule."""
         return sum(max([cell_len(line) for line in header(i).split("\n")] + [cell_len(row[i]) for row in texts])
                    for i in indices) + (1 + 2 * pad) * (len(indices) - 1)
 
+    if natural(shown, 1) > width:
+        folded = True
+        per_task = Counter(columns[i].group for i in shown if columns[i].numeric and columns[i].group != "mean")
+        shown = [i for i in shown if not (columns[i].key.startswith("mean:")
+                                          and per_task[columns[i].label.split(" ")[0]] == 1)]
     weights = next((i for i in shown if columns[i].key == "weights"), None)
     if weights is not None and natural(shown, 1) > width:
         init = next((i for i in shown if columns[i].key == "init"), None)
@@ -103,12 +130,13 @@ def _terminal_table(grid: Grid, width: int) -> Table:
             if init is not None and flag:
                 row[init] += flag
         shown.remove(weights)
-    caption = None
+    caption = legend
     if natural(shown) > width:
         shown = [i for i in shown if not columns[i].numeric or columns[i].key.startswith("mean:")]
         caption = "per-dataset columns: see the written files"
-    table = Table(title=grid.title + (f" ({fixed})" if fixed else ""), caption=caption, box=box.SIMPLE_HEAD,
-                  padding=(0, 1 if natural(shown, 1) <= width else 0), show_edge=False, pad_edge=False)
+    table = Table(title=grid.title + (f" ({fixed})" if fixed else ""), caption=caption, caption_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1 if natural(shown, 1) <= width else 0), show_edge=False,
+                  pad_edge=False)
     for i in shown:
         table.add_column(header(i), justify="right" if columns[i].numeric else "left", no_wrap=True, overflow="fold")
     for row, cells in zip(texts, grid.rows):
@@ -183,9 +211,12 @@ def leaderboard(
         raise UsageError("no installed reporter writes leaderboards",
                          "enable the built-in leaderboard_formats plugin (see GAIA_BENCH_DISABLE_PLUGINS)")
     written = [path for writer in writers for path in writer.write_leaderboard(board, out_dir)]
+    spread = "half the 95% CI" if interval == "ci" else "the std over seeds"
+    legends = {"main": f"± {spread} · bold: column's best · ≈: not distinguishable from it",
+               "err": "[95% CI] of the mean reduction over n datasets"}
     for grid in leaderboard_grids(board):
         if grid.id in ("main", "err") and grid.rows:
-            console.print(_terminal_table(grid, console.width))
+            console.print(_terminal_table(grid, console.width, legends[grid.id]))
     notice(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
 
 
