@@ -12,6 +12,7 @@ _HOME = tempfile.mkdtemp(prefix="gaia-bench-tests-")
 os.environ["GAIA_BENCH_HOME"] = _HOME
 os.environ["GAIA_BENCH_NO_ENTRYPOINTS"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it (gaia_bench/cli/__init__.py)
 os.environ.pop("GAIA_BENCH_STORE", None)
 os.environ.pop("GAIA_BENCH_DATA", None)
 os.environ.pop("GAIA_BENCH_FEATURES", None)
