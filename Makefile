@@ -28,7 +28,7 @@ FALLBACK_SIZE ?= 32
 # 10x slower on a shared, loaded machine (measured: 20 vs 230 img/s); waiting passively costs little.
 run: export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test bench sources leaderboard leaderboard-inits clean
+.PHONY: run test test-all bench sources leaderboard leaderboard-inits clean
 
 sources:
 	bash scripts/fetch_sources.sh
@@ -52,6 +52,10 @@ run: $(STAMP)
 	$(VENV)/bin/gaia-bench leaderboard --store $(RUN_STORE) --shots $(SHOTS) --baseline $(BASELINE) --out $(RUN_BOARD)
 
 test: $(STAMP)
+	bash scripts/install_test_browser.sh
+	$(PY) -m pytest -q -m "not extended"
+
+test-all: $(STAMP)
 	bash scripts/install_test_browser.sh
 	$(PY) -m pytest -q
 

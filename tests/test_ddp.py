@@ -75,6 +75,7 @@ def test_two_gloo_processes_give_the_one_process_result(root, one_process):
     assert two["optimizer"]["batch"] == one["optimizer"]["batch"] == 32  # the global batch is kept
 
 
+@pytest.mark.extended  # `make test-all`: the suite's 10-minute budget (README)
 def test_a_crashing_rank_fails_the_job_with_its_error_not_a_hang(root, one_process):
     from gaia_bench.manager import get_registries
     from gaia_bench.protocol import stratified_holdout

@@ -59,6 +59,7 @@ def test_trained_head_beats_untrained(tmp_path, data_root):
     assert trained_map > untrained_map + 3.0, (trained_map, untrained_map)
 
 
+@pytest.mark.extended  # `make test-all`: the suite's 10-minute budget (README)
 def test_same_seed_same_detections(tmp_path, data_root):
     store = tmp_path / "r.db"
     result, (first,) = _run(store, data_root, *TINY)

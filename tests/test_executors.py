@@ -134,6 +134,7 @@ def test_killed_cell_is_resubmitted_and_the_store_ends_complete(site, tmp_path):
     assert len(list((tmp_path / "marks").iterdir())) == 2  # the cell started twice
 
 
+@pytest.mark.extended  # `make test-all`: the suite's 10-minute budget (README)
 def test_failed_cell_is_recorded_with_its_log_then_retried(site, tmp_path):
     """Without resubmission (retries=0) the killed cell is recorded as failed with its log path;
     `status` shows it, a rerun skips it, and a rerun with --retry-failed completes the store."""

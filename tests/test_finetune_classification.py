@@ -83,6 +83,7 @@ def test_the_whole_model_is_trained(record):
     assert record["trainable_params"] == whole
 
 
+@pytest.mark.extended  # `make test-all`: the suite's 10-minute budget (README)
 def test_same_job_same_numbers_whatever_the_workers(root, record):
     again = _run(root, "b.db", "--workers", "2")  # a fresh store: the same job id is not skipped
     assert again["job_id"] == record["job_id"]

@@ -158,7 +158,7 @@ def _wait_for_done(store: Path, n: int, proc: subprocess.Popen, timeout: float =
     raise AssertionError("no job finished in time")
 
 
-@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+@pytest.mark.parametrize("how", ["kill -9", pytest.param("ctrl-c", marks=pytest.mark.extended)])
 def test_killed_run_loses_nothing_and_resumes(env, tmp_path, how):
     plugin_env = fake_distribution(tmp_path / "site", "gaia-bench-slow", "0.1", {"slow_plugin": SLOW_PLUGIN},
                                    {"slow": "slow_plugin"})
