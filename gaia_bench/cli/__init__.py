@@ -216,6 +216,8 @@ def tasks() -> None:
     table = Table("task", "primary metric", "metrics", "description")
     for _, spec in _registries().tasks.items():
         metrics = ", ".join(f"{m.name} ({'↑' if m.higher_is_better else '↓'})" for m in spec.metrics)
+        if spec.extra_metrics:  # computed from stored predictions by `results rescore --metric NAME`
+            metrics += f"; on request: {', '.join(spec.extra_metrics)}"
         table.add_row(spec.name, spec.primary_metric, metrics, spec.description)
     console.print(table)
 
