@@ -36,9 +36,10 @@ class RecordDraws:
 
 
 def _top1_correct(predictions: Sequence[Any], targets: Sequence[int]) -> np.ndarray:
-    """A prediction is a class id or a score vector (its argmax is the top-1 class)."""
-    predicted = np.asarray([int(p) if np.ndim(p) == 0 else int(np.argmax(p)) for p in predictions])
-    return predicted == np.asarray(targets)
+    """Whether each item's class (as the classification task reads a prediction) is its target."""
+    from gaia_bench.tasks.types.classification import predicted_classes
+
+    return predicted_classes(predictions) == np.asarray(targets)
 
 
 def record_draws(records: Sequence[Mapping[str, Any]], store_of: Callable[[Mapping[str, Any]], str],
