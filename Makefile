@@ -53,11 +53,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/install_test_browser.sh
-	$(PY) -m pytest -q -m "not extended"
+	$(PY) -m pytest -q -n auto -m "not extended"
 
 test-all: $(STAMP)
 	bash scripts/install_test_browser.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 bench: $(STAMP)
 	$(PY) benchmarks/linear_probe.py

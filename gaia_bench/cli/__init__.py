@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from gaia_bench.cli.common import handle_errors
+from gaia_bench.cli.common import follow_columns, handle_errors
 from gaia_bench.console import console
 from gaia_bench.errors import GaiaBenchError
 
@@ -68,6 +68,10 @@ class CommandGroup(TyperGroup):
     later, or a broken one, is seen as it is now)."""
 
     _plugin_commands: dict[str, click.Command] | None = None
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        follow_columns()
+        return super().main(*args, **kwargs)
 
     def plugin_commands(self) -> dict[str, click.Command]:
         if self._plugin_commands is None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Iterable, Sequence, TypeVar
 
 import typer
 
-from gaia_bench.console import err_console
+from gaia_bench.console import console, err_console
 from gaia_bench.errors import GaiaBenchError, UnknownNameError, UsageError
 from gaia_bench.paths import cache_home
 from gaia_bench.shots import SHOTS_HELP, ShotSpec, parse_shot
@@ -21,6 +21,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 StoreOption = Annotated[str | None, typer.Option("--store", help="results database (default: ~/.cache/gaia-bench/results.db or $GAIA_BENCH_STORE)")]
 DataRootOption = Annotated[str | None, typer.Option("--data-root", help="where datasets live (default: ~/.cache/gaia-bench/data or $GAIA_BENCH_DATA)")]
+
+
+def follow_columns() -> None:
+    """Size both consoles from ``$COLUMNS`` as it is now: Rich reads it once, at import, and one
+    process may run many commands (tests, notebooks, ``CliRunner``)."""
+    columns = os.environ.get("COLUMNS", "")
+    for each in (console, err_console):
+        each.width = int(columns) if columns.isdigit() else None
 
 
 def print_error(exc: GaiaBenchError | str, hint: str | None = None) -> None:
