@@ -1,4 +1,4 @@
-"""`gaia-bench datasets`: list, prepare, verify and show percentage-shot statistics."""
+"""`gaia-bench datasets`: list, prepare, verify, bundle and unbundle; show percentage-shot statistics."""
 
 from __future__ import annotations
 
@@ -181,3 +181,102 @@ def stats(
     for shot in specs:
         add(shot.label, sample_subset(sets, keys, shot, seed, train.single_label))
     console.print(table)
+
+
+@datasets_app.command()
+@handle_errors
+def bundle(
+    name: Annotated[str, typer.Argument(help="dataset or suite name")],
+    out: Annotated[str, typer.Option("--out", "-o", help="the bundle: FILE.tar, .tar.gz, .tgz, .tar.xz or .tar.bz2")],
+    data_root: DataRootOption = None,
+) -> None:
+    """Pack prepared datasets into one file, with every file's sha256, to carry to a machine
+    without internet (`gaia-bench datasets unbundle FILE` there)."""
+    from pathlib import Path
+
+    from gaia_bench import __version__
+    from gaia_bench.cli.bundles import BundledDataset, compression_of, write_bundle
+    from gaia_bench.cli.progress import RichProgress
+    from gaia_bench.errors import DataError
+    from gaia_bench.jobs import data_dir, prepared_data_dir
+    from gaia_bench.paths import data_root as resolve
+    from gaia_bench.manager import get_registries
+
+    root, target = resolve(data_root), Path(out).expanduser()
+    compression_of(target)
+    chosen = []
+    for spec in _expand(get_registries(), name):
+        path = prepared_data_dir(root, spec) if spec.prepare is not None else data_dir(root, spec)
+        if not path.exists():
+            raise DataError(f"dataset '{spec.name}' is not under {path}: nothing to bundle",
+                            spec.prepare_hint.replace("<data root>", str(root)) or
+                            f"run `gaia-bench datasets prepare {spec.name}` first")
+        if problems := spec.verify(path):
+            raise DataError(f"dataset '{spec.name}' at {path} does not verify: {problems[0]}",
+                            f"fix it first (`gaia-bench datasets verify {spec.name}`), then bundle it")
+        chosen.append(BundledDataset(spec.name, spec.version, spec.directory, path))
+    total = sum(p.stat().st_size for d in chosen for p in d.path.rglob("*") if p.is_file())
+    with RichProgress() as progress:
+        manifest = write_bundle(chosen, target, __version__, progress.start(f"bundling {name}", total))
+        progress.finish()
+    files = sum(len(d["files"]) for d in manifest["datasets"])
+    console.print(f"{target}: {len(chosen)} dataset(s) ({', '.join(d.name for d in chosen)}), {files} files, "
+                  f"{target.stat().st_size / 1e6:.1f} MB; on the other machine: "
+                  f"gaia-bench datasets unbundle {target.name}", highlight=False, soft_wrap=True)
+
+
+@datasets_app.command()
+@handle_errors
+def unbundle(
+    bundle_file: Annotated[str, typer.Argument(metavar="BUNDLE", help="a file written by `gaia-bench datasets bundle`")],
+    data_root: DataRootOption = None,
+    force: Annotated[bool, typer.Option("--force", help="replace datasets already under the data root")] = False,
+) -> None:
+    """Unpack a dataset bundle under the data root: every file checked against the bundle's
+    sha256 list before anything is put in place, then each dataset verified."""
+    import os
+    from pathlib import Path
+
+    from gaia_bench.cli.bundles import move_into_place, read_bundle
+    from gaia_bench.cli.progress import RichProgress
+    from gaia_bench.errors import DataError
+    from gaia_bench.jobs import data_dir
+    from gaia_bench.paths import data_root as resolve
+    from gaia_bench.manager import get_registries
+
+    source, root = Path(bundle_file).expanduser(), resolve(data_root)
+    if not source.is_file():
+        raise UsageError(f"no bundle at {source}", "give the path of a file written by `gaia-bench datasets bundle`")
+    staged: dict[str, Path] = {}
+
+    def staging(directory: str) -> Path:
+        return staged.setdefault(directory, root / f".{directory}.unbundling-{os.getpid()}")
+
+    registries = get_registries()
+    try:
+        with RichProgress() as progress:
+            manifest = read_bundle(source, staging, progress.start(f"unbundling {source.name}", source.stat().st_size))
+            progress.finish()
+        specs = []
+        for entry in manifest["datasets"]:
+            spec = registries.datasets.get(entry["name"])
+            if (spec.version, spec.directory) != (entry["version"], entry["directory"]):
+                raise DataError(f"the bundle holds {entry['name']} version {entry['version']} in "
+                                f"'{entry['directory']}'; this gaia-bench expects version {spec.version} in "
+                                f"'{spec.directory}'", "bundle it with the same gaia-bench version as here")
+            specs.append(spec)
+        if not force and (there := [data_dir(root, s) for s in specs if data_dir(root, s).exists()]):
+            raise UsageError(f"{there[0]} already exists", "add --force to replace it with the bundle's copy")
+        for spec in specs:
+            move_into_place(staging(spec.directory), data_dir(root, spec), force)
+    finally:
+        for path in staged.values():
+            shutil.rmtree(path, ignore_errors=True)
+    bad = 0
+    for spec in specs:
+        problems = spec.verify(data_dir(root, spec))
+        bad += bool(problems)
+        state = f"[red]does not verify: {problems[0]}[/]" if problems else "[green]ok[/]"
+        console.print(f"{spec.name}: unbundled to {data_dir(root, spec)}, {state}", highlight=False, soft_wrap=True)
+    if bad:
+        raise typer.Exit(1)

@@ -1,0 +1,117 @@
+"""`gaia-bench datasets bundle / unbundle`: a prepared dataset carried as one file to a machine
+without internet, byte for byte, and nothing put in place from a bundle that was cut or altered."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from typer.testing import CliRunner
+
+from gaia_bench.cli import app
+from tests.helpers import tree_digest
+
+runner = CliRunner()
+WIDE = {"COLUMNS": "200"}
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["datasets", *args], env=WIDE)
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory):
+    """digits-lt prepared under one data root and bundled as a plain tar and as a .tar.gz."""
+    base = tmp_path_factory.mktemp("bundles")
+    for name in ("a.tar", "a.tar.gz"):
+        result = invoke("bundle", "digits-lt", "-o", str(base / name), "--data-root", str(base / "root"))
+        assert result.exit_code == 0, result.output
+    return base
+
+
+def leftovers(root):
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def test_a_bundle_unbundles_to_the_same_files_and_is_reproducible(bundled, tmp_path):
+    again = invoke("bundle", "digits-lt", "-o", str(tmp_path / "b.tar.gz"), "--data-root", str(bundled / "root"))
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "b.tar.gz").read_bytes() == (bundled / "a.tar.gz").read_bytes()  # no times in the bytes
+    result = invoke("unbundle", str(bundled / "a.tar.gz"), "--data-root", str(tmp_path / "other"))
+    assert result.exit_code == 0, result.output
+    assert "digits-lt: unbundled to" in result.output and "ok" in result.output
+    assert tree_digest(tmp_path / "other" / "digits-lt") == tree_digest(bundled / "root" / "digits-lt")
+    assert leftovers(tmp_path / "other") == ["digits-lt"]  # no staging folder left
+    # An existing dataset is kept unless --force.
+    refused = invoke("unbundle", str(bundled / "a.tar"), "--data-root", str(tmp_path / "other"))
+    assert refused.exit_code == 2 and "already exists" in refused.output and "--force" in refused.output
+    assert invoke("unbundle", str(bundled / "a.tar"), "--data-root", str(tmp_path / "other"), "--force").exit_code == 0
+
+
+def test_an_altered_file_puts_nothing_in_place(bundled, tmp_path):
+    data = bytearray((bundled / "a.tar").read_bytes())
+    with tarfile.open(bundled / "a.tar") as tar:
+        member = next(m for m in tar.getmembers() if m.isfile() and m.size > 100 and m.name.endswith(".png"))
+    data[member.offset_data + 50] ^= 0xFF
+    altered = tmp_path / "altered.tar"
+    altered.write_bytes(bytes(data))
+    result = invoke("unbundle", str(altered), "--data-root", str(tmp_path / "root"))
+    assert result.exit_code == 1, result.output
+    assert member.name.split("/", 1)[1] in result.output and "differs from the manifest" in result.output
+    assert leftovers(tmp_path / "root") == []
+
+
+def test_a_cut_bundle_is_named_damaged_and_puts_nothing_in_place(bundled, tmp_path):
+    whole = (bundled / "a.tar.gz").read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = invoke("unbundle", str(cut), "--data-root", str(tmp_path / "root"))
+    assert result.exit_code == 1 and "damaged" in result.output and "copy it whole" in result.output
+    assert "Traceback" not in result.output
+    assert leftovers(tmp_path / "root") == []
+
+
+def _tar(path, members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+
+
+def test_unsafe_paths_unlisted_files_and_unknown_datasets_are_refused(tmp_path):
+    manifest = {"format": 1, "gaia_bench": "0", "datasets": [
+        {"name": "digits-lt", "version": "x", "directory": "digits-lt", "files": {}}]}
+    blob = json.dumps(manifest).encode()
+    _tar(tmp_path / "escape.tar", {"digits-lt/../../evil.txt": b"x", "gaia-bench-bundle.json": blob})
+    result = invoke("unbundle", str(tmp_path / "escape.tar"), "--data-root", str(tmp_path / "root"))
+    assert result.exit_code == 1 and "unsafe path" in result.output
+    assert not (tmp_path / "evil.txt").exists() and leftovers(tmp_path / "root") == []
+
+    _tar(tmp_path / "extra.tar", {"digits-lt/extra.txt": b"x", "gaia-bench-bundle.json": blob})
+    result = invoke("unbundle", str(tmp_path / "extra.tar"), "--data-root", str(tmp_path / "root"))
+    assert result.exit_code == 1 and "extra.txt is not in the manifest" in result.output
+
+    manifest["datasets"][0]["name"] = "no-such-set"
+    _tar(tmp_path / "unknown.tar", {"gaia-bench-bundle.json": json.dumps(manifest).encode()})
+    result = invoke("unbundle", str(tmp_path / "unknown.tar"), "--data-root", str(tmp_path / "root"))
+    assert result.exit_code == 2 and "no-such-set" in result.output
+
+    manifest["datasets"][0]["name"] = "digits-lt"
+    _tar(tmp_path / "old.tar", {"gaia-bench-bundle.json": json.dumps(manifest).encode()})
+    result = invoke("unbundle", str(tmp_path / "old.tar"), "--data-root", str(tmp_path / "root"))
+    assert result.exit_code == 1 and "version x" in result.output and "same gaia-bench version" in result.output
+    assert leftovers(tmp_path / "root") == []
+
+    (tmp_path / "plain.txt").write_text("hello")
+    result = invoke("unbundle", str(tmp_path / "plain.txt"), "--data-root", str(tmp_path / "root"))
+    assert result.exit_code == 1 and "damaged or not a tar file" in result.output
+    assert invoke("bundle", "digits-lt", "-o", str(tmp_path / "x.zip")).exit_code == 2
+
+
+def test_a_dataset_that_is_not_there_is_not_bundled(tmp_path):
+    result = invoke("bundle", "caltech101", "-o", str(tmp_path / "c.tar"), "--data-root", str(tmp_path / "root"))
+    assert result.exit_code == 1 and "nothing to bundle" in result.output
+    assert not (tmp_path / "c.tar").exists() and not (tmp_path / "c.tar.partial").exists()
