@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Iterable, Sequence, TypeVar
 
 import typer
+from rich.markup import escape
 
 from gaia_bench.console import console, err_console
 from gaia_bench.errors import GaiaBenchError, UnknownNameError, UsageError
@@ -34,9 +35,9 @@ def follow_columns() -> None:
 def print_error(exc: GaiaBenchError | str, hint: str | None = None) -> None:
     if isinstance(exc, GaiaBenchError):
         exc, hint = exc.message, exc.hint
-    line = f"[bold red]error:[/] {exc}"
+    line = f"[bold red]error:[/] {escape(str(exc))}"  # messages quote user input: `[0.1]`, `gaia-bench[mlflow]`
     if hint:
-        line += f"\n  [yellow]fix:[/] {hint}"
+        line += f"\n  [yellow]fix:[/] {escape(hint)}"
     err_console.print(line, highlight=False, soft_wrap=True)
 
 
