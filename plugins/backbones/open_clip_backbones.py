@@ -289,7 +289,7 @@ def text_tower(spec: BackboneSpec, path: str | Path) -> TextTower:
 
     bias = getattr(model, "logit_bias", None)
     return TextTower(encode=encode, project_image=lambda features: features,
-                     logit_scale=float(model.logit_scale.exp()), logit_bias=float(bias) if bias is not None else 0.0,
+                     logit_scale=float(model.logit_scale.detach().exp()), logit_bias=float(bias.detach()) if bias is not None else 0.0,
                      describe=f"open_clip {arch}.{tag} text tower ({Path(path).name})")
 
 

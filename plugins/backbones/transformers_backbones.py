@@ -323,8 +323,8 @@ def text_tower(spec: BackboneSpec, path: str | Path) -> TextTower:
             return model.visual_projection.to(features.device)(features)
 
     bias = getattr(model, "logit_bias", None)
-    return TextTower(encode=encode, project_image=project, logit_scale=float(model.logit_scale.exp()),
-                     logit_bias=float(bias) if bias is not None else 0.0,
+    return TextTower(encode=encode, project_image=project, logit_scale=float(model.logit_scale.detach().exp()),
+                     logit_bias=float(bias.detach()) if bias is not None else 0.0,
                      describe=f"transformers {type(model).__name__} text model of {spec.name}")
 
 
