@@ -324,21 +324,10 @@ class JobData:
     test: Samples  # the test split, every sample
     stats: dict  # per-class counts of the subset (:class:`gaia_bench.shots.SubsetStats`)
 
-    @property
-    def subset(self) -> Samples:
-        return self.train.subset(self.indices)
-
-    @property
-    def fit_samples(self) -> Samples:
-        return self.train.subset([self.indices[i] for i in self.fit])
-
-    @property
-    def val_samples(self) -> Samples:
-        return self.train.subset([self.indices[i] for i in self.val])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.train.classes)
+    subset = property(lambda self: self.train.subset(self.indices))  # Samples: the subset
+    fit_samples = property(lambda self: self.train.subset([self.indices[i] for i in self.fit]))  # Samples
+    val_samples = property(lambda self: self.train.subset([self.indices[i] for i in self.val]))  # Samples
+    num_classes = property(lambda self: len(self.train.classes))  # int
 
     def subset_labels(self):
         """The subset's class indices (single-label data) as an int64 numpy array."""
@@ -464,6 +453,10 @@ class AdaptationSpec:
     # It runs through ``TaskSpec.train_head``, so it also runs on any task type (a third-party one
     # included) whose TaskSpec has a ``train_head``, not only on ``task_types``.
     trains_task_heads: bool = False
+    # False: it learns from no training image (zero-shot): its jobs run at shots 0% only, which others refuse.
+    trains: bool = True
+    # Raises a UsageError naming what works when it cannot run on this (backbone, init) pair at all.
+    check: Callable[[BackboneSpec, InitSpec], None] = lambda backbone, init: None
 
     def supports(self, task: TaskSpec) -> bool:
         """Whether jobs of ``task`` can run with this adaptation."""

@@ -111,6 +111,10 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
     if split is not None:
         check_split(split, dataset_specs, shots)
+    shots_of = {a.name: [s for s in shots if s.fraction != 0] if a.trains else [ShotSpec(0.0)] for a in adaptation_specs}
+    if idle := next((name for name, chosen in shots_of.items() if not chosen), None):
+        raise UsageError(f"--shots 0% gives adaptation '{idle}' no training image",
+                         "0% is for adaptations that train nothing (--adapt zero-shot); give a shots value above 0%")
 
     jobs: list[Job] = []
     skipped: set[tuple[str, str]] = set()
@@ -128,6 +132,7 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
             context = replace(base_context, hyperparams=init_hyperparams(init, init_overrides))
             weights_id = init.weights_id(backbone, context)
             for adaptation, dataset in itertools.product(adaptation_specs, dataset_specs):
+                adaptation.check(backbone, init)
                 task = registries.tasks.get(dataset.task)
                 if not adaptation.supports(task):
                     if skip_unsupported:
@@ -146,13 +151,14 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
                 defaults = adaptation.hyperparams_for(dataset.task)
                 hyperparams = apply_overrides(defaults, overrides)
                 used.update(k for k in overrides if k in defaults)
-                for shot, seed in itertools.product(shots, seeds):
+                for shot, seed in itertools.product(shots_of[adaptation.name], seeds):
                     config = JobConfig(model=backbone.name, init=init.name, weights_id=weights_id,
                                        adaptation=adaptation.name, hyperparams=hyperparams, dataset=dataset.name,
                                        dataset_version=dataset.version, task=dataset.task, shots=shot.label,
                                        seed=seed, image_size=image_size or backbone.input_size,
-                                       split=ids_sha256(split.keys()) if split else None)
-                    jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries, split))
+                                       split=ids_sha256(split.keys()) if split and adaptation.trains else None)
+                    jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries,
+                                    split if adaptation.trains else None))
     check_used(list(planned_inits.values()), init_overrides)
     unknown = sorted(set(overrides) - used)
     if unknown and jobs:

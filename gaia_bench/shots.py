@@ -57,8 +57,8 @@ def parse_shot(text: str) -> ShotSpec:
     """Parse one shot value; raise UsageError naming the valid forms."""
     if m := _PCT.match(text):
         pct = float(m.group(1))
-        if not 0 < pct <= 100:
-            raise UsageError(f"--shots '{text}' is out of range", "a percentage must be in (0%, 100%]")
+        if not 0 <= pct <= 100:
+            raise UsageError(f"--shots '{text}' is out of range", "a percentage must be in [0%, 100%] (0%: zero-shot)")
         return ShotSpec(fraction=round(pct / 100, 12))
     if m := _KSHOT.match(text):
         k = int(m.group(1))
@@ -135,7 +135,9 @@ def sample_images(label_sets: Sequence[Iterable[int]], keys: Sequence[str], shot
 
 def sample_subset(label_sets: Sequence[Sequence[int]], keys: Sequence[str], shot: ShotSpec, seed: int,
                   single_label: bool) -> list[int]:
-    """The protocol's subset: per-class for single-label data, whole images otherwise."""
+    """The protocol's subset: per-class for single-label data, whole images otherwise; none at 0%."""
+    if shot.fraction == 0:
+        return []
     if single_label:
         return sample_indices([s[0] for s in label_sets], keys, shot, seed)
     return sample_images(label_sets, keys, shot, seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -258,3 +259,76 @@ def test_a_missing_package_marks_its_plugin_broken_with_the_install_command(monk
     assert "pip install transformers" in errors["transformers_backbones"]
     assert regs.backbones.get("timm:resnet50").source == "timm"  # everything else keeps working
     assert "dinov2" not in regs.inits.names()
+
+
+# --------------------------------------------------------------------------- text towers (zero-shot)
+def _byte_level_tokenizer(directory: Path) -> None:
+    """A CLIP BPE tokenizer with no merges (every byte a token; 514 ids) saved into ``directory``."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = [chr(b) for b in bs] + [chr(256 + n) for n in range(256 - len(bs))]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{c: 2 + i for i, c in enumerate(chars)},
+             **{c + "</w>": 258 + i for i, c in enumerate(chars)}}
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    transformers.CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt")).save_pretrained(directory)
+
+
+def test_text_towers_of_open_clip_and_transformers_give_their_models_embeddings(tiny_open_clip, hf_cache, tmp_path):
+    """What zero-shot reads: the open_clip checkpoint's text half with open_clip's tokenizer, and
+    a cached CLIP / SigLIP repo's text model, tokenizer and image projection; logit scale and bias."""
+    from safetensors.torch import save_file
+
+    from gaia_bench.plugins.adaptations.zero_shot import text_tower
+    from gaia_bench.plugins.backbones import open_clip_backbones, transformers_backbones
+
+    prompts = ["a photo of a cat.", "a dog"]
+    directory = tmp_path / "configs"
+    directory.mkdir()
+    (directory / "gaia-test-text.json").write_text(json.dumps({**TINY_OPEN_CLIP["gaia-test-ViT"], "text_cfg": {
+        "context_length": 12, "vocab_size": 49408, "width": 8, "heads": 2, "layers": 1}}))
+    open_clip.add_model_config(directory)
+    torch.manual_seed(2)
+    full = open_clip.create_model("gaia-test-text").eval()
+    path = tmp_path / "full.safetensors"
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, str(path))
+    spec = registries().backbones.get("gaia-test-text")
+    tower = open_clip_backbones.text_tower(spec, path)
+    with torch.no_grad():
+        expected = full.encode_text(open_clip.get_tokenizer("gaia-test-text")(prompts))
+    assert torch.allclose(tower.encode(prompts, "cpu"), expected, atol=1e-5)
+    assert tower.logit_scale == pytest.approx(float(full.logit_scale.exp())) and tower.project_image(expected) is expected
+    save_file({k: v.contiguous() for k, v in full.state_dict().items() if k.startswith("visual.")}, str(path))
+    with pytest.raises(GaiaBenchError, match="has no text tower"):
+        open_clip_backbones.text_tower(spec, path)
+
+    text = {"vocab_size": 514, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+            "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "intermediate_size": 64}
+    torch.manual_seed(3)
+    models = {"openai/clip-vit-base-patch32": transformers.CLIPModel(transformers.CLIPConfig(
+                  text_config=text, vision_config=vision, projection_dim=16)),
+              "google/siglip-base-patch16-224": transformers.SiglipModel(transformers.SiglipConfig(
+                  text_config={**text, "projection_size": 32}, vision_config=vision))}
+    for repo, model in models.items():
+        snapshot = put_in_hf_cache(hf_cache, repo, model=model.eval(), preprocessor=PRE)
+        _byte_level_tokenizer(snapshot)
+        spec = registries().backbones.get(repo)
+        tower = transformers_backbones.text_tower(spec, spec.published_weights["clip"].locate())
+        padding = "max_length" if "siglip" in repo else True
+        tokens = transformers.AutoTokenizer.from_pretrained(str(snapshot))(prompts, padding=padding, max_length=16,
+                                                                             truncation=True, return_tensors="pt")
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            out = model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+            image = model.get_image_features(pixel_values=x)
+            pooled = spec.build(weights=str(spec.published_weights["clip"].locate()))(x)
+        out = out if isinstance(out, torch.Tensor) else out.pooler_output
+        image = image if isinstance(image, torch.Tensor) else image.pooler_output
+        assert torch.allclose(tower.encode(prompts, "cpu"), out, atol=1e-5), repo
+        assert torch.allclose(tower.project_image(pooled), image, atol=1e-5), repo  # cached features -> CLIP's space
+        assert tower.logit_bias == pytest.approx(float(getattr(model, "logit_bias", torch.zeros(1)))), repo
+
+    # the same lookup a zero-shot job makes, from the job's backbone and weights
+    job = SimpleNamespace(config=SimpleNamespace(weights_id="clip:x:sha256=0"), backbone=spec)
+    assert text_tower(job).describe == f"transformers SiglipModel text model of {spec.name}"

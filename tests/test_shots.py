@@ -21,7 +21,7 @@ def long_tailed(counts: list[int]) -> tuple[list[int], list[str]]:
 @pytest.mark.parametrize("text,expected", [
     ("10%", ShotSpec(fraction=0.1)), ("0.1", ShotSpec(fraction=0.1)), ("1%", ShotSpec(fraction=0.01)),
     ("100%", ShotSpec(fraction=1.0)), ("1", ShotSpec(fraction=1.0)), ("0.5%", ShotSpec(fraction=0.005)),
-    ("5/class", ShotSpec(per_class=5)), (" 20 % ", ShotSpec(fraction=0.2)),
+    ("5/class", ShotSpec(per_class=5)), (" 20 % ", ShotSpec(fraction=0.2)), ("0%", ShotSpec(fraction=0.0)),
 ])
 def test_parse_valid(text, expected):
     assert parse_shots([text]) == [expected]
@@ -32,7 +32,7 @@ def test_parse_list_keeps_order_and_drops_repeats():
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("150%", "(0%, 100%]"), ("0%", "(0%, 100%]"), ("0", "(0, 1]"), ("1.5", "(0, 1]"), ("abc", "5/class"),
+    ("150%", "[0%, 100%] (0%: zero-shot)"), ("0", "(0, 1]"), ("1.5", "(0, 1]"), ("abc", "5/class"),
     ("0/class", "at least 1"), ("10%,", "empty"), ("-5%", "5/class"),
 ])
 def test_parse_invalid_names_the_valid_range(text, needle):

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError, PluginError
+from gaia_bench.plugins.backbones.lib.text_tower import TextTower
 from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hub_cache
 
 if TYPE_CHECKING:
@@ -142,12 +143,9 @@ def weights_ref(arch: str, tag: str) -> WeightsRef:
 
 
 # --------------------------------------------------------------------------- reading a checkpoint
-def read_visual_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The ``visual.*`` tensors of an open_clip / OpenAI CLIP checkpoint, prefix removed.
-
-    Reads safetensors, plain state dicts (``state_dict`` wrapper and DDP ``module.`` prefix
-    allowed) and OpenAI's TorchScript archives.
-    """
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of an open_clip / OpenAI CLIP checkpoint: safetensors, plain state dicts
+    (``state_dict`` wrapper and DDP ``module.`` prefix allowed) and OpenAI's TorchScript archives."""
     import torch
 
     if str(path).endswith(".safetensors"):
@@ -167,7 +165,12 @@ def read_visual_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict):
         raise WeightsLoadError(f"{path} holds no state dict", "is it an open_clip checkpoint?")
-    state = {k.removeprefix("module."): v for k, v in checkpoint.items()}
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def read_visual_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``visual.*`` tensors of an open_clip / OpenAI CLIP checkpoint, prefix removed."""
+    state = read_state_dict(path)
     visual = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
     if not visual:
         raise WeightsLoadError(f"{path} has no visual.* tensors (keys start with: {', '.join(list(state)[:4])})",
@@ -252,6 +255,42 @@ def build_tower(model_cfg: dict, *, name: str, quick_gelu: bool = False, weights
 def build(arch: str, tag: str, weights: str | None = None):
     quick_gelu = bool(_tag_cfg(arch, tag).get("quick_gelu"))
     return build_tower(_model_cfg(arch), name=f"{arch}.{tag}" if tag else arch, quick_gelu=quick_gelu, weights=weights)
+
+
+def text_tower(spec: BackboneSpec, path: str | Path) -> TextTower:
+    """The text half of the open_clip model behind ``spec`` (``arch.tag``), read from the same
+    checkpoint as its image tower, with open_clip's own tokenizer for the architecture. The
+    tower's pooled features are already CLIP's image embeddings: no projection to add."""
+    import open_clip
+    import torch
+
+    arch, _, tag = spec.name.partition(".")
+    tag = tag or _default_tag(arch)
+    model = open_clip.create_model(arch, force_quick_gelu=bool(_tag_cfg(arch, tag).get("quick_gelu")))
+    model.visual = torch.nn.Identity()  # the backbone is the image side
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("visual.")}
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    if missing:
+        raise WeightsLoadError(f"{path} has no text tower for {arch}: missing {', '.join(missing[:5])} ({len(missing)})",
+                               "zero-shot needs the full open_clip checkpoint, not an image tower alone")
+    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    model.eval()
+    try:
+        tokenizer = open_clip.get_tokenizer(arch)
+    except Exception as exc:  # noqa: BLE001 - an HF tokenizer that is not cached: say so in one line
+        raise WeightsLoadError(f"open_clip's tokenizer for {arch} is not available offline ({type(exc).__name__}: {exc})",
+                               f"on a machine with internet run `python -c \"import open_clip; open_clip.get_tokenizer('{arch}')\"` "
+                               "and copy the Hugging Face cache here") from None
+
+    def encode(prompts, device):
+        with torch.no_grad():
+            return model.to(device).encode_text(tokenizer(list(prompts)).to(device)).float()
+
+    bias = getattr(model, "logit_bias", None)
+    return TextTower(encode=encode, project_image=lambda features: features,
+                     logit_scale=float(model.logit_scale.detach().exp()), logit_bias=float(bias.detach()) if bias is not None else 0.0,
+                     describe=f"open_clip {arch}.{tag} text tower ({Path(path).name})")
 
 
 # --------------------------------------------------------------------------- the catalog

@@ -33,6 +33,7 @@ from typing import Any
 from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, InitSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError, MissingWeightsError, PluginError
+from gaia_bench.plugins.backbones.lib.text_tower import TextTower
 from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hub_cache
 
 PLUGIN_ORDER = 140
@@ -281,6 +282,50 @@ def build_hf(repo: str, weights: str | None = None):
                 f"{', '.join(sorted(missing)[:5])}{' …' if len(missing) > 5 else ''}",
                 "the cached files are incomplete or belong to another architecture; fetch the repo again")
     return wrap(model.float().eval(), config, repo)
+
+
+def text_tower(spec: BackboneSpec, path: str | Path) -> TextTower:
+    """The text half of a cached CLIP or SigLIP repo (``path``: its weights file), with the repo's own
+    tokenizer. The backbone gives CLIP's pooled image features before ``visual_projection``, which is
+    applied here; SigLIP's pooled output is already its image embedding. SigLIP's text is padded to
+    its full length, as it was trained."""
+    import torch
+    import transformers
+
+    directory = Path(path).parent
+    model_type = json.loads((directory / "config.json").read_text()).get("model_type", "")
+    if model_type not in ("clip", "siglip"):
+        raise GaiaBenchError(f"'{spec.name}' holds a {model_type or 'vision'} model without a text tower",
+                             "zero-shot needs a full CLIP / SigLIP repo (vision and text) in the cache")
+    with _quiet():
+        cls = transformers.CLIPModel if model_type == "clip" else transformers.SiglipModel
+        model = cls.from_pretrained(str(directory), local_files_only=True, dtype=torch.float32).eval()
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise MissingWeightsError(f"the tokenizer of '{spec.name}' is not in the Hugging Face cache ({exc})",
+                                      f"on a machine with internet run `{weights_ref(spec.name).fetch_command}` "
+                                      "and copy the cache here") from None
+    length = int(model.config.text_config.max_position_embeddings)
+    padding = {"padding": "max_length"} if model_type == "siglip" else {"padding": True}
+
+    def encode(prompts, device):
+        tokens = tokenizer(list(prompts), truncation=True, max_length=length, return_tensors="pt", **padding)
+        with torch.no_grad():
+            out = model.to(device).get_text_features(**{k: v.to(device) for k, v in tokens.items()
+                                                         if k in ("input_ids", "attention_mask")})
+        return (out if isinstance(out, torch.Tensor) else out.pooler_output).float()
+
+    def project(features):
+        if model_type == "siglip":
+            return features
+        with torch.no_grad():
+            return model.visual_projection.to(features.device)(features)
+
+    bias = getattr(model, "logit_bias", None)
+    return TextTower(encode=encode, project_image=project, logit_scale=float(model.logit_scale.detach().exp()),
+                     logit_bias=float(bias.detach()) if bias is not None else 0.0,
+                     describe=f"transformers {type(model).__name__} text model of {spec.name}")
 
 
 # --------------------------------------------------------------------------- the catalog

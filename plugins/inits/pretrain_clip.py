@@ -15,6 +15,8 @@ import re
 from typing import Sequence
 
 from gaia_bench import hookimpl
+from gaia_bench.errors import UsageError
+from gaia_bench.plugins.backbones.lib.text_tower import TextTower
 from gaia_bench.plugins.inits.inits import pretrained_init
 from gaia_bench.plugins.inits.lib.pretraining import PoolImages, make_method, run_loop
 
@@ -45,7 +47,7 @@ def encode(captions: Sequence[str], vocabulary: Sequence[str]):
     return out
 
 
-def text_tower(vocab_size: int, width: int, embed_dim: int):
+def text_tower_module(vocab_size: int, width: int, embed_dim: int):
     from torch import nn
 
     class TextTower(nn.Module):
@@ -81,7 +83,7 @@ def train(backbone, pool, hyperparams: dict, spec) -> dict:
     images = PoolImages([sample.path for sample, _ in pool.captions], int(hyperparams["image_size"]), spec.mean, spec.std)
     dim = int(hyperparams["embed_dim"])
     image_proj = torch.nn.Linear(backbone.num_features, dim)
-    text = text_tower(len(vocabulary), int(hyperparams["text_width"]), dim)
+    text = text_tower_module(len(vocabulary), int(hyperparams["text_width"]), dim)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / float(hyperparams["init_temperature"]))))
 
     def step(indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -90,7 +92,33 @@ def train(backbone, pool, hyperparams: dict, spec) -> dict:
 
     losses = run_loop([backbone, image_proj, text], len(images), step, hyperparams,
                       f"clip pretraining of {spec.name}: {len(captions)} image-caption pairs", extra_params=[logit_scale])
-    return {"losses": losses, "vocabulary": vocabulary, "temperature": float(1.0 / logit_scale.detach().exp())}
+    # The text side is kept beside the backbone, so that `--adapt zero-shot` can use it (text_tower below).
+    return {"losses": losses, "vocabulary": vocabulary, "temperature": float(1.0 / logit_scale.detach().exp()),
+            "text_tower": text.state_dict(), "image_projection": image_proj.state_dict()}
+
+
+def text_tower(path) -> TextTower:
+    """The text side of a ``clip`` checkpoint pretrained on a pool: its text tower, the projection of the
+    backbone's pooled features into the shared space, and the learnt temperature. A checkpoint written
+    before the text side was kept names the command that pretrains it again (the same weights)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "text_tower" not in state:
+        raise UsageError(f"the clip checkpoint {path} predates keeping its text tower",
+                         f"pretrain it again (same key, same weights): `gaia-bench pretrain --method clip --model "
+                         f"{state.get('backbone')} --force` with the same --init-hp")
+    hp, vocabulary = state["hyperparams"], list(state["vocabulary"])
+    projection = torch.nn.Linear(*state["image_projection"]["weight"].shape[::-1])
+    projection.load_state_dict(state["image_projection"])
+    text = text_tower_module(len(vocabulary), int(hp["text_width"]), int(hp["embed_dim"]))
+    text.load_state_dict(state["text_tower"])
+    return TextTower(
+        encode=lambda prompts, device: text.to(device)(encode(prompts, vocabulary).to(device)),
+        project_image=lambda features: projection.to(features.device)(features),
+        logit_scale=min(1.0 / float(state["temperature"]), math.exp(MAX_LOGIT_SCALE)),
+        describe=f"clip pretraining on {state.get('pool')}: word vocabulary of {len(vocabulary) - 1}, mean embedding bag + MLP",
+        vocabulary=frozenset(vocabulary[1:]))
 
 
 METHOD = make_method("clip", {"embed_dim": 64, "text_width": 64, "init_temperature": 0.07}, train)

@@ -3,7 +3,8 @@ the smallest fraction at which a row reaches the baseline init's score on 100% o
 whether the ranking of the rows holds from one fraction to another (Kendall's tau with a
 bootstrap interval).
 
-Only fraction settings (1%, 10%, 100%) form a curve; k-per-class settings are left out. The area
+Only fraction settings (1%, 10%, 100%) form a curve; k-per-class settings are left out, and so is
+0% (zero-shot: no training image, its own row), which has no place on a log axis. The area
 is the trapezoid rule over log10 of the fraction, divided by the width of that log range: the
 curve's mean score in the metric's own units, where 1%→10% weighs as much as 10%→100% (over a
 linear axis the last decade would be 90% of the area). Areas compare only over the same fractions.
@@ -23,6 +24,7 @@ from gaia_bench.predictions import LEVEL
 from gaia_bench.shots import parse_shot
 
 FULL = "100%"
+ZERO_SHOT_NOTE = "0%: zero-shot (class names and prompt templates, no training image; `--adapt zero-shot`)"
 NOT_REACHED = "not reached"
 AUC_RULE = ("AUC = trapezoid rule over log10(shot fraction), divided by the log range: the curve's mean score in the "
             "metric's units (1%→10% weighs as much as 10%→100%); fractions only, compared over the same fractions")
@@ -125,7 +127,7 @@ def _agreements(eff: DataEfficiency, fractions: list[str]) -> list[RankAgreement
 
 def analyse(eff: DataEfficiency, baseline: str | None) -> EfficiencyAnalysis:
     """Curves of every row with two fractions or more and the rank agreements between fractions."""
-    fractions = [s for s in eff.shots if fraction_of(s) is not None]
+    fractions = [s for s in eff.shots if fraction_of(s)]  # neither k per class (None) nor 0% (zero-shot)
     keyed = {(r.key, r.column): r for r in eff.rows}
     curves = []
     for row in eff.rows:

@@ -257,6 +257,10 @@ def efficiency_grid(eff: DataEfficiency, interval: str = "ci") -> Grid:
                   for s in eff.shots]
         rows.append(cells)
     notes = ["primary metric at every shots setting (fractions ascending, then k per class)", *interval_notes(all_cells, interval)]
+    if "0%" in eff.shots:
+        from gaia_bench.plugins.reporters.lib.efficiency import ZERO_SHOT_NOTE
+
+        notes.append(ZERO_SHOT_NOTE)
     return Grid("efficiency", "Data efficiency", columns, rows, notes)
 
 
