@@ -115,3 +115,34 @@ def test_a_dataset_that_is_not_there_is_not_bundled(tmp_path):
     result = invoke("bundle", "caltech101", "-o", str(tmp_path / "c.tar"), "--data-root", str(tmp_path / "root"))
     assert result.exit_code == 1 and "nothing to bundle" in result.output
     assert not (tmp_path / "c.tar").exists() and not (tmp_path / "c.tar.partial").exists()
+
+
+def test_archives_come_from_the_first_source_with_the_official_checksum(tmp_path, monkeypatch):
+    import hashlib
+
+    from gaia_bench.errors import DataError
+    from gaia_bench.tasks.datasets.lib.downloads import SOURCE_FILE, fetch_from_sources, record_source
+
+    good, bad = b"the official archive", b"a different file"
+    for folder, blob in (("mirror", good), ("wrong", bad)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "data.tar").write_bytes(blob)
+    md5 = hashlib.md5(good).hexdigest()
+    official = (tmp_path / "gone" / "data.tar").as_uri()  # a dead official host
+    mirrors = ((tmp_path / "wrong" / "data.tar").as_uri(), (tmp_path / "mirror" / "data.tar").as_uri())
+    monkeypatch.delenv("GAIA_BENCH_MIRRORS", raising=False)
+    path, source = fetch_from_sources(official, tmp_path / "dl" / "data.tar", md5, mirrors)
+    assert source == mirrors[1] and path.read_bytes() == good  # the wrong copy was passed over
+    record_source(tmp_path / "set", path, source, md5)
+    entry = json.loads((tmp_path / "set" / SOURCE_FILE).read_text())["data.tar"]
+    assert entry["url"] == source and entry["sha256"] == hashlib.sha256(good).hexdigest()
+
+    monkeypatch.setenv("GAIA_BENCH_MIRRORS", str(tmp_path / "mirror"))  # the user's own mirror comes first
+    _, first = fetch_from_sources(official, tmp_path / "dl2" / "data.tar", md5, ())
+    assert first == (tmp_path / "mirror" / "data.tar").as_uri()
+
+    monkeypatch.setenv("GAIA_BENCH_MIRRORS", str(tmp_path / "wrong"))
+    with pytest.raises(DataError) as failed:
+        fetch_from_sources(official, tmp_path / "dl3" / "data.tar", md5, ())
+    assert "no source of data.tar worked" in failed.value.message and "GAIA_BENCH_MIRRORS" in failed.value.hint
+    assert not (tmp_path / "dl3" / "data.tar").exists() and list((tmp_path / "dl3").glob("*")) == []

@@ -213,7 +213,10 @@ def test_download_fetches_checks_and_lays_out(tmp_path, monkeypatch):
     target = tmp_path / "data" / "cifar-10-batches-py"
     local.download(target)
     assert len(local.load(target, "train")) == 34 and not (target / ".downloads").exists()
-    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in (source / "cifar-10-batches-py").iterdir())
+    assert sorted(p.name for p in target.iterdir()) == sorted([".gaia-bench-source.json", *(
+        p.name for p in (source / "cifar-10-batches-py").iterdir())])
+    fetched = json.loads((target / ".gaia-bench-source.json").read_text())["cifar-10-python.tar.gz"]
+    assert fetched["url"] == archive.as_uri() and fetched["md5"] == file_digest(archive)  # where the data came from
 
     # through the CLI: the official URL answered by a local copy whose md5 is not the official one
     import urllib.request

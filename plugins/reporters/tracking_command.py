@@ -14,7 +14,7 @@ from gaia_bench.cli.common import StoreOption, handle_errors, open_store
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
-PLUGIN_ORDER = 650
+PLUGIN_ORDER = 655
 
 Multi = lambda flag, what: Annotated[list[str] | None, typer.Option(flag, help=f"only this {what} (repeat or comma-separate; * wildcards)")]  # noqa: E731
 LeaderboardOption = Annotated[Path | None, typer.Option("--leaderboard", help="also log this leaderboard folder "

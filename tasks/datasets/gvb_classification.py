@@ -44,6 +44,7 @@ class Archive:
     md5: str | None
     into: str = "."
     extract: bool = True  # False: the file itself is part of the layout (SVHN's .mat files)
+    mirrors: tuple[str, ...] = ()  # public copies of the same file, tried after ``url`` (checksum checked)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class GvbSet:
         import shutil
 
         from gaia_bench.console import notice
-        from gaia_bench.tasks.datasets.lib.downloads import fetch, safe_extract
+        from gaia_bench.tasks.datasets.lib.downloads import fetch_from_sources, record_source, safe_extract
 
         if not self.archives:
             raise DataError(f"{self.name} has no public download", self.hint())
@@ -161,7 +162,8 @@ class GvbSet:
         for archive in self.archives:
             name = archive.url.rstrip("/").rsplit("/", 1)[-1]
             with _fetch_progress(name) as on_progress:
-                path = fetch(archive.url, staging / name, archive.md5, on_progress)
+                path, source = fetch_from_sources(archive.url, staging / name, archive.md5, archive.mirrors, on_progress)
+            record_source(root, path, source, archive.md5)
             if not archive.extract:
                 os.replace(path, root / name)
                 continue

@@ -52,14 +52,20 @@ DET_PARTS: dict[str, tuple[tuple[str, str, int], ...]] = {
 }
 SEG_SIZES = {"train": 1464, "val": 1449, "aug": 9118, "trainaug": 10582}
 
-# torchvision's URLs and md5s (torchvision.datasets.voc, SBD: torchvision.datasets.sbd).
+# torchvision's URLs and md5s (torchvision.datasets.voc, SBD: torchvision.datasets.sbd); the
+# mirrors are the VOC server's older host and the copies darknet/YOLO users fetch (md5 checked).
+_VOC_MIRRORS = ("http://host.robots.ox.ac.uk/pascal/VOC/{year}/{name}", "https://pjreddie.com/media/files/{name}")
+
+
+def _voc(year: str, name: str, md5: str) -> Archive:
+    return Archive(f"https://thor.robots.ox.ac.uk/pascal/VOC/{year}/{name}", md5, "..",
+                   tuple(m.format(year=year, name=name) for m in _VOC_MIRRORS))
+
+
 VOC_ARCHIVES = {
-    "VOC2007 trainval": Archive("https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
-                                "c52e279531787c972589f7e41ab4ae64", ".."),
-    "VOC2007 test": Archive("https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
-                            "b6e924de25625d8de591ea690078ad9f", ".."),
-    "VOC2012 trainval": Archive("https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
-                                "6cd6e144f989b92b3379bac3b3de84fd", ".."),
+    "VOC2007 trainval": _voc("voc2007", "VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64"),
+    "VOC2007 test": _voc("voc2007", "VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f"),
+    "VOC2012 trainval": _voc("voc2012", "VOCtrainval_11-May-2012.tar", "6cd6e144f989b92b3379bac3b3de84fd"),
 }
 SBD_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"
 

@@ -3,11 +3,19 @@
 A library of the dataset plugins (tasks/gvb_*): they pass URLs, checksums and a target directory.
 Used only by `gaia-bench datasets prepare NAME --download`; a run never downloads. ``file://``
 URLs work the same as ``http(s)://`` ones (mirrors on a shared disk, tests).
+
+Every archive has its sources tried in order until one gives the file with the official checksum:
+the user's mirrors first (``$GAIA_BENCH_MIRRORS``: comma-separated folders or base URLs holding the
+files under their official names, e.g. a shared disk on a cluster), then the official URL, then the
+public mirrors the plugin lists. Which source gave each file, with its sha256, is written to the
+dataset folder's ``.gaia-bench-source.json`` (and travels with `gaia-bench datasets bundle`).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import json
 import lzma
 import os
 import shutil
@@ -16,7 +24,7 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Callable, Sequence
 
 from gaia_bench.errors import DataError
 from gaia_bench.paths import atomic_write
@@ -69,6 +77,46 @@ def fetch(url: str, dest: Path, md5: str | None = None, on_progress: Callable[[i
                             "the download is damaged or the file changed upstream: retry, or fetch it by hand and "
                             "check it against the official checksum")
     return dest
+
+
+MIRRORS_ENV = "GAIA_BENCH_MIRRORS"
+SOURCE_FILE = ".gaia-bench-source.json"
+
+
+def sources(url: str, mirrors: Sequence[str] = ()) -> list[str]:
+    """Where to look for the file at ``url``, in order: ``$GAIA_BENCH_MIRRORS``, the URL, ``mirrors``."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    user = [m.strip() for m in os.environ.get(MIRRORS_ENV, "").split(",") if m.strip()]
+    bases = [m if "://" in m else Path(m).expanduser().resolve().as_uri() for m in user]
+    return [f"{b.rstrip('/')}/{name}" for b in bases] + [url, *mirrors]
+
+
+def fetch_from_sources(url: str, dest: Path, md5: str | None, mirrors: Sequence[str] = (),
+                       on_progress: Callable[[int, int | None], None] | None = None) -> tuple[Path, str]:
+    """:func:`fetch` from the first of :func:`sources` that works; (path, the URL it came from).
+    A source that cannot be reached or gives another checksum is passed over; when none works, one
+    DataError lists what each said."""
+    if dest.exists() and (md5 is None or file_digest(dest) == md5):
+        return dest, f"{dest} (fetched earlier)"
+    failures = []
+    for source in sources(url, mirrors):
+        try:
+            return fetch(source, dest, md5, on_progress), source
+        except DataError as exc:
+            failures.append(exc.message)
+    raise DataError(f"no source of {dest.name} worked: " + "; ".join(failures),
+                    f"put {dest.name} in a folder and set {MIRRORS_ENV}=that folder (or a URL of a mirror), "
+                    f"or download it by hand to {dest}")
+
+
+def record_source(root: Path, path: Path, url: str, md5: str | None) -> None:
+    """Add where ``path`` came from (and its sha256) to ``root``'s source file."""
+    file = root / SOURCE_FILE
+    entries = json.loads(file.read_text()) if file.is_file() else {}
+    entries[path.name] = {"url": url, "md5": md5, "sha256": file_digest(path, "sha256"),
+                          "fetched_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    root.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
 
 
 def _safe_member_path(name: str, target: Path) -> Path:

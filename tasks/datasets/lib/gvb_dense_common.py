@@ -106,6 +106,7 @@ class Archive:
     url: str
     md5: str
     extract_to: str = "."
+    mirrors: tuple[str, ...] = ()  # public copies of the same file, tried after ``url`` (md5 checked)
 
     @property
     def filename(self) -> str:
@@ -115,9 +116,10 @@ class Archive:
 def download_archives(root: Path, archives: Sequence[Archive]) -> None:
     """Fetch each archive into ``root/archives/`` (kept: a rerun checks and skips it), check its md5
     and extract it safely (:mod:`gaia_bench.tasks.datasets.lib.downloads`)."""
-    from gaia_bench.tasks.datasets.lib.downloads import fetch, safe_extract
+    from gaia_bench.tasks.datasets.lib.downloads import fetch_from_sources, record_source, safe_extract
 
     root.mkdir(parents=True, exist_ok=True)
     for archive in archives:
-        path = fetch(archive.url, root / "archives" / archive.filename, archive.md5)
+        path, source = fetch_from_sources(archive.url, root / "archives" / archive.filename, archive.md5, archive.mirrors)
+        record_source(root, path, source, archive.md5)
         safe_extract(path, (root / archive.extract_to).resolve())
