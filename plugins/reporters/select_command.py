@@ -5,6 +5,7 @@ I/O: :mod:`~gaia_bench.plugins.reporters.lib.selection`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -99,18 +100,18 @@ def _profile(candidates, specs: dict, path: str, device: str, batch: int, repeat
     return measured, len(candidates) - measured
 
 
-def _table(candidates, metric: str, title: str):
+def _table(headers: Sequence[str], rows: list[list[str]], title: str = ""):
+    """A rich table 80 columns can hold: names left, numbers right, only the last column may wrap."""
     from rich import box
     from rich.table import Table
 
-    from gaia_bench.plugins.reporters.lib.selection import table_rows
-
-    table = Table("model", "px", "ms", "GFLOPs", "M params", metric, "", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False, title=title, title_justify="left")
+    table = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title or None,
+                  title_justify="left")
+    last = len(headers) - 1
     for i, column in enumerate(table.columns):
-        column.justify = "left" if i in (0, 6) else "right"
-        column.no_wrap = i < 6
-    for row in table_rows(candidates):
+        column.justify = "left" if i in (0, last) else "right"
+        column.no_wrap = i < last
+    for row in rows:
         table.add_row(*row)
     return table
 
@@ -131,7 +132,7 @@ def select(
     adapt: Annotated[str, typer.Option("--adapt", help="the cheap transfer score on cached features: knn or linear-probe")] = "knn",
     seed: Annotated[list[str], typer.Option("--seed", help="seed(s) of the subset: '0,1,2' or repeated")] = ["0"],  # noqa: B006
     finetune_top: Annotated[int, typer.Option("--finetune-top", help="fine-tune the best N within the budget and report them too")] = 0,
-    finetune_hp: Annotated[list[str], typer.Option("--finetune-hp", help="a finetune hyper-parameter, KEY=VALUE (as run's --hp)")] = [],  # noqa: B006
+    finetune_hp: Annotated[list[str], typer.Option("--finetune-hp", help="finetune hyper-parameters, KEY=VALUE (as run's --hp): repeat or comma-separate")] = [],  # noqa: B006
     repeats: Annotated[int | None, typer.Option("--repeats", help="timed forwards per candidate (default: until the "
                                                 "median's 95% interval is within ±2%, at most 1000 or 15 s)")] = None,
     warmup: Annotated[int, typer.Option("--warmup", help="untimed forwards first")] = 5,
@@ -152,9 +153,9 @@ def select(
     from gaia_bench.manager import get_host
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.plugins.reporters.lib.resampling import StoredDraws
-    from gaia_bench.plugins.reporters.lib.selection import (Candidate, fastest, fill_cells, mark_front, metric_of,
-                                                            plot, rank, recommendation_lines, report_json,
-                                                            resolve_candidates)
+    from gaia_bench.plugins.reporters.lib.selection import (Candidate, fastest, fill_cells, finetune_rows, mark_front,
+                                                            metric_of, plot, rank, recommendation_lines, report_json,
+                                                            resolve_candidates, table_rows)
     from gaia_bench.predictions import predictions_dir
 
     if not budget_ms > 0:
@@ -213,7 +214,8 @@ def select(
         ranked = rank(pool, "cell", draws)
         top, tuned = ranked[:finetune_top], []
         if top:
-            overrides = parse_overrides(finetune_hp, "--finetune-hp", "max_iters=300")
+            pairs = [p.strip() for v in finetune_hp for p in re.split(r",(?![^\[]*\])", v) if p.strip()]
+            overrides = parse_overrides(pairs, "--finetune-hp", "max_iters=300")
             tuning = _plan(regs, top, FINETUNE, dataset, shot, seeds, context, overrides)
             tuned_records = _run([j for c in top for j in tuning[c.label]], path, session_args, progress,
                                  command + f" --finetune-top {finetune_top}")
@@ -229,12 +231,13 @@ def select(
                   f"{','.join(map(str, seeds))}) · budget {budget_ms:g} ms per batch of {batch} on {resolved} "
                   f"({where['device_name']}, {where['threads']} threads, {where.get('precision', 'float32')})",
                   highlight=False)
-    console.print(_table(pool, metric, ""))
+    console.print(_table(("model", "px", "ms", "GFLOPs", "M params", metric, ""), table_rows(pool)))
     lines = recommendation_lines(ranked, "cell", metric, batch)
     for line in lines:
         console.print(line, highlight=False)
     if top:
-        console.print(_table(top, f"{metric} ft", f"fine-tuned ({FINETUNE}): the best {len(top)} within the budget"))
+        console.print(_table(("model", "px", "ms", f"{adaptation.name} {metric}", f"{FINETUNE} {metric}", ""),
+                             finetune_rows(tuned), f"the best {len(top)} within the budget, fine-tuned"))
         tuned_lines = recommendation_lines(tuned, "finetuned", metric, batch, "after fine-tuning")
         lines += tuned_lines
         for line in tuned_lines:

@@ -63,12 +63,9 @@ def resolve_candidates(registries: Any, items: Sequence[str], init: Any) -> tupl
                 else:
                     skipped.append(spec.name)
             continue
-        if exact:
-            spec = registries.backbones.get(name)  # unknown: "did you mean"
-        elif name in registries.backbones.all_names():
-            spec = registries.backbones.get(name)
-        else:
-            continue
+        if not exact and not registries.backbones.providers(name):
+            continue  # a default family member no installed zoo has
+        spec = registries.backbones.get(name)  # unknown: "did you mean"
         if exact or weights_here(spec, init):
             chosen[spec.name] = spec
         else:
@@ -178,6 +175,12 @@ def table_rows(candidates: Sequence[Candidate]) -> list[list[str]]:
                      f"{p['gflops_per_image']:.3g}" if p else "-", f"{p['params'] / 1e6:.2f}" if p else "-",
                      fmt_score(c.cell), notes_of(c, c.cell)])
     return rows
+
+
+def finetune_rows(ranked: Sequence[Candidate]) -> list[list[str]]:
+    """One row per fine-tuned candidate, best first: model, px, ms, probe score, fine-tuned score, mark."""
+    return [[c.model, str(c.input_size), f"{c.latency:.2f}", fmt_score(c.cell), fmt_score(c.finetuned),
+             {"best": "best", "tied": "≈best"}.get(c.finetuned.mark if c.finetuned else "", "")] for c in ranked]
 
 
 def _versus(cell: Cell) -> str:
