@@ -246,7 +246,11 @@ def select(
              "store; --reprofile times them again); GFLOPs per image (FlopCounterMode, a multiply-add is 2).",
              f"{metric}: mean over seeds ± half its 95% CI; best: most accurate within the budget; ≈best: not "
              "distinguishable from it (compare's paired test, Holm over the candidates within the budget); "
-             "front: on the speed/accuracy Pareto front of all candidates; over: over the budget."]
+             "★: on the speed/accuracy Pareto front of all candidates; over: over the budget."]
+    unsteady = [c.label for c in pool if c.profile.get("latency_stable") is False]
+    if unsteady:
+        notes.append(f"{len(unsteady)} latencies (e.g. {unsteady[0]} px) did not settle within ±2% before the cap: "
+                     "a busy machine; time them again on a quiet one with --reprofile.")
     for note in notes:
         console.print(f"[dim]{note}[/]", highlight=False)
     if out is not None:

@@ -160,10 +160,14 @@ def fmt_score(cell: Cell | None) -> str:
     return f"{cell.mean:.2f}{half}"
 
 
-def notes_of(candidate: Candidate, cell: Cell | None) -> str:
-    marks = {"best": "best", "tied": "≈best"}.get(cell.mark if cell is not None else "", "")
-    return " ".join(m for m in (marks, "front" if candidate.on_front and cell is candidate.cell else "",
-                                "" if candidate.within_budget else "over") if m)
+MARKS = {"best": "best", "tied": "≈best"}  # a cell's mark (uncertainty.mark_column) as the tables show it
+
+
+def notes_of(candidate: Candidate) -> str:
+    """``best`` / ``≈best``, ``★`` (on the front), ``over``: where the candidate stands."""
+    marks = (MARKS.get(candidate.cell.mark, "") if candidate.cell else "", "★" if candidate.on_front else "",
+             "" if candidate.within_budget else "over")
+    return " ".join(m for m in marks if m)
 
 
 def table_rows(candidates: Sequence[Candidate]) -> list[list[str]]:
@@ -173,14 +177,14 @@ def table_rows(candidates: Sequence[Candidate]) -> list[list[str]]:
         p = c.profile or {}
         rows.append([c.model, str(c.input_size), f"{c.latency:.2f}" if p else "-",
                      f"{p['gflops_per_image']:.3g}" if p else "-", f"{p['params'] / 1e6:.2f}" if p else "-",
-                     fmt_score(c.cell), notes_of(c, c.cell)])
+                     fmt_score(c.cell), notes_of(c)])
     return rows
 
 
 def finetune_rows(ranked: Sequence[Candidate]) -> list[list[str]]:
     """One row per fine-tuned candidate, best first: model, px, ms, probe score, fine-tuned score, mark."""
     return [[c.model, str(c.input_size), f"{c.latency:.2f}", fmt_score(c.cell), fmt_score(c.finetuned),
-             {"best": "best", "tied": "≈best"}.get(c.finetuned.mark if c.finetuned else "", "")] for c in ranked]
+             MARKS.get(c.finetuned.mark, "") if c.finetuned else ""] for c in ranked]
 
 
 def _versus(cell: Cell) -> str:
