@@ -43,8 +43,24 @@ def weights_here(backbone: Any, init: Any) -> bool:
     return init.pretrain is None and init.supports(backbone)
 
 
+def pattern_names(backbones: Any, pattern: str) -> list[str]:
+    """Backbone names matching ``pattern`` as a bare name resolves: the single specs and the default
+    zoo (the highest precedence); ``SOURCE:pattern`` matches that zoo's names."""
+    source, sep, bare = pattern.rpartition(":")
+    if sep:
+        catalog = next((c for c in backbones.catalogs if c.source == source), None)
+        if catalog is None:
+            raise UsageError(f"--candidates {pattern}: no backbone zoo '{source}'",
+                             "zoos: " + ", ".join(c.source for c in backbones.catalogs))
+        return [f"{source}:{n}" for n in catalog.names() if fnmatch.fnmatchcase(n, bare)]
+    top = max((c.precedence for c in backbones.catalogs), default=0)
+    names = [s.name for s in backbones.single_specs()]
+    names += [n for c in backbones.catalogs if c.precedence == top for n in c.names()]
+    return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
+
+
 def resolve_candidates(registries: Any, items: Sequence[str], init: Any) -> tuple[list[Any], list[str]]:
-    """Backbone specs of ``--candidates`` (names, or patterns matched against every registered name),
+    """Backbone specs of ``--candidates`` (names, or patterns: :func:`pattern_names`),
     and the names left out because their weights are not here. Names given exactly are kept as
     they are (their job then says what is missing); patterns and the default families keep only the
     backbones whose weights are here."""
@@ -54,9 +70,10 @@ def resolve_candidates(registries: Any, items: Sequence[str], init: Any) -> tupl
     skipped: list[str] = []
     for name in names:
         if any(c in name for c in WILDCARDS):
-            matched = [n for n in registries.backbones.all_names() if fnmatch.fnmatchcase(n, name)]
+            matched = pattern_names(registries.backbones, name)
             if not matched:
-                raise UsageError(f"--candidates {name} matches no backbone", "see `gaia-bench models PATTERN`")
+                raise UsageError(f"--candidates {name} matches no backbone",
+                                 "see `gaia-bench models PATTERN` (SOURCE:PATTERN for a zoo other than timm)")
             for spec in (registries.backbones.get(n) for n in matched):
                 if weights_here(spec, init):
                     chosen[spec.name] = spec
