@@ -126,3 +126,21 @@ def test_no_candidate_with_weights_here_says_how_to_name_some(tmp_path):
                                       "--store", str(tmp_path / "r.db")])
     assert result.exit_code == 2 and "no candidate has imagenet weights" in result.output
     assert "--init random" in result.output
+
+
+@pytest.mark.extended
+def test_finetune_top_fine_tunes_the_best_within_the_budget_and_marks_them(selected, tmp_path):
+    store, _, first = selected
+    assert first.exit_code == 0, first.output
+    result = select(store, 1e9, "--finetune-top", "2", "--finetune-hp", "max_iters=1,min_iters=1", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "select.json").read_text())
+    knn_best = sorted(report["candidates"], key=lambda c: -c["score"]["mean"])[:2]
+    tuned = [c for c in report["candidates"] if c["finetuned"]]
+    assert {(c["model"], c["input_size"]) for c in tuned} == {(c["model"], c["input_size"]) for c in knn_best}
+    with ResultsStore(store) as s:
+        records = s.query(adaptation="finetune", status="done")
+    assert sorted(r["job_id"] for r in records) == sorted(i for c in tuned for i in c["finetuned"]["job_ids"])
+    assert all(r["config"]["hyperparams"]["max_iters"] == 1 for r in records)
+    assert sorted(c["finetuned"]["mark"] for c in tuned) in (["", "best"], ["best", "tied"])
+    assert any(line.startswith("after fine-tuning: ") for line in report["recommendation"])
