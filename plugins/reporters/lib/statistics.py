@@ -188,6 +188,21 @@ def mean_t_interval(values: ArrayLike, level: float = 0.95) -> Interval:
     return Interval(mean - half, mean + half)
 
 
+def median_interval(values: ArrayLike, level: float = 0.95) -> Interval:
+    """Distribution-free ``level`` interval of the median from order statistics: ``[x_(j), x_(n-j+1)]``
+    with the largest j for which a Binomial(n, 1/2) count falls in [j, n - j] with probability at
+    least ``level`` (no assumption on the shape of, e.g., a latency distribution's long right tail).
+    Too few values for that level (fewer than 6 at 95%): their whole range."""
+    _check_level(level)
+    arr = np.sort(np.asarray(values, dtype=float).ravel())
+    if arr.size == 0:
+        raise ValueError("no values to take the median's interval of")
+    j = int(stats.binom.ppf((1.0 - level) / 2, arr.size, 0.5))  # P(count < j) < (1 - level) / 2
+    if j < 1:
+        return Interval(float(arr[0]), float(arr[-1]))
+    return Interval(float(arr[j - 1]), float(arr[arr.size - j]))
+
+
 def mcnemar_exact(a_correct: ArrayLike, b_correct: ArrayLike) -> McNemar:
     """McNemar's exact test: a two-sided binomial test (p = 1/2) on the discordant pairs.
 
