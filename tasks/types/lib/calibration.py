@@ -14,8 +14,8 @@ true class ``y``, averaged over the N test items; all lower-is-better):
   :func:`fit_temperature`. Dividing by ``T`` keeps every argmax, so accuracy is unchanged.
 
 Only scores that are logits of a softmax model (linear-probe, finetune) are calibrated; the record
-says so in ``details.calibration`` (:func:`calibration_report`), and scores that are not
-(:data:`NOT_LOGITS`: k-NN vote shares, ridge outputs) get the reason instead of numbers.
+says so in ``details.calibration`` (:func:`calibration_report`), and scores that are not (k-NN
+vote shares, ridge outputs) get the reason instead of numbers (:func:`not_calibrated`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,6 @@ SCALED = tuple(f"{m}_ts" for m in METRICS)
 RULE = (f"ece: expected calibration error, %, {BINS} equal-width bins of the top softmax probability; nll: mean "
         "-log p(true class), nats; brier: mean sum over classes of (p_c - [c = y])^2, 0..2; *_ts: the same after "
         "temperature scaling, softmax(z / T) with T fitted (min NLL) on the held-out part of the subset; lower is better")
-NOT_LOGITS = {
-    "knn": "n/a: k-NN scores are vote shares of the nearest neighbours (mostly exact zeros), not a model's "
-           "probabilities; calibrating them would measure the vote rule, not the features",
-    "ridge": "n/a: ridge scores are least-squares regressions onto one-hot targets, not probabilities",
-}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
