@@ -43,8 +43,13 @@ def test_temperature_fit_by_hand():
     assert temperature == pytest.approx(4.0 / math.log(3.0), rel=1e-6)
     scaled = calibration.scores(logits, labels, temperature, "_ts")
     assert scaled["ece_ts"] == pytest.approx(0.0, abs=1e-4) and scaled["nll_ts"] < calibration.nll(logits, labels)
-    assert calibration.fit_temperature(np.array([[1.0, 0.0]] * 3), np.array([0, 0, 0])) == pytest.approx(
-        calibration.T_RANGE[0], rel=1e-5)  # always right: as sharp as the range allows
+    # every held-out item right (or every one wrong): the NLL falls toward an end, no temperature
+    right, wrong = np.array([[1.0, 0.0]] * 3), np.array([[0.0, 1.0]] * 3)
+    assert calibration.fit_temperature(right, np.zeros(3, int)) is None
+    assert calibration.fit_temperature(wrong, np.zeros(3, int)) is None
+    metrics, details = calibration.calibration_report(logits, labels, right, np.zeros(3, int), "held out")
+    assert set(metrics) == set(calibration.METRICS) and details["calibration"]["temperature"] is None
+    assert "not determined" in details["calibration"]["temperature_note"]
 
 
 def test_report_and_rescoring_metrics_agree():
@@ -87,7 +92,8 @@ def test_gvb_search_trains_the_grid_at_once_and_chooses_on_the_held_out_part():
     best = chosen["val_top1"]
     assert best == max(by_config.values())
     ties = [c for c in configs if by_config[config_name(c)] == best]
-    assert tuple(chosen["chosen"].values()) == max(ties, key=lambda c: (c[1], -c[0], -c[2]))
+    loss = chosen["val_nll_by_config"]
+    assert tuple(chosen["chosen"].values()) == max(ties, key=lambda c: (-loss[config_name(c)], c[1], -c[0], -c[2]))
     assert held_out.shape == (15, 3) and (held_out.argmax(axis=1) == y[val]).mean() * 100 == pytest.approx(best)
     # the 18 probes do not interact: one trained with others equals it trained alone
     assert np.allclose(together.weight[2].numpy(), alone.weight[0].numpy(), atol=1e-6)

@@ -12,8 +12,9 @@ x momentum {0.9, 0.99}. The rest of their recipe was not published; what this mo
   smaller), reshuffled every epoch from the job seed; the learning rate decays over the steps as
   a cosine to 0 (mmcls's linear-evaluation schedule, on which GV-B was built). SGD as torch's:
   ``buf = momentum * buf + grad``, ``w -= lr * buf``; weight decay on the weights, not the bias.
-* Selection: the best held-out top-1 (the runner's hold-out; fit on the fit part); ties go to the
-  stronger weight decay, then the smaller learning rate, then the smaller momentum. A
+* Selection: the best held-out top-1 (the runner's hold-out; fit on the fit part); ties (common on
+  a held-out part of a dozen items) go to the lower held-out NLL (the better-fit probe), then the
+  stronger weight decay, the smaller learning rate, the smaller momentum. A
   configuration whose weights stop being finite (too large a step) is recorded as diverged and
   never chosen. Then the chosen one is refit on the whole subset with the same epochs and batch.
   Nothing held out: the grid's middle (lr 10^-2.5, wd 1e-5, momentum 0.9).
@@ -27,6 +28,8 @@ import math
 from typing import Sequence
 
 import numpy as np
+
+from gaia_bench.tasks.types.lib.calibration import nll
 
 GVB_GRID = {"lr": [1e-4, 10 ** -2.5, 0.1], "weight_decay": [1e-6, 1e-5, 1e-4], "momentum": [0.9, 0.99]}
 EPOCHS = 100
@@ -113,9 +116,11 @@ def gvb_search(x: np.ndarray, y: np.ndarray, num_classes: int, fit: Sequence[int
     logits = probes.logits(x[val])
     top1 = {c: float((logits[i].argmax(axis=1) == y[val]).mean() * 100) if probes.finite[i] else None
             for i, c in enumerate(configs)}
-    best = max((c for c in configs if top1[c] is not None), key=lambda c: (top1[c], c[1], -c[0], -c[2]), default=None)
+    loss = {c: nll(logits[i].astype(np.float64), y[val]) for i, c in enumerate(configs) if top1[c] is not None}
+    best = max(loss, key=lambda c: (top1[c], -loss[c], c[1], -c[0], -c[2]), default=None)
     chosen = best or DEFAULT
     held_out = logits[configs.index(best)] if best is not None else None
     return {**details, "chosen": dict(zip(("lr", "weight_decay", "momentum"), chosen)),
             "val_top1": top1.get(chosen), "val_top1_by_config": {config_name(c): top1[c] for c in configs},
+            "val_nll_by_config": {config_name(c): loss.get(c) for c in configs},
             "diverged": [config_name(c) for c in configs if top1[c] is None]}, held_out

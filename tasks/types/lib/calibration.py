@@ -68,9 +68,11 @@ def brier(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((probs**2).sum(axis=1).mean())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float | None:
     """The ``T`` in :data:`T_RANGE` minimising ``nll(logits / T)``: golden-section search on
-    ``log T`` (the NLL is convex in ``1 / T``, so it has one minimum there), deterministic."""
+    ``log T`` (the NLL is convex in ``1 / T``, so it has one minimum there), deterministic. None
+    when the minimum is at an end of the range: the held-out part does not determine a temperature
+    (every held-out item right: the NLL keeps falling as T -> 0; none right: as T grows)."""
     logits = np.asarray(logits, dtype=np.float64)
 
     def loss(log_t: float) -> float:
@@ -89,6 +91,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
             lo, a, fa = a, b, fb
             b = lo + ratio * (hi - lo)
             fb = loss(b)
+    if lo - math.log(T_RANGE[0]) < 1e-4 or math.log(T_RANGE[1]) - hi < 1e-4:
+        return None
     return float(math.exp((lo + hi) / 2))
 
 
@@ -112,9 +116,13 @@ def calibration_report(test_logits: np.ndarray, test_labels: np.ndarray, val_log
     if val_logits is not None and len(val_labels):
         val_logits = np.asarray(val_logits, dtype=np.float64)
         temperature = fit_temperature(val_logits, val_labels)
-        details.update(temperature=temperature, fitted_on=fitted_on, val_nll_before=nll(val_logits, val_labels),
-                       val_nll_after=nll(val_logits / temperature, val_labels))
-        metrics.update(scores(test_logits, test_labels, temperature, "_ts"))
+        details.update(temperature=temperature, fitted_on=fitted_on, val_nll_before=nll(val_logits, val_labels))
+        if temperature is None:
+            details["temperature_note"] = (f"not determined: the held-out NLL falls toward an end of {T_RANGE} "
+                                           "(held-out items all right, or all wrong); no *_ts metrics")
+        else:
+            details["val_nll_after"] = nll(val_logits / temperature, val_labels)
+            metrics.update(scores(test_logits, test_labels, temperature, "_ts"))
     return metrics, {"calibration": details}
 
 
