@@ -219,10 +219,15 @@ def leaderboard(
     written = [path for writer in writers for path in writer.write_leaderboard(board, out_dir)]
     spread = "half the 95% CI" if interval == "ci" else "the std over seeds"
     legends = {"main": f"± {spread} · bold: column's best · ≈: not distinguishable from it",
-               "err": "[95% CI] of the mean reduction over n datasets", "calibration": "lower is better; T: temperature"}
+               "err": "[95% CI] of the mean reduction over n datasets"}
     for grid in leaderboard_grids(board):
         if grid.id in legends and grid.rows:
             console.print(_terminal_table(grid, console.width, legends[grid.id]))
+    if calibration and board.measured:
+        from gaia_bench.plugins.reporters.lib.calibration_table import calibration_grid
+
+        grid = calibration_grid(board, ("ece", "ece_ts", "temperature"))
+        console.print(_terminal_table(grid, console.width, "lower is better; T: temperature; NLL, Brier: see the files"))
     notice(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
 
 

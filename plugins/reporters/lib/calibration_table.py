@@ -7,6 +7,7 @@ with `gaia-bench leaderboard --calibration`."""
 from __future__ import annotations
 
 import statistics
+from typing import Sequence
 
 from gaia_bench.plugins.reporters.lib.leaderboard import Cell, Leaderboard
 from gaia_bench.plugins.reporters.lib.tables import Grid, GridCell, GridColumn, _key_columns, _num, _text
@@ -14,7 +15,7 @@ from gaia_bench.tasks.types.lib.calibration import METRICS, RULE, SCALED
 
 ORDER = tuple(name for pair in zip(METRICS, SCALED) for name in pair)  # ece, ece_ts, nll, nll_ts, ...
 LABELS = {"ece": "ECE %", "nll": "NLL", "brier": "Brier"}
-MISSING = ("-: no calibration stored (results from before it was kept, or adaptations that do not calibrate); "
+MISSING = ("'-' in every column: no calibration stored (results from before it was kept, or adaptations that do not calibrate); "
            "`gaia-bench results rescore --metric ece,nll,brier` adds the first three from stored logits")
 
 
@@ -41,14 +42,16 @@ def cell_calibration(cell: Cell) -> dict | None:
     return out or None
 
 
-def calibration_grid(board: Leaderboard) -> Grid:
-    """Rows model x init x adaptation x classification dataset of the measured main table."""
+def calibration_grid(board: Leaderboard, shown: Sequence[str] = (*ORDER, "temperature")) -> Grid:
+    """Rows model x init x adaptation x classification dataset of the measured main table; columns
+    ``shown`` (the terminal shows ECE and T only, to fit 80 columns)."""
     columns = _key_columns("model", "init", "adaptation", "dataset")
-    for name in ORDER:
+    for name in (n for n in ORDER if n in shown):
         base = name.removesuffix("_ts")
         columns.append(GridColumn(name, "after TS" if name.endswith("_ts") else "before", LABELS[base], True, False))
-    columns.append(GridColumn("temperature", "T", "fitted", True))
-    rows, reasons, missing = [], {}, False
+    if "temperature" in shown:
+        columns.append(GridColumn("temperature", "T", "fitted", True))
+    rows, reasons, missing, undetermined = [], {}, False, set()
     table = board.measured.table if board.measured else None
     for row in table.rows if table else []:
         for column in table.columns:
@@ -58,10 +61,12 @@ def calibration_grid(board: Leaderboard) -> Grid:
             cells = _text(*row.key, column.dataset)
             if "n/a" in found:
                 reasons[row.key[2]] = found["n/a"]
-                cells += [GridCell("n/a") for _ in range(len(ORDER) + 1)]
+                cells += [GridCell("n/a") for _ in range(len(columns) - 4)]
             else:
                 missing |= not found
-                for name in (*ORDER, "temperature"):
+                undetermined |= {note for r in row.cells[column].records
+                                 if (note := r.get("details", {}).get("calibration", {}).get("temperature_note"))}
+                for name in (n for n in (*ORDER, "temperature") if n in shown):
                     value = found.get(name)
                     digits = 1 if name.startswith("ece") else 2 if name == "temperature" else 3
                     cells.append(_num(value["mean"], f"{value['mean']:.{digits}f}") if value else GridCell("-"))
@@ -70,6 +75,7 @@ def calibration_grid(board: Leaderboard) -> Grid:
              *(f"{adaptation}: {reason}" for adaptation, reason in sorted(reasons.items()))]
     if missing:
         notes.append(MISSING)
+    notes += [f"'-' after TS and for T: {note}" for note in sorted(undetermined)]
     if not rows:
         notes.append("no classification results in the main table")
     return Grid("calibration", f"Calibration ({board.shots}): before and after temperature scaling", columns, rows,
