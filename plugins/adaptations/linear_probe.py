@@ -125,7 +125,7 @@ def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: li
 
     The sweep goes from the strongest to the weakest decay and stops once ``patience`` points in a
     row score below the best so far; ties prefer the stronger decay. ``fitted``, when given,
-    receives every probe the sweep fit, by its decay (the chosen one's held-out logits calibrate)."""
+    receives the chosen probe, by its decay (its held-out logits calibrate the job)."""
     fit, val = np.asarray(fit, dtype=int), np.asarray(val, dtype=int)
     if len(val) == 0:
         return {"weight_decay": None, "n_val": 0, "val_top1": None}
@@ -134,9 +134,11 @@ def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: li
     worse = 0
     for wd in sorted(grid, reverse=True):
         previous = Probe(wd, max_iter).fit(x[fit], y[fit], num_classes, warm_from=previous)
-        if fitted is not None:
+        score = float((previous.predict(x[val]) == y[val]).mean() * 100)
+        if fitted is not None and score > max(scores.values(), default=-1.0):  # the best so far (ties: the earlier)
+            fitted.clear()
             fitted[wd] = previous
-        scores[wd] = float((previous.predict(x[val]) == y[val]).mean() * 100)
+        scores[wd] = score
         worse = worse + 1 if scores[wd] < max(scores.values()) else 0
         if worse >= patience:
             break
