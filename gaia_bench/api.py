@@ -260,8 +260,8 @@ class TaskSpec:
     decode: DecodePredictions | None = None  # reads what ``encode`` stored (rescore, compare)
     resample: Resample | None = None  # None: bootstrap intervals call ``evaluate`` per resample
     per_class: PerClass | None = None  # None: no per-class breakdown in the record
-    # Metrics beyond the official ones, computed from stored predictions on request
-    # (`gaia-bench results rescore --metric NAME`): name -> an Evaluate returning {name: value}.
+    # Metrics beyond the official ones, computed from stored predictions on request (`results rescore
+    # --metric NAME`): name -> an Evaluate returning {name: value} (opt-in keyword: the record's ``details``).
     extra_metrics: Mapping[str, Evaluate] = field(default_factory=dict)
 
     def metric(self, name: str) -> MetricInfo:

@@ -27,6 +27,7 @@ def _cast(key: str, value: Any, default: Any) -> Any:
 
 def apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """The defaults with the overrides of the keys they have, each cast to its default's type
-    (``--hp lr=1`` and ``--hp lr=1.0`` must give the same job id)."""
-    return {key: _cast(key, overrides[key], default) if key in overrides else default
-            for key, default in defaults.items()}
+    (``--hp lr=1`` and ``--hp lr=1.0`` must give the same job id). A key left None (an optional
+    hyper-parameter, default None) is left out: adding one keeps the job ids of existing cells."""
+    return {key: value for key, default in defaults.items()
+            if (value := _cast(key, overrides[key], default) if key in overrides else default) is not None}

@@ -133,12 +133,20 @@ def test_ridge_chooses_l2_on_the_held_out_part():
 
 def test_knn_and_ridge_end_to_end_on_the_mini_suite(tmp_path):
     store = tmp_path / "r.db"
-    done = cli(["run", "--model", "test_resnet", "--init", "random", "--adapt", "knn,ridge", "--dataset", "digits-lt",
-                "--shots", "10%", "--image-size", "32", "--store", str(store)])
+    done = cli(["run", "--model", "test_resnet", "--init", "random", "--adapt", "knn,ridge,linear-probe", "--dataset",
+                "digits-lt", "--shots", "10%", "--image-size", "32", "--hp", "search=gvb", "--store", str(store)])
     assert done.returncode == 0, done.stderr
     with ResultsStore(store) as s:
         records = {r["config"]["adaptation"]: r for r in s.query()}
-    assert {r["status"] for r in records.values()} == {"done"} and set(records) == {"knn", "ridge"}
+    assert {r["status"] for r in records.values()} == {"done"} and set(records) == {"knn", "ridge", "linear-probe"}
+    # GV-B's search (linear-probe only: knn and ridge have no `search`, their ids stay), calibrated;
+    # k-NN votes and ridge outputs are not probabilities: no calibration, and the reason
+    probe = records.pop("linear-probe")
+    assert probe["config"]["hyperparams"]["search"] == "gvb" and "search" not in records["knn"]["config"]["hyperparams"]
+    assert len(probe["details"]["probe"]["val_top1_by_config"]) == 18 and probe["details"]["calibration"]["temperature"]
+    assert {"ece", "nll", "brier", "ece_ts", "nll_ts", "brier_ts"} <= set(probe["metrics"])
+    assert all(r["details"]["calibration"]["scores"].startswith("n/a: ") and "nll" not in r["metrics"]
+               for r in records.values())
     knn, ridge = records["knn"]["details"]["knn"], records["ridge"]["details"]["ridge"]
     # 53 subset items, 12 held out: k is capped by the 41 fit items
     assert knn["k_grid"] == [10, 20, 41] and set(knn["val_top1_by_k"]) == {"10", "20", "41"}

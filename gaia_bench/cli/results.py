@@ -11,7 +11,7 @@ import typer
 from gaia_bench.cli import app
 from gaia_bench.cli.common import StoreOption, handle_errors, open_store
 from gaia_bench.console import console, notice
-from gaia_bench.errors import UsageError
+from gaia_bench.errors import DataError, UsageError
 
 results_app = typer.Typer(help="List, filter, export and import stored results.", no_args_is_help=False)
 app.add_typer(results_app, name="results")
@@ -115,6 +115,20 @@ def import_(
                               "(--replace to overwrite)")
 
 
+def _extra_metrics(task, names: list[str], predictions, test, spec, record: dict) -> dict[str, float]:
+    """The task's extra metrics ``names``; one that takes ``details`` (an opt-in argument, as a
+    pluggy hookimpl's) gets the record's: what the job fitted and stored, e.g. a temperature."""
+    import inspect
+
+    out = {}
+    for name in names:
+        metric = task.extra_metrics[name]
+        takes = "details" in inspect.signature(metric).parameters
+        extra = {"details": record.get("details") or {}} if takes else {}
+        out.update({k: float(v) for k, v in metric(predictions, test, spec, **extra).items()})
+    return out
+
+
 @results_app.command("rescore")
 @handle_errors
 def rescore(
@@ -135,7 +149,7 @@ def rescore(
 
     registries = get_registries()
     wanted = [m.strip() for value in metric for m in value.split(",") if m.strip()]
-    rows, differ, missing, updated = [], 0, 0, []
+    rows, differ, missing, updated, not_applicable = [], 0, 0, [], []
     with open_store(store or (ctx.obj or {}).get("store"), write=True) as s:
         records = s.query(model=model, init=init, adaptation=adaptation, dataset=dataset, shots=shots, status="done")
         for record in records:
@@ -150,14 +164,20 @@ def rescore(
             spec = registries.datasets.get(record["config"]["dataset"])
             predictions, test = load_predictions(s.path, record, task)
             got = task.evaluate(predictions, test, spec)
+            stored_extra = [m for m in task.extra_metrics if m in record["metrics"] and m not in got]
+            got.update(_extra_metrics(task, stored_extra, predictions, test, spec, record))
             for name, value in record["metrics"].items():
                 if name in got:
                     same = float(got[name]) == value or (value != value and got[name] != got[name])  # NaN: NaN
                     differ += not same
                     rows.append((record["job_id"][:12], record["config"]["dataset"], name, f"{value:.4f}",
                                  f"{float(got[name]):.4f}", "yes" if same else "NO"))
-            added = {k: float(v) for m in wanted if m in task.extra_metrics
-                     for k, v in task.extra_metrics[m](predictions, test, spec).items()}
+            try:
+                added = _extra_metrics(task, [m for m in wanted if m in task.extra_metrics], predictions, test, spec,
+                                       record)
+            except DataError as exc:  # e.g. calibration of k-NN votes: the other records still get theirs
+                not_applicable.append(f"{record['job_id'][:12]}: {exc.message}")
+                continue
             if added:
                 updated.append({**record, "metrics": {**record["metrics"], **added}})
                 rows.extend((record["job_id"][:12], record["config"]["dataset"], k, "-", f"{v:.4f}", "added")
@@ -170,6 +190,8 @@ def rescore(
     if missing:
         notice(f"{missing} result(s) have no stored predictions (run before predictions were kept; "
                "`gaia-bench run ... --force` reruns them)")
+    if not_applicable:
+        notice(f"{len(not_applicable)} result(s) cannot have --metric {','.join(wanted)} (first: {not_applicable[0]})")
     notice(f"{len(rows) - sum(r[-1] == 'added' for r in rows)} stored metric(s) rescored, {differ} differ; "
            f"{len(updated)} record(s) updated in {s.path}")
     if differ:

@@ -30,6 +30,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
 from gaia_bench.plugins.adaptations.lib.feature_blocks import row_blocks
+from gaia_bench.tasks.types.lib.calibration import not_calibrated
 
 PLUGIN_ORDER = 302
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     import torch
 
 HYPERPARAMS = {"k_grid": [10, 20, 100, 200], "temperature": 0.07, "val_share": 0.2}
+NOT_CALIBRATED = ("n/a: k-NN scores are vote shares of the k nearest neighbours (mostly exact zeros), not a "
+                  "model's probabilities: calibrating them would rate the vote rule, not the features")
 QUERY_CHUNK = 2048  # queries per similarity block
 BANK_CHUNK = 16384  # bank items per similarity block (a block of float32 similarities: 128 MiB)
 
@@ -135,7 +138,8 @@ def run_knn(ctx) -> AdaptationResult:
     scores = vote(sims, votes, data.num_classes, selection["k"], hp["temperature"]).cpu().numpy()
     return AdaptationResult(
         predictions=list(scores),
-        details={"knn": {**selection, "temperature": hp["temperature"], "n_bank": len(data.indices)}},
+        details={"knn": {**selection, "temperature": hp["temperature"], "n_bank": len(data.indices)},
+                 **not_calibrated(NOT_CALIBRATED)},
         stage_seconds={"knn_select": select_seconds, "knn_test": time.perf_counter() - start - select_seconds},
         trainable_params=0,
     )

@@ -15,6 +15,13 @@ seed: :mod:`gaia_bench.protocol`); ties prefer the larger ``wd``.
   1e5, as ``wd = 1 / (C * n_fit)`` for the ``n_fit`` items the sweep fits on; every point is fit
   (no early stop: ``patience`` is for the one-per-decade grid; dinov3 scores all 45).
 
+``search`` (optional, left out of the job id unless set) replaces the sweep by a named recipe:
+``--hp search=gvb`` is GV-B's own SGD search over learning rate x weight decay x momentum
+(:mod:`~gaia_bench.plugins.adaptations.lib.sgd_probe`; ``wd_grid``, ``max_iter`` and ``patience``
+are then unused). Either way the record carries the calibration of the test logits (ECE, NLL,
+Brier, and the same after temperature scaling fitted on the chosen probe's held-out logits:
+:mod:`gaia_bench.tasks.types.lib.calibration`).
+
 Every task trains its own head through its ``train_head`` hook with the backbone frozen: for
 classification that is the probe above (:func:`run_classification`); the dense tasks train a light
 decoder, detection a Faster R-CNN + FPN, over the frozen backbone's feature pyramid.
@@ -33,11 +40,13 @@ from gaia_bench.api import AdaptationResult, AdaptationSpec
 from gaia_bench.errors import UsageError
 from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
+from gaia_bench.plugins.adaptations.lib.sgd_probe import SEARCHES, SgdProbes, gvb_search
 from gaia_bench.plugins.adaptations.lib.training import train_task_head
 
 PLUGIN_ORDER = 300
 
-HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2}
+HYPERPARAMS = {"wd_grid": [10.0 ** e for e in range(-6, 3)], "val_share": 0.2, "max_iter": 1000, "patience": 2,
+               "search": None}  # optional (None: out of the job id); "gvb": GV-B's SGD search (lib/sgd_probe.py)
 # The dense heads' knobs enter only their own tasks' job ids (held-out early stopping is finetune's).
 _DENSE = {k: v for k, v in DENSE_HYPERPARAMS.items() if k != "dense_eval_every"}
 _DETECTION = {k: v for k, v in DETECTION_HYPERPARAMS.items() if k != "det_eval_every"}
@@ -110,12 +119,13 @@ class Probe:
 
 
 def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: list[float], fit: Sequence[int],
-                        val: Sequence[int], max_iter: int, patience: int) -> dict:
+                        val: Sequence[int], max_iter: int, patience: int, fitted: dict | None = None) -> dict:
     """The grid point with the best accuracy on the held-out positions ``val`` after fitting on
     ``fit`` (the runner's hold-out, :mod:`gaia_bench.protocol`; None when it is empty).
 
     The sweep goes from the strongest to the weakest decay and stops once ``patience`` points in a
-    row score below the best so far; ties prefer the stronger decay."""
+    row score below the best so far; ties prefer the stronger decay. ``fitted``, when given,
+    receives the chosen probe, by its decay (its held-out logits calibrate the job)."""
     fit, val = np.asarray(fit, dtype=int), np.asarray(val, dtype=int)
     if len(val) == 0:
         return {"weight_decay": None, "n_val": 0, "val_top1": None}
@@ -124,7 +134,11 @@ def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: li
     worse = 0
     for wd in sorted(grid, reverse=True):
         previous = Probe(wd, max_iter).fit(x[fit], y[fit], num_classes, warm_from=previous)
-        scores[wd] = float((previous.predict(x[val]) == y[val]).mean() * 100)
+        score = float((previous.predict(x[val]) == y[val]).mean() * 100)
+        if fitted is not None and score > max(scores.values(), default=-1.0):  # the best so far (ties: the earlier)
+            fitted.clear()
+            fitted[wd] = previous
+        scores[wd] = score
         worse = worse + 1 if scores[wd] < max(scores.values()) else 0
         if worse >= patience:
             break
@@ -154,6 +168,11 @@ def solver_threads(size: int) -> Iterator[None]:
 
 
 def run_classification(ctx) -> AdaptationResult:
+    """The probe of the job's ``search`` recipe (None: the L-BFGS weight-decay sweep; ``gvb``:
+    :mod:`~gaia_bench.plugins.adaptations.lib.sgd_probe`), then the calibration of its test logits
+    with the temperature fitted on the chosen probe's held-out logits (:mod:`...lib.calibration`)."""
+    from gaia_bench.tasks.types.lib.calibration import calibration_report
+
     hp = ctx.hyperparams
     dataset = ctx.job.dataset
     data = ctx.data
@@ -161,19 +180,40 @@ def run_classification(ctx) -> AdaptationResult:
     x_train = ctx.features(dataset.train_split)[indices]
     y_train = data.subset_labels()
     x_test = ctx.features(dataset.test_split)
+    search = hp.get("search")
+    if search not in (None, *SEARCHES):
+        raise UsageError(f"--hp search={search!r} is not a known probe search",
+                         f"choose one of: {', '.join(SEARCHES)} (or leave it out for the L-BFGS sweep)")
 
     start = time.perf_counter()
     num_classes = data.num_classes
-    grid, patience = resolve_wd_grid(hp["wd_grid"], len(data.fit), hp["patience"])
+    val = np.asarray(data.val, dtype=int)
     with solver_threads(x_train.shape[0] * x_train.shape[1] * num_classes):
-        selection = select_weight_decay(x_train, y_train, num_classes, grid, data.fit, data.val, hp["max_iter"],
-                                        patience)
-        wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(grid))
-        probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
+        if search == "gvb":
+            selection, val_logits = gvb_search(x_train, y_train, num_classes, data.fit, data.val,
+                                               int(ctx.config.seed), ctx.device)
+            chosen = tuple(selection["chosen"][k] for k in ("lr", "weight_decay", "momentum"))
+            refit = SgdProbes([chosen], seed=int(ctx.config.seed), device=ctx.device).fit(x_train, y_train, num_classes)
+            test_logits, converged = refit.logits(x_test)[0], refit.finite[0]
+            details = {**selection, "converged": converged}
+        else:
+            grid, patience = resolve_wd_grid(hp["wd_grid"], len(data.fit), hp["patience"])
+            fitted: dict[float, Probe] = {}
+            selection = select_weight_decay(x_train, y_train, num_classes, grid, data.fit, data.val, hp["max_iter"],
+                                            patience, fitted)
+            wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(grid))
+            probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
+            test_logits = probe.logits(x_test)
+            val_logits = fitted[wd].logits(x_train[val]) if selection["weight_decay"] is not None else None
+            details = {**selection, "weight_decay_used": wd, "converged": probe.converged}
     fit_seconds = time.perf_counter() - start
+    metrics, calibration = calibration_report(
+        test_logits, np.asarray(data.test.labels()), val_logits, y_train[val],
+        "held-out logits of the chosen probe, fit on the fit part (the test logits are the refit's)")
     return AdaptationResult(
-        predictions=list(probe.logits(x_test)),
-        details={"probe": {**selection, "weight_decay_used": wd, "converged": probe.converged}},
+        predictions=list(test_logits),
+        metrics=metrics,
+        details={"probe": details, **calibration},
         stage_seconds={"probe_fit": fit_seconds},
         trainable_params=int(x_train.shape[1] * num_classes + num_classes),
     )

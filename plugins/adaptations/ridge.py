@@ -27,6 +27,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import AdaptationResult, AdaptationSpec
 from gaia_bench.plugins.adaptations.lib.feature_blocks import row_blocks
+from gaia_bench.tasks.types.lib.calibration import not_calibrated
 
 PLUGIN_ORDER = 304
 
@@ -37,6 +38,7 @@ HYPERPARAMS = {"l2_grid": [2.0 ** e for e in range(-10, 20)], "val_share": 0.2}
 BIAS_FEATURE = 100.0  # the constant column standing for the bias
 STD_EPS = 1e-5
 DEFAULT_L2 = 2.0 ** 10  # big_vision's fixed l2_reg: used when nothing is held out
+NOT_CALIBRATED = "n/a: ridge scores are least-squares fits to one-hot targets in {-1, +1}, not probabilities"
 ROW_CHUNK = 32768  # rows per block moved to the device
 
 
@@ -144,7 +146,7 @@ def run_ridge(ctx) -> AdaptationResult:
     scores = ridge.scores(test, selection["l2"])
     return AdaptationResult(
         predictions=list(scores),
-        details={"ridge": selection},
+        details={"ridge": selection, **not_calibrated(NOT_CALIBRATED)},
         stage_seconds={"ridge_fit": fit_seconds},
         trainable_params=int((train.shape[1] + 1) * data.num_classes),
     )

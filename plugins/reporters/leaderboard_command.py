@@ -62,10 +62,13 @@ def _suite_datasets(suite: str, reference_sets: list[dict]) -> list[str]:
     return []
 
 
-def _rebuild_command(out: Path, suite: str, shots: str, baseline: str | None, title: str | None, interval: str) -> str:
+def _rebuild_command(out: Path, suite: str, shots: str, baseline: str | None, title: str | None, interval: str,
+                     calibration: bool = False) -> str:
     parts = ["gaia-bench", "leaderboard", "--import", str(out / "results.json"), "--suite", suite, "--shots", shots]
     if interval != "ci":
         parts += ["--interval", interval]
+    if calibration:
+        parts += ["--calibration"]
     if baseline:
         parts += ["--baseline", baseline]
     if title:
@@ -156,6 +159,7 @@ def leaderboard(
     references: Annotated[list[str] | None, typer.Option("--references", help="include a published reference set by name, e.g. gvb (repeatable)")] = None,
     import_references: Annotated[list[Path] | None, typer.Option("--import-references", help="include a reference set file (repeatable)")] = None,
     interval: Annotated[str, typer.Option("--interval", help="what a cell's ± shows: ci (half its 95% confidence interval) or std (over seeds)")] = "ci",
+    calibration: Annotated[bool, typer.Option("--calibration", help="add a table of ECE, NLL and Brier before and after temperature scaling (classification)")] = False,
 ) -> None:
     """Write the leaderboard (markdown, CSV, JSON, LaTeX, one HTML page, plots, results.json) from the results stores.
 
@@ -164,7 +168,8 @@ def leaderboard(
     predictions, else a t interval over seeds) or ± the std over seeds (``--interval std``). Per
     column the best row is bold and the rows not distinguishable from it are marked ≈ (the paired
     tests of `gaia-bench compare`, Holm over the column). Also: error-rate reductions with
-    intervals, long-tail buckets, data-efficiency areas and rank agreement, where the weights came from."""
+    intervals, long-tail buckets, data-efficiency areas and rank agreement, where the weights came from;
+    every classification cell's calibration in leaderboard.json (``--calibration``: also as a table)."""
     from gaia_bench.plugins.reporters.lib.leaderboard import build_leaderboard, merge_sources
     from gaia_bench.manager import get_registries
     from gaia_bench.plugins.reporters.lib.references import as_records, load_reference_set, named_file
@@ -205,7 +210,8 @@ def leaderboard(
     )
     board.prediction_files, board.prediction_problems = draws.files(board.records), dict(draws.problems)
     out_dir = out or Path("leaderboards") / suite
-    board.rebuild = _rebuild_command(out_dir, suite, board.shots, baseline, title, interval)
+    board.calibration = calibration
+    board.rebuild = _rebuild_command(out_dir, suite, board.shots, baseline, title, interval, calibration)
     writers = [r for _, r in get_registries().reporters.items() if r.write_leaderboard is not None]
     if not writers:
         raise UsageError("no installed reporter writes leaderboards",
@@ -215,8 +221,13 @@ def leaderboard(
     legends = {"main": f"± {spread} · bold: column's best · ≈: not distinguishable from it",
                "err": "[95% CI] of the mean reduction over n datasets"}
     for grid in leaderboard_grids(board):
-        if grid.id in ("main", "err") and grid.rows:
+        if grid.id in legends and grid.rows:
             console.print(_terminal_table(grid, console.width, legends[grid.id]))
+    if calibration and board.measured:
+        from gaia_bench.plugins.reporters.lib.calibration_table import calibration_grid
+
+        grid = calibration_grid(board, ("ece", "ece_ts", "temperature"))
+        console.print(_terminal_table(grid, console.width, "lower is better; T: temperature; NLL, Brier: see the files"))
     notice(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
 
 

@@ -26,6 +26,7 @@ from gaia_bench.plugins.reporters.lib.tables import (
     task_label,
 )
 from gaia_bench.predictions import predictions_dir
+from gaia_bench.tasks.types.lib.calibration import RULE as CALIBRATION_RULE
 from gaia_bench.cli.exports import export_records
 
 PLUGIN_ORDER = 610
@@ -277,8 +278,12 @@ def _interval_json(interval) -> dict | None:
 
 
 def _cell_json(cell: Cell) -> dict:
+    from gaia_bench.plugins.reporters.lib.calibration_table import cell_calibration
+
     out = {"mean": cell.mean, "std": cell.std, "n": cell.n, "values": cell.values, "record_ids": cell.record_ids,
            "configs": cell.configs}
+    if calibration := cell_calibration(cell):
+        out["calibration"] = calibration
     if cell.provenance:
         out["provenance"] = cell.provenance
     else:
@@ -361,7 +366,8 @@ def render_json(board: Leaderboard) -> str:
         "rebuild": board.rebuild,
         "interval": board.interval,
         "notes": {"cells": interval_notes(cells, board.interval), "marks": MARK_NOTE, "error_rate_reduction": ERR_FORMULA,
-                  "error_rate_reduction_interval": ERR_CI_NOTE, "std": STD_NOTE, "flops": FLOP_NOTE},
+                  "error_rate_reduction_interval": ERR_CI_NOTE, "std": STD_NOTE, "flops": FLOP_NOTE,
+                  "calibration": CALIBRATION_RULE},
         "main": _section_json(board.measured, "measured") if board.measured else None,
         "references": ({"label": board.references.name,
                         "sets": [{k: s.get(k) for k in ("name", "label", "description", "source")} for s in board.reference_sets],

@@ -12,6 +12,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, HeadInput, MetricInfo, Sample, Samples, TaskSpec
 from gaia_bench.errors import DataError
+from gaia_bench.tasks.types.lib import calibration
 
 PLUGIN_ORDER = 700
 
@@ -190,18 +191,45 @@ def worst_class_acc(predictions: Sequence[Any], test: Samples, dataset: DatasetS
     return {"worst_class_acc": float(np.nanmin(per_class(predictions, test, dataset)))}
 
 
-def ece(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec, bins: int = 15) -> dict[str, float]:
+def _calibration_scores(predictions: Sequence[Any], metric: str, details: Mapping[str, Any] | None) -> np.ndarray:
+    """The logits of a record whose scores are a softmax model's; a record that says its scores
+    are something else (k-NN votes, ridge outputs: ``details.calibration``) is refused with why."""
+    block = (details or {}).get("calibration") or {}
+    if block.get("scores", "softmax logits") != "softmax logits":
+        raise DataError(f"{metric}: {block['scores']}", "calibration needs a probe with softmax scores "
+                        "(linear-probe, finetune)")
+    return _scores(predictions, metric)
+
+
+def ece(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
+        details: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Expected calibration error, %: 15 equal-width confidence bins of the softmax maximum, the
-    mean over items of |accuracy - confidence| of their bin (Guo et al. 2017)."""
-    logits = _scores(predictions, "ece")
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(test.labels())
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    gap = sum(abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).sum()
-              for b in range(bins) if (which == b).any())
-    return {"ece": float(100.0 * gap / len(confidence))}
+    mean over items of |accuracy - confidence| of their bin (Guo et al. 2017; :mod:`.lib.calibration`)."""
+    return {"ece": calibration.ece(_calibration_scores(predictions, "ece", details), np.asarray(test.labels()))}
+
+
+def nll(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
+        details: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Mean negative log-likelihood of the true class under the softmax, nats."""
+    return {"nll": calibration.nll(_calibration_scores(predictions, "nll", details), np.asarray(test.labels()))}
+
+
+def brier(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
+          details: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Multi-class Brier score of the softmax probabilities, 0..2."""
+    return {"brier": calibration.brier(_calibration_scores(predictions, "brier", details), np.asarray(test.labels()))}
+
+
+def _scaled(metric: str):
+    def scaled(predictions: Sequence[Any], test: Samples, dataset: DatasetSpec,
+               details: Mapping[str, Any] | None = None) -> dict[str, float]:
+        logits = _calibration_scores(predictions, f"{metric}_ts", details)
+        values = calibration.scores(logits, np.asarray(test.labels()), calibration.temperature_of(details), "_ts")
+        return {f"{metric}_ts": values[f"{metric}_ts"]}
+
+    scaled.__doc__ = (f"``{metric}`` after temperature scaling with the temperature the job fitted on its held-out "
+                      "part (the record's ``details.calibration``)")
+    return scaled
 
 
 CLASSIFICATION = TaskSpec(
@@ -220,7 +248,10 @@ CLASSIFICATION = TaskSpec(
     decode=decode,
     resample=resample,
     per_class=per_class,
-    extra_metrics={"top5": top5, "worst_class_acc": worst_class_acc, "ece": ece},
+    # Calibration (:mod:`.lib.calibration`): jobs with softmax scores store all six by default; these
+    # add them to older results (``*_ts`` needs the temperature a job fitted on its held-out part).
+    extra_metrics={"top5": top5, "worst_class_acc": worst_class_acc, "ece": ece, "nll": nll, "brier": brier,
+                   **{f"{m}_ts": _scaled(m) for m in calibration.METRICS}},
 )
 
 

@@ -49,6 +49,7 @@ import numpy as np
 
 from gaia_bench.api import AdaptationResult, HeadInput, Samples
 from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS, rng_devices, train_classifier
+from gaia_bench.tasks.types.lib.calibration import calibration_report
 
 CLASSIFICATION_HYPERPARAMS = {
     "epochs": 30,
@@ -98,15 +99,21 @@ def run_classification_finetune(ctx) -> AdaptationResult:
         train_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test))
-        logits = predict_logits(model.classifier, test.samples, eval_transform(size, spec.mean, spec.std), size,
-                                 device, eval_batch, workers, on_batch=advance)
+        transform = eval_transform(size, spec.mean, spec.std)
+        advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test) + len(val))
+        logits = predict_logits(model.classifier, test.samples, transform, size, device, eval_batch, workers,
+                                on_batch=advance)
+        val_logits = predict_logits(model.classifier, [subset[i] for i in val], transform, size, device, eval_batch,
+                                    workers, on_batch=advance) if len(val) else None
         ctx.progress.finish()
         eval_seconds = time.perf_counter() - start
 
+    metrics, calibration = calibration_report(logits, np.asarray(test.labels()), val_logits, y_subset[val],
+                                              "held-out logits of the tested weights (those early stopping chose)")
     return AdaptationResult(
         predictions=list(logits),
-        details=details,
+        metrics=metrics,
+        details={**details, **calibration},
         stage_seconds={"finetune_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=int(trainable),
     )

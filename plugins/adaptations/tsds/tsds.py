@@ -188,6 +188,7 @@ def run(ctx) -> AdaptationResult:
     )
 
     from gaia_bench.runner import peak_memory_mb
+    from gaia_bench.tasks.types.lib.calibration import calibration_report
 
     hp = {**CLASSIFICATION_HYPERPARAMS, **HYPERPARAMS, **ctx.hyperparams}
     pool, selection, summary, seconds = _select(ctx, hp)
@@ -236,9 +237,12 @@ def run(ctx) -> AdaptationResult:
         train_memory = peak_memory_mb(device)
 
         start = time.perf_counter()
-        advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test))
-        logits = predict_logits(model.classifier, test.samples, eval_transform(size, spec.mean, spec.std), size,
-                                 device, eval_batch, workers, on_batch=advance)
+        transform = eval_transform(size, spec.mean, spec.std)
+        advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test) + len(val))
+        logits = predict_logits(model.classifier, test.samples, transform, size, device, eval_batch, workers,
+                                on_batch=advance)
+        val_logits = predict_logits(model.classifier, [subset[i] for i in val], transform, size, device, eval_batch,
+                                    workers, on_batch=advance) if len(val) else None
         ctx.progress.finish()
         eval_seconds = time.perf_counter() - start
 
@@ -250,8 +254,10 @@ def run(ctx) -> AdaptationResult:
                                 "downstream_loss": result.last_parts.get("main", result.last_loss),
                                 "upstream_loss": result.last_parts.get("extra", float("nan"))},
                "peak_memory_after_train": train_memory, "peak_memory_after_select": select_memory}
+    metrics, calibration = calibration_report(logits, np.asarray(test.labels()), val_logits, y_subset[val],
+                                              "held-out logits of the tested weights (those early stopping chose)")
     return AdaptationResult(
-        predictions=list(logits), details=details,
+        predictions=list(logits), metrics=metrics, details={**details, **calibration},
         stage_seconds={**seconds, "tsds_train": train_seconds, "evaluate": eval_seconds},
         trainable_params=int(trainable),
     )

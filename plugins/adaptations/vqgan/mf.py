@@ -231,7 +231,7 @@ def run(ctx) -> AdaptationResult:
             model.load_state_dict(stages.load("finetune.pt"))
 
         start = time.perf_counter()
-        metrics, predictions = evaluate_test(ctx, model, "mf")
+        metrics, predictions, calibration = evaluate_test(ctx, model, "mf", split)
         eval_seconds = time.perf_counter() - start
 
     done = stages.state["done"]
@@ -250,6 +250,7 @@ def run(ctx) -> AdaptationResult:
         "peak_rss_mb_per_stage": {s: done[s]["peak_rss_mb"] for s in STAGES},
         "vqgan": {k: trained.summary[k] for k in ("pool_l1", "pool_psnr_db", "pool_codes_used", "pool_perplexity",
                                                  "train_seconds", "parameters")} | {"directory": str(trained.directory)},
+        **calibration,
     }
     return AdaptationResult(
         metrics=metrics, predictions=predictions, details=details,

@@ -63,7 +63,7 @@ def run(ctx) -> AdaptationResult:
         train_seconds = time.perf_counter() - start
         train_memory = peak_memory_mb("cpu")["peak_rss_mb"]
         start = time.perf_counter()
-        metrics, predictions = evaluate_test(ctx, model, "vqgan-replay")
+        metrics, predictions, calibration = evaluate_test(ctx, model, "vqgan-replay", split)
         eval_seconds = time.perf_counter() - start
 
     seen = record.pop("samples_seen")
@@ -79,6 +79,7 @@ def run(ctx) -> AdaptationResult:
         "peak_rss_mb_per_stage": {"vqgan": vqgan_memory, "finetune_replay": train_memory},
         "vqgan": {k: trained.summary[k] for k in ("pool_l1", "pool_psnr_db", "pool_codes_used", "train_seconds")}
                  | {"directory": str(trained.directory)},
+        **calibration,
     }
     return AdaptationResult(
         metrics=metrics, predictions=predictions, details=details,

@@ -551,6 +551,7 @@ class Leaderboard:
     # set by the command from its StoredDraws: job id -> why its predictions went unused / the file its draws came from
     prediction_problems: dict[str, str] = field(default_factory=dict)
     prediction_files: dict[str, Path] = field(default_factory=dict)
+    calibration: bool = False  # set by the command (--calibration): add the calibration table
 
 
 def _pick_baseline(inits: list[str], requested: str | None) -> str | None:

@@ -3,7 +3,10 @@
 A reference set is a JSON document (``kind: gaia-bench-references``) of entries, each one value
 of a published table with its provenance (repository, commit, file, table, row, column, cell).
 Entries become records shaped like stored results, marked ``reference``, so the leaderboard
-aggregates them with the same code while showing them apart from results measured here.
+aggregates them with the same code while showing them apart from results measured here. A set's
+``searches`` (task type -> label, description, source) say how its heads' hyper-parameters were
+searched, where that is known (GV-B's linear probe: OpenGVLab/gv-benchmark#6): every entry of that
+task type carries it, and the reference table marks its rows with it.
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ def as_records(doc: dict) -> list[dict]:
     """The entries of a reference set as result-shaped records (status done, ``reference`` block)."""
     records = []
     name = doc.get("name", "reference")
+    searches = doc.get("searches") or {}
     for entry in doc.get("entries", []):
+        search = {"search": searches[entry["task"]]} if entry["task"] in searches else {}
         shot = parse_shot(entry["shots"])
         metrics = entry.get("metrics") or {entry["metric"]: entry["value"]}
         records.append({
@@ -80,6 +85,6 @@ def as_records(doc: dict) -> list[dict]:
             "primary_metric": entry["metric"],
             "primary_value": float(entry["value"]),
             "higher_is_better": bool(entry["higher_is_better"]),
-            "reference": {"set": name, "label": doc.get("label", name), **entry["provenance"]},
+            "reference": {"set": name, "label": doc.get("label", name), **entry["provenance"], **search},
         })
     return records

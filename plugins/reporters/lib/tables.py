@@ -187,13 +187,17 @@ def main_grid(section: Section, grid_id: str, interval: str = "ci", reference: b
                                   "mean", True, better))
     all_cells = [c for row in table.rows for c in row.cells.values()]
     show_n = _same_n(all_cells) is None
-    rows, flagged = [], False
+    rows, flagged, searches = [], False, {}
     for row in table.rows:
         cells = []
         if reference:
             sources = {f"{p.get('label', p.get('set'))} @{str(p.get('commit', ''))[:7]}"
                        for cell in row.cells.values() for p in cell.provenance}
-            cells.append(GridCell(", ".join(sorted(sources)) or "reference"))
+            found = {(c.task, p["search"]["label"]): p["search"] for c, cell in row.cells.items()
+                     for p in cell.provenance if p.get("search")}
+            searches.update({label: s for (_, label), s in found.items()})
+            marks = "; ".join(f"{task_label(t)} searched: {label}" for t, label in sorted(found))
+            cells.append(GridCell(", ".join(sorted(sources)) + (f" ({marks})" if marks else "") or "reference"))
         cells += _text(*row.key)
         origin = row_origin(row)
         flagged |= bool(origin.flag)
@@ -213,6 +217,7 @@ def main_grid(section: Section, grid_id: str, interval: str = "ci", reference: b
     notes = [f"{what}; shots {table.shots}; each cell is the dataset's primary metric"]
     notes += interval_notes(all_cells, interval) + mark_notes(all_cells)
     notes += [f"{LOWER_MARK} marks lower-is-better metrics", TASK_MEAN_NOTE, KIND_NOTE + " (details: the provenance table)"]
+    notes += [f"searched: {label}: {s.get('description', '')} ({s.get('source', '')})" for label, s in sorted(searches.items())]
     if flagged:
         notes.append(FLAG_NOTE)
     return Grid(grid_id, f"{'Reference' if reference else 'Main'} table ({table.shots})", columns, rows, notes)
@@ -389,6 +394,10 @@ def leaderboard_grids(board: Leaderboard) -> list[Grid]:
         grids.append(agreement_grid(board))
     if board.long_tail is not None and (board.long_tail.rows or board.long_tail.without_values):
         grids.append(long_tail_grid(board))
+    if board.calibration and board.measured:
+        from gaia_bench.plugins.reporters.lib.calibration_table import calibration_grid
+
+        grids.append(calibration_grid(board))
     if board.measured:
         grids.append(provenance_grid(board.measured))
     if board.speed and board.measured:

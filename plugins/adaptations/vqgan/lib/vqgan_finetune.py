@@ -114,19 +114,27 @@ def fine_tune(ctx, hp: dict[str, Any], split: Split, backbone: nn.Module, head: 
     return model.classifier, details, int(trainable)
 
 
-def evaluate_test(ctx, model: nn.Module, label: str) -> tuple[dict[str, float], list]:
-    """The job's metrics on the test split, and the predictions (logits per test item)."""
+def evaluate_test(ctx, model: nn.Module, label: str, split: Split) -> tuple[dict[str, float], list, dict]:
+    """The job's metrics on the test split with their calibration (temperature fitted on the
+    held-out part's logits), the predictions (logits per test item) and ``details.calibration``."""
     from gaia_bench.imagedata import eval_transform
+    from gaia_bench.tasks.types.lib.calibration import calibration_report
 
     spec, dataset = ctx.job.backbone, ctx.job.dataset
     size = int(ctx.config.image_size)
     test = ctx.load(dataset.test_split)
-    advance = ctx.progress.start(f"evaluate {label} {spec.name} / {dataset.name}:{dataset.test_split}", len(test))
-    logits = predict_logits(model, test.samples, eval_transform(size, spec.mean, spec.std), size, ctx.device,
-                             int(ctx.batch_size), int(ctx.workers), on_batch=advance)
+    transform = eval_transform(size, spec.mean, spec.std)
+    advance = ctx.progress.start(f"evaluate {label} {spec.name} / {dataset.name}:{dataset.test_split}",
+                                 len(test) + len(split.val))
+    logits = predict_logits(model, test.samples, transform, size, ctx.device, int(ctx.batch_size), int(ctx.workers),
+                            on_batch=advance)
+    val_logits = predict_logits(model, split.val, transform, size, ctx.device, int(ctx.batch_size), int(ctx.workers),
+                                on_batch=advance) if len(split.val) else None
     ctx.progress.finish()
     predictions = list(logits)
-    return ctx.job.task.evaluate(predictions, test, dataset), predictions
+    calibration, details = calibration_report(logits, np.asarray(test.labels()), val_logits, split.y_val,
+                                              "held-out logits of the tested weights (those early stopping chose)")
+    return {**ctx.job.task.evaluate(predictions, test, dataset), **calibration}, predictions, details
 
 
 def sample_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
