@@ -171,8 +171,10 @@ def watch(
                                  "write some with `gaia-bench pretrain --checkpoint-every N`")
             new = [s for s in snapshots if s.sha256 not in handled]
             for snapshot in new:
-                _evaluate(watcher, snapshot)
                 handled.add(snapshot.sha256)
+                if _evaluate(watcher, snapshot) and not once and snapshot is not new[-1]:
+                    markdown = watcher.report(snapshots, out) or markdown  # current while a long pass goes on
+            if new:
                 markdown = watcher.report(snapshots, out) or markdown
             last = next((s for s in snapshots if s.step == s.total_steps), None)
             if once or last is not None:
@@ -190,12 +192,15 @@ def watch(
         err_console.print(f"[yellow]interrupted:[/] finished results are in the store; the report is in {out}; "
                           "run the same command again to go on")
         raise typer.Exit(130) from None
-    if markdown is not None:
-        console.print(markdown, highlight=False, markup=False)
-        notice(f"transfer against step: {out / REPORT}.png, .md, .csv")
+    if markdown is None:
+        notice("no finished result for these checkpoints yet: no report written")
+        return
+    console.print(markdown, highlight=False, markup=False)
+    notice(f"transfer against step: {out / REPORT}.png, .md, .csv")
 
 
-def _evaluate(watcher: Watcher, snapshot) -> None:
+def _evaluate(watcher: Watcher, snapshot) -> bool:
+    """Evaluate the checkpoint's cells the store lacks; whether there were any."""
     with open_store(watcher.options["store"]) as results:
         ids = watcher.job_ids(snapshot)
         stored = results.statuses(ids)
@@ -204,7 +209,7 @@ def _evaluate(watcher: Watcher, snapshot) -> None:
     if not pending:
         failed = sum(s == "failed" for s in stored.values())
         notice(f"{where}: its {len(ids)} cell(s) are in the store" + (f" ({failed} failed)" if failed else ""))
-        return
+        return False
     notice(f"{where}: evaluating {pending} of its {len(ids)} cell(s)")
     code = watcher.evaluate(snapshot)
     if code == 130:
@@ -213,6 +218,7 @@ def _evaluate(watcher: Watcher, snapshot) -> None:
         notice(f"{where}: some cells failed (recorded; `gaia-bench status` shows why)")
     elif code:
         raise typer.Exit(code)
+    return True
 
 
 @hookimpl
