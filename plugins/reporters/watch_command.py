@@ -19,7 +19,7 @@ import typer
 from gaia_bench import hookimpl
 from gaia_bench.cli.common import DataRootOption, StoreOption, handle_errors, open_store, parse_seeds, parse_shots
 from gaia_bench.console import console, err_console, notice
-from gaia_bench.errors import UsageError
+from gaia_bench.errors import DataError, UsageError
 
 PLUGIN_ORDER = 650
 
@@ -45,6 +45,7 @@ class Watcher:
         self.seeds = parse_seeds(options["seed"])
         self.jobs: dict[str, list[str]] = {}  # sha256 -> job ids
         self.model: str | None = options["model"]
+        self.told: set[tuple] = set()  # unreadable files already reported
 
     def _present(self, name: str) -> bool:
         """As `run` does for a suite: a dataset no plugin can make and that is not on disk is left out."""
@@ -56,7 +57,7 @@ class Watcher:
     def snapshots(self) -> list:
         from gaia_bench.plugins.inits.lib.checkpoint_files import pretraining_snapshots
 
-        found = pretraining_snapshots(self.directory)
+        found = pretraining_snapshots(self.directory, self._unreadable)
         backbones = sorted({f.backbone for f in found})
         if len(backbones) > 1:
             raise UsageError(f"{self.directory} holds checkpoints of several backbones ({', '.join(backbones)})",
@@ -64,6 +65,12 @@ class Watcher:
         if self.model is None and backbones:
             self.model = backbones[0]
         return found
+
+    def _unreadable(self, path: Path, error: DataError) -> None:
+        stat = path.stat()
+        if (path, stat.st_size, stat.st_mtime_ns) not in self.told:  # once per state of the file
+            self.told.add((path, stat.st_size, stat.st_mtime_ns))
+            notice(f"skipping {path.name} while it does not read ({error.message}); read again when it changes")
 
     def job_ids(self, snapshot) -> list[str]:
         """The cells of one checkpoint (planned once: its weights id is its file's hash)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from gaia_bench.errors import DataError
 from gaia_bench.plugins.backbones.lib.weights_files import file_sha256
@@ -69,8 +70,15 @@ def read_checkpoint_file(path: Path) -> CheckpointFile:
     return _read(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def pretraining_snapshots(directory: Path) -> list[CheckpointFile]:
+def pretraining_snapshots(directory: Path, unreadable: Callable[[Path, DataError], None]) -> list[CheckpointFile]:
     """The `gaia-bench pretrain` checkpoints in ``directory`` (``*.pt``, not its sub-folders), by step.
-    Files still being written are invisible: they are renamed into place when complete."""
-    found = [read_checkpoint_file(p) for p in sorted(directory.glob("*.pt")) if p.is_file()]
+    Files pretrain is still writing are invisible (renamed into place when complete); a file that
+    does not read (copied in by hand and not complete yet, or damaged) goes to ``unreadable`` and
+    is read again when it changes."""
+    found = []
+    for path in sorted(directory.glob("*.pt")):
+        try:
+            found.append(read_checkpoint_file(path))
+        except DataError as exc:
+            unreadable(path, exc)
     return sorted((f for f in found if f.method is not None), key=lambda f: (f.step, f.path.name))
