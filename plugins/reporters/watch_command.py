@@ -21,7 +21,7 @@ from gaia_bench.cli.common import DataRootOption, StoreOption, handle_errors, op
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import DataError, UsageError
 
-PLUGIN_ORDER = 650
+PLUGIN_ORDER = 670
 
 REPORT = "transfer"  # transfer.png, transfer.md, transfer.csv
 
@@ -46,6 +46,8 @@ class Watcher:
         self.jobs: dict[str, list[str]] = {}  # sha256 -> job ids
         self.model: str | None = options["model"]
         self.told: set[tuple] = set()  # unreadable files already reported
+        self.summary: list[tuple[str, str, str, str]] = []  # the terminal's rows of the last report
+        self.metrics: list[str] = []
 
     def _present(self, name: str) -> bool:
         """As `run` does for a suite: a dataset no plugin can make and that is not on disk is left out."""
@@ -106,7 +108,7 @@ class Watcher:
     def report(self, snapshots: list, out: Path) -> str | None:
         """Write the plot and both tables of what the store has for these checkpoints; the markdown."""
         from gaia_bench.plugins.reporters.lib.checkpoint_curves import (Checkpoint, build_curves, csv_table,
-                                                                        markdown_table, plot)
+                                                                        markdown_table, plot, summary_rows)
         from gaia_bench.plugins.reporters.lib.resampling import StoredDraws
 
         with open_store(self.options["store"]) as results:
@@ -122,6 +124,7 @@ class Watcher:
         markdown = markdown_table(curves, title)
         (out / f"{REPORT}.md").write_text(markdown)
         (out / f"{REPORT}.csv").write_text(csv_table(curves))
+        self.summary, self.metrics = summary_rows(curves), sorted({c.metric for c in curves})
         image = plot(curves, title)
         if image is not None:
             (out / f"{REPORT}.png").write_bytes(image)
@@ -202,8 +205,20 @@ def watch(
     if markdown is None:
         notice("no finished result for these checkpoints yet: no report written")
         return
-    console.print(markdown, highlight=False, markup=False)
-    notice(f"transfer against step: {out / REPORT}.png, .md, .csv")
+    console.print(_summary(watcher.summary, watcher.metrics))
+    notice(f"transfer against step: {out / REPORT}.png, .md (a row per step), .csv")
+
+
+def _summary(rows: list[tuple[str, str, str, str]], metrics: list[str]):
+    from rich import box
+    from rich.table import Table
+
+    metric = f"{metrics[0]}, " if len(metrics) == 1 else ""
+    table = Table("dataset / adaptation", "first", "last", "best", box=box.SIMPLE_HEAD,
+                  title=f"transfer against step ({metric}mean ± half its 95% CI @ step)")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _evaluate(watcher: Watcher, snapshot) -> bool:

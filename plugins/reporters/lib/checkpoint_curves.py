@@ -102,34 +102,58 @@ def csv_table(curves: Sequence[Curve]) -> str:
 
 
 def plot(curves: Sequence[Curve], title: str) -> bytes | None:
-    """The primary metric against pretraining step, a line per curve and its interval as a band;
-    None when nothing is evaluated yet."""
+    """The primary metric against pretraining step: a line per curve (colour: dataset; line and
+    marker: adaptation) and its interval as a band; None when nothing is evaluated yet."""
+    from matplotlib.ticker import MaxNLocator
+
     from gaia_bench.plugins.reporters.lib.leaderboard_plots import _png, _pyplot
 
     if not any(c.points for c in curves):
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(9.0, 4.6))
     colors = plt.get_cmap("tab10")
+    datasets = list(dict.fromkeys(c.dataset for c in curves))
+    adaptations = list(dict.fromkeys(c.adaptation for c in curves))
     shots = _several_shots(curves)
-    for i, curve in enumerate(curves):
+    for curve in curves:
         points = sorted(curve.points.items(), key=lambda p: (p[0].step, p[0].name))
         steps = [p.step for p, _ in points]
-        color = colors(i % 10)
-        ax.plot(steps, [c.mean for _, c in points], marker="o", color=color,
-                label=f"{curve.label(shots)} ({curve.metric}{'' if curve.higher_is_better else ', lower is better'})")
+        color, style = colors(datasets.index(curve.dataset) % 10), adaptations.index(curve.adaptation)
+        ax.plot(steps, [c.mean for _, c in points], color=color, linestyle=("-", "--", ":", "-.")[style % 4],
+                marker="osD^v"[style % 5], label=f"{curve.label(shots)}{'' if curve.higher_is_better else ' (↓)'}")
         banded = [(s, c.interval) for s, (_, c) in zip(steps, points) if c.interval is not None]
         if banded:
             ax.fill_between([s for s, _ in banded], [iv.low for _, iv in banded], [iv.high for _, iv in banded],
-                            color=color, alpha=0.18, linewidth=0)
+                            color=color, alpha=0.12, linewidth=0)
     metrics = sorted({c.metric for c in curves})
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("pretraining step")
-    ax.set_ylabel(metrics[0] if len(metrics) == 1 else "primary metric")
+    ax.set_ylabel(metrics[0] if len(metrics) == 1 else "primary metric (↓: lower is better)")
     ax.set_title(f"{title}\n(bands: {LEVEL * 100:g}% confidence intervals)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return _png(fig)
+
+
+def summary_rows(curves: Sequence[Curve]) -> list[tuple[str, str, str, str]]:
+    """For the terminal, whatever the number of checkpoints: per curve, its first and last
+    checkpoint's value and its best one (in the metric's direction) with the step; the metric is
+    named where the curves have several."""
+    shots, metrics = _several_shots(curves), len({c.metric for c in curves}) > 1
+    rows = []
+    for curve in curves:
+        points = sorted(curve.points.items(), key=lambda p: (p[0].step, p[0].name))
+        sign = 1.0 if curve.higher_is_better else -1.0
+        best = max(points, key=lambda p: sign * p[1].mean)
+
+        def show(point: tuple[Checkpoint, Cell]) -> str:
+            cell = point[1]
+            half = f"±{cell.interval.half_width:.1f}" if cell.interval is not None else ""
+            return f"{cell.mean:.1f}{half} @{point[0].step}"
+
+        metric = f" ({curve.metric})" if metrics else ""
+        rows.append((f"{curve.label(shots)}{metric}{'' if curve.higher_is_better else ' ↓'}",
+                     show(points[0]), show(points[-1]), show(best)))
+    return rows
