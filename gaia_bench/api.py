@@ -124,8 +124,8 @@ class InitSpec:
     weights_source: str = ""  # where the weights come from, in words
     applies_to: str = "any backbone"  # which backbones it can initialize, in words
     # The pretraining method behind the init (`gaia-bench pretrain --method NAME`), if it has one: the
-    # inits plugins' PretrainMethod (plugins/inits/lib/pretrain_contract.py), a contract between them
-    # and their command. The core reads only its ``hyperparams`` (names -> defaults, for --init-hp).
+    # inits plugins' PretrainMethod (plugins/inits/lib/pretrain_contract.py), or any object with just
+    # ``hyperparams`` (e.g. ``checkpoint``'s file), the only part the core reads (names -> defaults, for --init-hp).
     pretrain: Any = None
 
 

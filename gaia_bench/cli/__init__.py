@@ -193,9 +193,9 @@ def inits() -> None:
         if published:
             backbones += f"\npublished for: {', '.join(published[:8])}{' …' if len(published) > 8 else ''}"
         pretraining = "-"
-        if spec.pretrain is not None:
-            pretraining = f"gaia-bench pretrain --method {spec.name}\n" + ", ".join(
-                f"{k}={v}" for k, v in spec.pretrain.hyperparams.items())
+        if spec.pretrain is not None:  # a method that trains, or only --init-hp parameters (e.g. a file)
+            command = f"gaia-bench pretrain --method {spec.name}" if hasattr(spec.pretrain, "checkpoint") else "--init-hp"
+            pretraining = f"{command}\n" + ", ".join(f"{k}={v}" for k, v in spec.pretrain.hyperparams.items())
         table.add_row(spec.name, spec.description, backbones, spec.weights_source, pretraining)
     console.print(table)
 

@@ -1,6 +1,6 @@
 """`gaia-bench pretrain` (added through ``register_commands``): run an init's pretraining method on
-an upstream pool and cache the checkpoint. The command knows no method: each init plugin brings its
-own (``InitSpec.pretrain``)."""
+an upstream pool and cache the checkpoint (``--checkpoint-every``: and intermediate ones, for
+`gaia-bench watch`). The command knows no method: each init plugin brings its own (``InitSpec.pretrain``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gaia_bench import hookimpl
 from gaia_bench.cli.common import DataRootOption, handle_errors, parse_overrides
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
+from gaia_bench.plugins.inits.lib.pretrain_contract import PretrainMethod
 
 PLUGIN_ORDER = 400
 
@@ -42,6 +43,9 @@ def pretrain(
     force: Annotated[bool, typer.Option("--force", help="pretrain again even when the checkpoint is cached")] = False,
     show_label_space: Annotated[bool, typer.Option("--show-label-space", help="print the method's unified label space "
                                                    "(unified class <- source:class, similarity) and exit")] = False,
+    checkpoint_every: Annotated[str | None, typer.Option("--checkpoint-every", help="also write an intermediate "
+                                                         "checkpoint every N steps ('50') or epochs ('0.5ep'), and "
+                                                         "after the last step, for `gaia-bench watch`")] = None,
 ) -> None:
     """Pretrain a backbone with an init's method on an upstream pool, and cache the checkpoint.
 
@@ -49,11 +53,12 @@ def pretrain(
     second call reuses the checkpoint; `gaia-bench run --init METHOD` uses the same cache."""
     from gaia_bench.manager import get_registries
     from gaia_bench.paths import data_root as resolve_data_root
+    from gaia_bench.plugins.inits.lib.pretraining import parse_every, snapshot_dir
 
     regs = get_registries()
     init = regs.inits.get(method)
-    if init.pretrain is None:
-        methods = [n for n, s in regs.inits.items() if s.pretrain is not None]
+    if not isinstance(init.pretrain, PretrainMethod):
+        methods = [n for n, s in regs.inits.items() if isinstance(s.pretrain, PretrainMethod)]
         raise UsageError(f"init '{method}' has no pretraining method", f"pretrain one of: {', '.join(methods)}")
     if steps is not None and epochs is not None:
         raise UsageError("--steps and --epochs both given", "give one of them")
@@ -78,12 +83,28 @@ def pretrain(
     cached = pretraining.path(backbone, pool, overrides).exists() and not force
     notice(f"{method} / {backbone.name} / {pool.name}: checkpoint {key} "
            + ("is cached: reusing it (--force pretrains again)" if cached else "is not cached: pretraining"))
-    path = pretraining.checkpoint(backbone, pool, overrides, force=force, root=root)
+    if checkpoint_every is not None:
+        parse_every(checkpoint_every)  # a bad value fails before any training
+    path = pretraining.checkpoint(backbone, pool, overrides, force=force, root=root,
+                                  **({"every": checkpoint_every} if checkpoint_every is not None else {}))
     console.print(_summary(path))
+    if checkpoint_every is not None:
+        _tell_snapshots(snapshot_dir(path), backbone.name, cached)
     if overrides or upstream != "mini":
         pairs = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items()))
         flags = (f" --upstream {upstream}" if upstream != "mini" else "") + (f" --init-hp '{pairs}'" if pairs else "")
         notice(f"runs use this checkpoint with: gaia-bench run --model {model} --init {method}{flags}")
+
+
+def _tell_snapshots(directory: Path, model: str, cached: bool) -> None:
+    found = sorted(directory.glob("*.pt")) if directory.is_dir() else []
+    if not found:
+        notice("the checkpoint was cached, and the run that wrote it kept no intermediate checkpoints: "
+               "add --force to pretrain again and write them")
+        return
+    notice(f"{len(found)} intermediate checkpoint(s){' (from the run that wrote the cached one)' if cached else ''} "
+           f"in {directory}")
+    notice(f"evaluate each as it appears with: gaia-bench watch {directory} --model {model}")
 
 
 def _summary(path: Path) -> Table:

@@ -37,10 +37,12 @@ class Pretrain(Protocol):
     """Makes sure a pretraining checkpoint exists (the step that may take minutes): the cached
     checkpoint file, pretrained first (reading the pool under ``root``, the default data root when
     None, and reporting to ``progress``) when it is not cached or ``force`` is set. Concurrent
-    callers train it once."""
+    callers train it once. ``every`` (``"50"`` steps, ``"0.5ep"`` epochs): while training, also write
+    intermediate checkpoints, each with its ``step``, into the directory `gaia-bench watch` reads."""
 
     def __call__(self, backbone: BackboneSpec, upstream: DatasetSpec, hyperparams: Mapping[str, Any] | None = None,
-                 force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path: ...
+                 force: bool = False, root: Path | None = None, progress: Progress | None = None,
+                 every: str | None = None) -> Path: ...
 
 
 class LoadPretrained(Protocol):

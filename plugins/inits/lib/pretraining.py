@@ -6,6 +6,11 @@ A method supplies ``train(backbone, pool, hyperparams, loop) -> extra`` (its hea
 A checkpoint is ``<cache home>/pretrained/<method>/<backbone>-<key>.pt``, where ``key`` hashes the
 method, backbone, pool name and version, hyper-parameters and seed: the same request always maps
 to the same file, and a second request reuses it (a file lock makes concurrent runs train once).
+
+Asked to (``checkpoint(..., every=...)``), the loop also writes intermediate checkpoints into
+:func:`snapshot_dir` (``<backbone>-<key>.steps/step-0000050.pt``): the same payload as the final
+checkpoint plus ``step`` and ``total_steps``, written atomically, so `gaia-bench watch` can evaluate
+each one as it appears. Writing them reads the weights only: the final checkpoint is the same.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 import os
 import re
 import tempfile
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -66,6 +72,34 @@ def checkpoint_key(method: str, backbone: BackboneSpec, upstream: DatasetSpec, h
 def checkpoint_path(method: str, backbone: BackboneSpec, key: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", backbone.name)
     return cache_home() / "pretrained" / method / f"{safe}-{key}.pt"
+
+
+def snapshot_dir(final: Path) -> Path:
+    """Where the intermediate checkpoints of the run that writes ``final`` go."""
+    return final.with_name(final.stem + ".steps")
+
+
+def snapshot_name(step: int) -> str:
+    return f"step-{step:07d}.pt"
+
+
+def parse_every(text: str) -> tuple[float, str]:
+    """``--checkpoint-every``: ``50`` (steps) or ``0.5ep`` (epochs) -> (50.0, "steps") or (0.5, "epochs")."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(ep|epochs?)?\s*", str(text).lower())
+    unit = "epochs" if match and match.group(2) else "steps"
+    try:
+        value = float(match.group(1)) if match else -1.0
+    except ValueError:
+        value = -1.0
+    if value <= 0 or (unit == "steps" and not value.is_integer()):
+        raise UsageError(f"--checkpoint-every {text!r} is not a number of steps or epochs",
+                         "e.g. --checkpoint-every 50 (steps) or --checkpoint-every 0.5ep (epochs)")
+    return value, unit
+
+
+# Set by ``checkpoint(..., every=...)`` around a method's ``train``: called by :func:`run_loop`
+# after every step with (steps done, total steps, items, batch size, losses so far).
+_AFTER_STEP: ContextVar[Callable[[int, int, int, int, list[float]], None] | None] = ContextVar("after_step", default=None)
 
 
 def pool_root(upstream: DatasetSpec, root: Path | None = None, progress: Progress | None = None) -> Path:
@@ -157,6 +191,7 @@ def run_loop(
     for m in modules:
         m.train()
     losses: list[float] = []
+    after_step = _AFTER_STEP.get()
     order = torch.randperm(n_items, generator=generator)
     cursor = 0
     columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
@@ -175,6 +210,8 @@ def run_loop(
             schedule.step()
             losses.append(float(loss.detach()))
             progress.update(task, advance=1, loss=f"{losses[-1]:.3f}")
+            if after_step is not None:
+                after_step(len(losses), steps, n_items, batch, losses)
     for m in modules:
         m.eval()
     return losses
@@ -218,6 +255,20 @@ def _save(path: Path, payload: dict) -> None:
             os.unlink(tmp)
 
 
+def _snapshots(directory: Path, interval: tuple[float, str], model: Backbone, header: dict) -> Callable:
+    """What :func:`run_loop` calls after each step: save the model every ``interval`` (steps, or
+    epochs turned into steps) and after the last step."""
+    every, unit = interval
+
+    def after_step(step: int, total: int, n_items: int, batch: int, losses: list[float]) -> None:
+        period = max(1, math.ceil(every * n_items / batch)) if unit == "epochs" else int(every)
+        if step % period == 0 or step == total:
+            _save(directory / snapshot_name(step), {**header, "step": step, "total_steps": total,
+                                                   "state_dict": model.state_dict(), "losses": list(losses)})
+
+    return after_step
+
+
 def make_method(
     name: str,
     hyperparams: Mapping[str, Any],
@@ -240,12 +291,17 @@ def make_method(
         return checkpoint_path(name, backbone, key(backbone, upstream, hp))
 
     def checkpoint(backbone: BackboneSpec, upstream: DatasetSpec, hp: Mapping[str, Any] | None = None,
-                   force: bool = False, root: Path | None = None, progress: Progress | None = None) -> Path:
+                   force: bool = False, root: Path | None = None, progress: Progress | None = None,
+                   every: str | None = None) -> Path:
         from filelock import FileLock
 
         import torch
 
         resolved = resolve_hyperparams(defaults, hp or {}, name)
+        if every is not None and not trains:
+            raise UsageError(f"pretraining method '{name}' trains nothing: it has no intermediate checkpoints",
+                             "drop --checkpoint-every, or pretrain with a method that trains (e.g. --method imagenet)")
+        interval = parse_every(every) if every is not None else None
         digest = checkpoint_key(name, backbone, upstream, resolved)
         target = checkpoint_path(name, backbone, digest)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -255,13 +311,17 @@ def make_method(
             pool = load_pool(upstream, root, progress) if trains else None
             model = build_random(backbone, int(resolved["seed"]))
             extra = convert(model) if convert is not None else None
+            header = {"format": CHECKPOINT_FORMAT, "method": name, "backbone": backbone.name, "pool": upstream.name,
+                      "pool_version": upstream.version, "hyperparams": resolved, "key": digest}
             torch.manual_seed(int(resolved["seed"]))
-            log = train(model, pool, resolved, backbone)
+            token = _AFTER_STEP.set(_snapshots(snapshot_dir(target), interval, model, header) if interval else None)
+            try:
+                log = train(model, pool, resolved, backbone)
+            finally:
+                _AFTER_STEP.reset(token)
             if extra is not None:
                 log["converted"] = extra
-            _save(target, {"format": CHECKPOINT_FORMAT, "method": name, "backbone": backbone.name,
-                         "pool": upstream.name, "pool_version": upstream.version, "hyperparams": resolved,
-                         "key": digest, "state_dict": model.state_dict(), **log})
+            _save(target, {**header, "state_dict": model.state_dict(), **log})
         return target
 
     def labels(upstream: DatasetSpec, hp: Mapping[str, Any] | None = None, root: Path | None = None) -> list:

@@ -6,7 +6,9 @@ backbone.
 The init plugins name weights in ``config.weights_id`` (:mod:`gaia_bench.plugins.inits.inits`):
 ``NAME:TAG:sha256=HASH`` for a published file, ``NAME:pretrained:POOL@VERSION:KEY`` for a
 checkpoint pretrained on a pool (hyper-parameters in the record's ``pretraining``, when it was run
-since they are kept), ``random:...`` for the architecture's own random init.
+since they are kept), ``random:...`` for the architecture's own random init; the ``checkpoint``
+init, ``checkpoint:METHOD:POOL@VERSION:step=N:sha256=HASH`` for one checkpoint of a pretraining run
+and ``checkpoint:file:sha256=HASH`` for any other file.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def short_id(weights_id: str) -> str:
     parts = weights_id.split(":")
     if len(parts) >= 4 and parts[1] == "pretrained":
         return f"imitation {parts[3][:8]}"
+    if parts[0] == "checkpoint" and parts[-1].startswith("sha256="):
+        step = parts[-2].replace("=", " ") if parts[-2].startswith("step=") else "file"
+        return f"{step} {parts[-1][7:15]}"
     if len(parts) >= 3 and parts[-1].startswith("sha256="):
         return f"published {parts[-1][7:15]}"
     return weights_id
@@ -72,6 +77,11 @@ def origin_of(weights_id: str, init: str, pretraining: dict | None = None) -> Or
             return Origin("random", "random GN+WS" if init == SCRATCH else "untrained",
                           f"no pretraining: {init}'s conversion of the random init, nothing trained (checkpoint {key})")
         return Origin("imitation", "imitation", f"{init} imitation pretrained on {pool}: {budget} (checkpoint {key})")
+    if parts[0] == "checkpoint" and len(parts) == 5 and parts[3].startswith("step="):
+        return Origin("imitation", parts[3].replace("=", " "), f"{parts[1]} pretraining on {parts[2]}, its checkpoint "
+                      f"at {parts[3].replace('=', ' ')} (file sha256 {parts[4][7:]}…)")
+    if parts[0] == "checkpoint" and parts[-1].startswith("sha256="):
+        return Origin("unknown", "file", f"a local checkpoint file (sha256 {parts[-1][7:]}…)")
     if len(parts) >= 3 and parts[-1].startswith("sha256="):
         return Origin("published", "published",
                       f"published {init} weights '{':'.join(parts[1:-1])}' (file sha256 {parts[-1][7:]}…)")
