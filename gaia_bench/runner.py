@@ -266,6 +266,8 @@ def run_job(job: Job, session: Session) -> dict:
         pool = job.init_context.upstream
         record["pretraining"] = {"pool": f"{pool.name}@{pool.version}" if pool is not None else None,
                                  "hyperparams": dict(job.init_context.hyperparams)}
+    if weights := job.init.provenance(job.backbone, job.init_context):  # the published file: size, sha256
+        record["weights"] = weights
     if session.device.startswith("cuda"):
         import torch
 
