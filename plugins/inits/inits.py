@@ -96,9 +96,9 @@ def _pool(name: str, ctx: InitContext) -> DatasetSpec:
 def _published_or_pool(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: InitContext,
                        ref: WeightsRef) -> Path | None:
     """A published file that is not here: None when the init pretrains on the pool instead (its
-    checkpoint is cached, or the backbone is a tiny test_* one, as before downloads existed),
+    checkpoint is cached, or the backbone is a tiny test_* one: as before downloads existed),
     else the file downloaded (see :func:`locate_published`)."""
-    if method is not None and pretrains_on_the_fly(spec, name):
+    if method is not None and pretrains_on_the_fly(spec, name) and ctx.upstream is not None:
         return None
     if method is None or ctx.upstream is None:
         return locate_published(spec, name, ref, ctx)

@@ -119,8 +119,12 @@ def url_fetch(url: str, directory: Path, progress: Progress, hash_prefix: str | 
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "reason", "") or exc).splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    """The cause in a few words: a transfer cut short says how short (huggingface_hub's size check)."""
+    text = str(getattr(exc, "reason", "") or exc)
+    if cut := re.search(r"should be of size (\d+) but has size (\d+)", text):
+        return f"the transfer was cut short: {cut.group(2)} of {cut.group(1)} bytes arrived"
+    lines = text.splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 # --------------------------------------------------------------------------- Hugging Face hub files
