@@ -129,7 +129,7 @@ class InitSpec:
     # inits plugins' PretrainMethod (plugins/inits/lib/pretrain_contract.py), a contract between them
     # and their command. The core reads only its ``hyperparams`` (names -> defaults, for --init-hp).
     pretrain: Any = None
-    provenance: Callable[[BackboneSpec, InitContext], dict | None] = lambda spec, ctx: None  # a record's "weights"
+    provenance: Callable[[BackboneSpec, InitContext], dict] = lambda spec, ctx: {}  # record fields: where weights came from
 
 
 # --------------------------------------------------------------------------- tasks & datasets

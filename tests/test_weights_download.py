@@ -122,8 +122,8 @@ def test_fetch_then_list_then_an_offline_run_uses_the_file(hub, weights_bytes, t
     spec, init = get_registries().backbones.get("test_resnet"), get_registries().inits.get("imagenet")
     ctx = InitContext(offline=True)
     assert init.weights_id(spec, ctx) == f"imagenet:test_resnet.r160_in1k:sha256={sha[:16]}"
-    assert init.provenance(spec, ctx) == {"tag": "test_resnet.r160_in1k", "file": str(path), "bytes": len(weights_bytes),
-                                          "sha256": sha}
+    assert init.provenance(spec, ctx) == {"weights": {"tag": "test_resnet.r160_in1k", "file": str(path),
+                                                      "bytes": len(weights_bytes), "sha256": sha}}
     assert Hub.requests == []
 
 

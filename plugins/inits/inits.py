@@ -132,13 +132,19 @@ def _resolve(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: 
     return Resolved(f"{name}:pretrained:{upstream.name}@{upstream.version}:{key}", key=key)
 
 
-def published_provenance(name: str, spec: BackboneSpec) -> dict | None:
-    """What a record says about the published file an init loads: its tag, path, size and sha256."""
+def provenance(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: InitContext) -> dict:
+    """What a job's record says about its weights (never downloading): the published file's tag,
+    path, size and full sha256 (``weights``), or the pool and hyper-parameters it was pretrained
+    with (``pretraining``)."""
     ref = spec.published_weights.get(name)
     path = ref.locate() if ref is not None else None
-    if ref is None or path is None:
-        return None
-    return {"tag": ref.tag, "file": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    if ref is not None and path is not None:
+        return {"weights": {"tag": ref.tag, "file": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}}
+    if method is None:
+        return {}
+    pool = ctx.upstream
+    return {"pretraining": {"pool": f"{pool.name}@{pool.version}" if pool is not None else None,
+                            "hyperparams": dict(ctx.hyperparams)}}
 
 
 def pretrained_init(name: str, description: str, method: PretrainMethod | None, *, weights_source: str,
@@ -160,7 +166,7 @@ def pretrained_init(name: str, description: str, method: PretrainMethod | None, 
     supports = (lambda spec: True) if method is not None else (lambda spec: name in spec.published_weights)
     return InitSpec(name=name, description=description, initialize=initialize, weights_id=weights_id,
                     supports=supports, weights_source=weights_source, applies_to=applies_to, pretrain=method,
-                    provenance=lambda spec, ctx: published_provenance(name, spec))
+                    provenance=lambda spec, ctx: provenance(name, method, spec, ctx))
 
 
 RANDOM = InitSpec(
