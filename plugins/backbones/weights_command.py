@@ -128,6 +128,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="every field in full, as JSON")] = False,
 ) -> None:
     """Weight files in the standard caches: model, init, library, file, size, sha256."""
+    from rich import box
     from rich.table import Table
 
     rows = cached_weights()
@@ -137,12 +138,15 @@ def list_command(
     if not rows:
         notice("no weight files in the standard caches; `gaia-bench weights fetch MODEL --init NAME` fetches some")
         return
-    table = Table("model", "init", "library", "file", "size", "sha256", title="cached weights")
+    table = Table("model", "init", "library", "file", "size", "sha256", title="cached weights",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in (table.columns[0], table.columns[3]):
+        column.overflow = "fold"  # a long name wraps rather than losing its end
     for row in rows:
         table.add_row(row["model"], row["init"], row["library"], Path(row["file"]).name, _mib(row["bytes"]),
                       row["sha256"][:12])
     console.print(table)
-    notice("file: the name in its cache (--json gives the path); sha256: the first 12 hex digits (--json: all)")
+    notice("sha256: its first 12 hex digits; --json gives every hash and path in full")
 
 
 @hookimpl
