@@ -23,7 +23,7 @@ class WeightsRef:
     fetches them into the owning library's cache; the other fields make the "missing" message exact."""
 
     tag: str  # the official tag, e.g. "resnet50.a1_in1k" or "ResNet50_Weights.IMAGENET1K_V2"
-    locate: Callable[[], Path | None]  # the local file, or None: never downloads
+    locate: Callable[[], Path | None]  # the local file, or None (looks only)
     expected: str  # file name expected on disk
     search_dirs: tuple[str, ...]  # directories searched, in order
     fetch_command: str  # what fetches it on a machine with internet

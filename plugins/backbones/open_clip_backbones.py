@@ -36,7 +36,7 @@ from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError, PluginError
 from gaia_bench.plugins.backbones.lib.weights_download import hf_fetch, url_fetch
-from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hub_cache
+from gaia_bench.plugins.backbones.lib.weights_files import clip_cache_dir, hf_cached_file, hf_hub_cache
 
 if TYPE_CHECKING:
     import torch
@@ -103,11 +103,6 @@ def _tag_cfg(arch: str, tag: str) -> dict:
 
 
 # --------------------------------------------------------------------------- locating the checkpoint
-def clip_cache_dir() -> Path:
-    """Where open_clip keeps checkpoints it downloads by URL (``download_pretrained_from_url``)."""
-    return Path(os.path.expanduser("~/.cache/clip"))
-
-
 def _hf_target(tag_cfg: dict) -> tuple[str, tuple[str, ...]]:
     """(repo id, file names in open_clip's order of preference) of a tag's ``hf_hub`` entry."""
     hub = tag_cfg.get("hf_hub", "")

@@ -375,7 +375,7 @@ def _dinov2_init() -> InitSpec:
     from gaia_bench.plugins.inits.inits import pretrained_init
 
     return pretrained_init("dinov2", "published self-supervised DINOv2 weights (Meta's facebook/dinov2-* repos)", None,
-                           weights_source="local Hugging Face cache only",
+                           weights_source="the Hugging Face hub cache (downloaded there when missing, not with --offline)",
                            applies_to="DINOv2 repos of the transformers catalog")
 
 

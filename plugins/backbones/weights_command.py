@@ -35,7 +35,8 @@ def _mib(size: int) -> str:
 @weights_app.command("fetch")
 @handle_errors
 def fetch_command(
-    model: Annotated[str, typer.Argument(help="backbone, e.g. resnet50, torchvision:resnet50, RN50.openai, facebook/dinov2-small")],
+    model: Annotated[str, typer.Argument(help="backbone, e.g. resnet50, torchvision:resnet50, RN50.openai, "
+                                         "facebook/dinov2-small")],
     init: Annotated[list[str], typer.Option("--init", help="whose published weights (repeat or comma-separate; "
                                             "default: every init the backbone publishes weights for)")] = [],  # noqa: B006
 ) -> None:
@@ -78,7 +79,7 @@ def fetch_command(
 
 def _cache_files() -> list[tuple[str, Path, str | None]]:
     """(library, file, repo id or None) of every weight file in the standard caches."""
-    from gaia_bench.plugins.backbones.lib.weights_files import hf_hub_cache, torch_hub_checkpoints
+    from gaia_bench.plugins.backbones.lib.weights_files import clip_cache_dir, hf_hub_cache, torch_hub_checkpoints
 
     found: list[tuple[str, Path, str | None]] = []
     hub = hf_hub_cache()
@@ -87,7 +88,7 @@ def _cache_files() -> list[tuple[str, Path, str | None]]:
             for path in sorted(repo.glob("snapshots/*/**/*")):
                 if path.name.endswith(WEIGHT_SUFFIXES) and path.is_file():
                     found.append(("hf hub", path, repo.name[len("models--"):].replace("--", "/")))
-    for library, directory in (("torch.hub", torch_hub_checkpoints()), ("open_clip", Path(os.path.expanduser("~/.cache/clip")))):
+    for library, directory in (("torch.hub", torch_hub_checkpoints()), ("open_clip", clip_cache_dir())):
         if directory.is_dir():
             found += [(library, p, None) for p in sorted(directory.iterdir())
                       if p.name.endswith(WEIGHT_SUFFIXES) and p.is_file()]

@@ -66,9 +66,9 @@ def locate_published(spec: BackboneSpec, name: str, ref: WeightsRef, ctx: InitCo
         raise MissingWeightsError(message, f"on a machine with internet run `{ref.fetch_command}` and copy the cache "
                                            f"here{extra_fix}, or use --init random")
     raise MissingWeightsError(f"{message}, and downloads are off ({offline})",
-                              f"drop {offline} to download them, or run `gaia-bench weights fetch {model} --init {name}` "
-                              f"(or `{ref.fetch_command}`) on a machine with internet and copy the cache here{extra_fix}, "
-                              "or use --init random")
+                              f"drop {offline} to download them, or run `gaia-bench weights fetch {model} --init "
+                              f"{name}` (or `{ref.fetch_command}`) on a machine with internet and copy the cache "
+                              f"here{extra_fix}, or use --init random")
 
 
 def pretrains_on_the_fly(spec: BackboneSpec, name: str) -> bool:
@@ -139,7 +139,8 @@ def provenance(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx
     ref = spec.published_weights.get(name)
     path = ref.locate() if ref is not None else None
     if ref is not None and path is not None:
-        return {"weights": {"tag": ref.tag, "file": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}}
+        return {"weights": {"tag": ref.tag, "file": str(path), "bytes": path.stat().st_size,
+                            "sha256": file_sha256(path)}}
     if method is None:
         return {}
     pool = ctx.upstream
