@@ -40,7 +40,11 @@ class Hub(http.server.BaseHTTPRequestHandler):
             return
         advertised, sent = self.files[path]
         self.send_response(200)
-        self.send_header("ETag", f'"{hashlib.sha256(advertised).hexdigest()}"')  # an LFS file's ETag: its sha256
+        if path.endswith(".json"):  # a plain git file's ETag is its git blob sha1, an LFS file's its sha256
+            etag = hashlib.sha1(b"blob %d\0" % len(advertised) + advertised).hexdigest()
+        else:
+            etag = hashlib.sha256(advertised).hexdigest()
+        self.send_header("ETag", f'"{etag}"')
         self.send_header("X-Repo-Commit", COMMIT)
         self.send_header("Content-Length", str(len(advertised) if not body else len(sent)))
         self.end_headers()
@@ -175,3 +179,16 @@ def test_torch_hub_urls_are_checked_against_the_hash_prefix_in_the_name(hub, wei
         url_fetch(f"{hub}/bad/{name}", tmp_path / "torch", Progress())
     assert list((tmp_path / "torch").iterdir()) == []
     assert url_fetch(f"{hub}/good/{name}", tmp_path / "torch", Progress()).read_bytes() == weights_bytes
+
+
+def test_a_transformers_repo_downloads_its_config_with_its_weights(hub, weights_bytes, tmp_path):
+    pytest.importorskip("transformers")
+    config = json.dumps({"model_type": "dinov2", "hidden_size": 32}).encode()
+    Hub.files = {"/facebook/dinov2-small/resolve/main/config.json": (config, config)}
+    _serve("facebook/dinov2-small", weights_bytes)
+    registries = get_registries()
+    weights_id = registries.inits.get("dinov2").weights_id(registries.backbones.get("facebook/dinov2-small"), InitContext())
+    assert weights_id.startswith("dinov2:facebook/dinov2-small:sha256=")
+    snapshot = tmp_path / "hub" / "models--facebook--dinov2-small" / "snapshots" / COMMIT
+    assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "model.safetensors"]
+    assert "GET /facebook/dinov2-small/resolve/main/preprocessor_config.json" not in Hub.requests  # HEAD said 404

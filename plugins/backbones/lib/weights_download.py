@@ -31,6 +31,7 @@ from gaia_bench.errors import DataError
 
 MIB = float(1 << 20)
 TRUE = {"1", "on", "yes", "true"}  # what huggingface_hub reads as a true environment flag
+URL_TIMEOUT_S = 60.0  # seconds without a byte before a URL download gives up
 HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub's rule: "resnet50-11ad3fa6.pth" -> "11ad3fa6"
 
 
@@ -78,15 +79,21 @@ def _bar(progress: Progress, name: str) -> type:
 
 @contextlib.contextmanager
 def _torch_hub_bar(progress: Progress, name: str) -> Iterator[None]:
-    """torch.hub's downloader draws its bar with the module's own ``tqdm``: lend it ours meanwhile."""
+    """torch.hub's downloader draws its bar with the module's own ``tqdm``: lend it ours meanwhile;
+    and it opens the URL without a timeout: give its socket one, so a dead network is an error
+    rather than a hang."""
+    import socket
+
     import torch.hub
 
-    original = torch.hub.tqdm
+    original, timeout = torch.hub.tqdm, socket.getdefaulttimeout()
     torch.hub.tqdm = _bar(progress, name)
+    socket.setdefaulttimeout(URL_TIMEOUT_S)
     try:
         yield
     finally:
         torch.hub.tqdm = original
+        socket.setdefaulttimeout(timeout)
 
 
 def _failed(what: str, where: str, reason: str) -> DataError:
