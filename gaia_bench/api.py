@@ -19,14 +19,15 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- backbones & inits
 @dataclass(frozen=True)
 class WeightsRef:
-    """Published weights that an init can load, found only on local disk (never downloaded); the
-    fields besides ``locate`` make the "missing" message exact."""
+    """Published weights that an init can load: ``locate`` looks on local disk only, ``download``
+    fetches them into the owning library's cache; the other fields make the "missing" message exact."""
 
     tag: str  # the official tag, e.g. "resnet50.a1_in1k" or "ResNet50_Weights.IMAGENET1K_V2"
-    locate: Callable[[], Path | None]  # the local file, or None: never downloads
+    locate: Callable[[], Path | None]  # the local file, or None (looks only)
     expected: str  # file name expected on disk
     search_dirs: tuple[str, ...]  # directories searched, in order
     fetch_command: str  # what fetches it on a machine with internet
+    download: Callable[[Progress], Path] | None = None  # None: the library cannot fetch it on demand
 
 
 class BuildBackbone(Protocol):
@@ -96,7 +97,8 @@ class InitContext:
     # overrides applied (empty for an init without a pretraining method).
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
     data_root: Path = field(default_factory=default_data_root)  # where datasets and the pool live (--data-root)
-    progress: Progress = field(default_factory=Progress, compare=False, repr=False)  # preparing the pool, pretraining
+    progress: Progress = field(default_factory=Progress, compare=False, repr=False)  # the pool, pretraining, downloads
+    offline: bool = False  # --offline: published weights that are not here are an error, never downloaded
 
 
 class Initialize(Protocol):
@@ -127,6 +129,7 @@ class InitSpec:
     # inits plugins' PretrainMethod (plugins/inits/lib/pretrain_contract.py), or any object with just
     # ``hyperparams`` (e.g. ``checkpoint``'s file), the only part the core reads (names -> defaults, for --init-hp).
     pretrain: Any = None
+    provenance: Callable[[BackboneSpec, InitContext], dict] = lambda spec, ctx: {}  # record fields: where weights came from
 
 
 # --------------------------------------------------------------------------- tasks & datasets

@@ -34,7 +34,7 @@ class DataError(GaiaBenchError):
 
 
 class MissingWeightsError(GaiaBenchError):
-    """Published weights that are not on this machine (never downloaded implicitly)."""
+    """Published weights that are not on this machine and cannot be downloaded (--offline, a pip package)."""
 
     exit_code = 2
 

@@ -32,6 +32,7 @@ class ResultRecord(TypedDict, total=False):
     timings: dict[str, float]  # total_s and one entry per stage
     memory: dict[str, float]  # peak MB
     environment: dict[str, Any]  # gaia_bench.provenance.environment
+    weights: dict[str, Any]  # the published weights file: tag, file, bytes, sha256
     weights_report: dict[str, Any]  # keys that loading published weights left out
     skipped_samples: int  # unreadable images left out (--on-bad-sample skip)
     skipped: list[Any]

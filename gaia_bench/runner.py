@@ -262,10 +262,7 @@ def run_job(job: Job, session: Session) -> dict:
     ctx = SessionJobContext(job=job, session=session, progress=session.progress)
     record: dict[str, Any] = {**record_header(job.config, job), "started_at": now(),
                               "environment": environment(session.plugin_versions, session.device)}
-    if job.init.pretrain is not None and ":pretrained:" in job.config.weights_id:  # pool, steps, resolution
-        pool = job.init_context.upstream
-        record["pretraining"] = {"pool": f"{pool.name}@{pool.version}" if pool is not None else None,
-                                 "hyperparams": dict(job.init_context.hyperparams)}
+    record.update(job.init.provenance(job.backbone, job.init_context))  # "weights" (a file) or "pretraining"
     if session.device.startswith("cuda"):
         import torch
 

@@ -3,6 +3,8 @@ cache laid out as the hub writes it), loaded, and identified by content hash; ra
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 import gaia_bench
@@ -49,6 +51,9 @@ def test_imagenet_weights_come_from_the_local_hub_cache(tmp_path):
     from gaia_bench.plugins.backbones.timm_backbones import build_timm
 
     path = next((tmp_path / "hub").rglob("model.safetensors"))
+    assert records["imagenet"]["weights"] == {"tag": "test_resnet.r160_in1k", "file": str(path), "bytes": path.stat().st_size,
+                                              "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert "weights" not in records["random"]
     loaded = build_timm("test_resnet.r160_in1k", weights=str(path)).trunk.state_dict()
     assert torch.equal(loaded["conv1.0.weight"], published["conv1.0.weight"])
 

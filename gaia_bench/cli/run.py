@@ -163,6 +163,9 @@ def run(
                                                "on exactly its subset of its dataset (the default --dataset) "
                                                "instead of drawing one; the held-out part is still drawn from "
                                                "--seed")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="never download: published weights that are not in "
+                                          "the local caches are an error naming them (as GAIA_BENCH_OFFLINE=1 or "
+                                          "HF_HUB_OFFLINE=1); without it an init downloads them")] = False,
 ) -> None:
     """Run model × init × adaptation × dataset × shots × seed and store one result per job.
 
@@ -210,10 +213,14 @@ def run(
     progress = RichProgress()
     pool = upstream_pool(regs, upstream, suite)
     init_overrides = _parse_init_hp(init_hp)
-    jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
-                seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
-                overrides=parse_overrides(hp), init_overrides=init_overrides, split=manifest,
-                init_context=InitContext(upstream=pool, data_root=resolve_data_root(data_root), progress=progress))
+    from rich.live import Live
+
+    with Live(progress.progress, console=err_console, transient=True):  # planning may download published weights
+        jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
+                    seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
+                    overrides=parse_overrides(hp), init_overrides=init_overrides, split=manifest,
+                    init_context=InitContext(upstream=pool, data_root=resolve_data_root(data_root), progress=progress,
+                                             offline=offline))
     if not jobs:
         raise UsageError(f"nothing to run: no dataset of suite '{suite or 'mini'}' has a task that "
                          f"{', '.join(adapt)} supports", "choose --adapt or --dataset; see `gaia-bench adaptations`")

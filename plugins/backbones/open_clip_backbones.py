@@ -14,7 +14,9 @@ ViT-B-16, ViT-L-14, ...); towers that wrap a timm or Hugging Face model are left
 * ``published_weights["clip"]``: the checkpoint found where ``open_clip.create_model(name,
   pretrained=tag)`` caches it: the Hugging Face hub cache (``open_clip_model.safetensors`` or
   ``open_clip_pytorch_model.bin`` of the tag's ``hf_hub`` repo), else ``~/.cache/clip`` for tags
-  published by URL (OpenAI's TorchScript files included). Only the ``visual.*`` tensors are read.
+  published by URL (OpenAI's TorchScript files included); when missing, downloaded there the way
+  open_clip would (hub first, else the URL, checked against the sha256 it carries). Only the
+  ``visual.*`` tensors are read.
 
 Nothing here imports open_clip until a name is looked up; without the package the plugin is listed
 as broken with the ``pip install`` that fixes it.
@@ -34,7 +36,8 @@ from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError, PluginError
 from gaia_bench.plugins.backbones.lib.text_tower import TextTower
-from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hub_cache
+from gaia_bench.plugins.backbones.lib.weights_download import hf_fetch, url_fetch
+from gaia_bench.plugins.backbones.lib.weights_files import clip_cache_dir, hf_cached_file, hf_hub_cache
 
 if TYPE_CHECKING:
     import torch
@@ -101,11 +104,6 @@ def _tag_cfg(arch: str, tag: str) -> dict:
 
 
 # --------------------------------------------------------------------------- locating the checkpoint
-def clip_cache_dir() -> Path:
-    """Where open_clip keeps checkpoints it downloads by URL (``download_pretrained_from_url``)."""
-    return Path(os.path.expanduser("~/.cache/clip"))
-
-
 def _hf_target(tag_cfg: dict) -> tuple[str, tuple[str, ...]]:
     """(repo id, file names in open_clip's order of preference) of a tag's ``hf_hub`` entry."""
     hub = tag_cfg.get("hf_hub", "")
@@ -136,10 +134,26 @@ def weights_ref(arch: str, tag: str) -> WeightsRef:
     expected = " or ".join(
         ([f"models--{repo.replace('/', '--')}/snapshots/*/{files[0]}"] if repo else []) + ([url_file] if url_file else []))
     dirs = tuple(str(d) for d in ([hf_hub_cache()] if repo else []) + ([clip_cache_dir()] if url_file else []))
+    def download(progress) -> Path:  # open_clip's order: the hub when the tag has a repo, else its URL
+        found = hf_fetch(repo, files, progress, required=not url) if repo else None
+        return found or url_fetch(url, clip_cache_dir(), progress, hash_prefix=url_sha256(url))
+
     return WeightsRef(
         tag=f"{arch}.{tag}", locate=locate, expected=expected, search_dirs=dirs,
         fetch_command=f"python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='{tag}')\"",
+        download=download if repo or url else None,
     )
+
+
+def url_sha256(url: str) -> str:
+    """The sha256 (or its prefix) a URL tag's file must have, by open_clip's own rule
+    (``download_pretrained_from_url``): OpenAI's URLs carry it as a folder, mlfoundations' in the
+    file name; "" for others (not checked)."""
+    if "openaipublic" in url:
+        return url.split("/")[-2]
+    if "mlfoundations" in url:
+        return os.path.splitext(url.rsplit("/", 1)[-1])[0].split("-")[-1]
+    return ""
 
 
 # --------------------------------------------------------------------------- reading a checkpoint

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
+from gaia_bench.plugins.backbones.lib.weights_download import hf_fetch, url_fetch
 from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hub_cache, imagenet_if_cached, torch_hub_checkpoints
 
 PLUGIN_ORDER = 100
@@ -66,9 +67,13 @@ def _weights_ref(arch: str, tag: str) -> WeightsRef:
 
     expected = f"models--{hub_id.replace('/', '--')}/snapshots/*/{HF_FILES[0]}" if hub_id else url.rsplit("/", 1)[-1]
     dirs = tuple(str(d) for d in ((hf_hub_cache(),) if hub_id else ()) + ((torch_hub_checkpoints(),) if url else ()))
+    def download(progress) -> Path:  # where timm itself would fetch it: the hub when it has a repo, else the URL
+        return hf_fetch(hub_id, HF_FILES, progress) if hub_id else url_fetch(url, torch_hub_checkpoints(), progress)
+
     return WeightsRef(
         tag=full, locate=locate, expected=expected, search_dirs=dirs,
         fetch_command=f"python -c \"import timm; timm.create_model('{full}', pretrained=True)\"",
+        download=download if hub_id or url else None,
     )
 
 
@@ -146,7 +151,7 @@ def _pretrained_names() -> list[str]:
 
 TIMM = BackboneCatalog(
     source="timm",
-    description="every timm architecture (name or name.tag); ImageNet weights from the Hugging Face cache",
+    description="every timm architecture (name or name.tag); ImageNet weights from the Hugging Face hub (cached)",
     names=_names,
     get=get_spec,
     pretrained_names=_pretrained_names,

@@ -1,7 +1,8 @@
 """torchvision's classification models as backbones (lazy catalog ``torchvision``).
 
 Pooled features: the model with its last ``nn.Linear`` replaced by identity. ImageNet weights: the
-``DEFAULT`` weights enum, read from torch.hub's checkpoint directory. Feature pyramid: the ResNet
+``DEFAULT`` weights enum, read from torch.hub's checkpoint directory (downloaded there from the
+enum's URL, checked against the hash prefix in its file name, when missing). Feature pyramid: the ResNet
 family (``layer1..layer4``). A name timm also has (``resnet50``) is ambiguous: write
 ``torchvision:resnet50`` for this one, ``timm:resnet50`` for timm's.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError
+from gaia_bench.plugins.backbones.lib.weights_download import url_fetch
 from gaia_bench.plugins.backbones.lib.weights_files import imagenet_if_cached, torch_hub_checkpoints
 
 PLUGIN_ORDER = 120
@@ -45,6 +47,7 @@ def _weights_ref(name: str, weights) -> WeightsRef:
     return WeightsRef(
         tag=str(weights), locate=locate, expected=filename, search_dirs=(str(torch_hub_checkpoints()),),
         fetch_command=f"python -c \"import torchvision; torchvision.models.get_model('{name}', weights='DEFAULT')\"",
+        download=lambda progress: url_fetch(weights.url, torch_hub_checkpoints(), progress),
     )
 
 
@@ -147,7 +150,7 @@ def _pretrained_names() -> list[str]:
 
 TORCHVISION = BackboneCatalog(
     source="torchvision",
-    description="torchvision classification models; ImageNet weights from torch.hub's checkpoints",
+    description="torchvision classification models; ImageNet weights from their URLs (torch.hub's checkpoints)",
     names=lambda: list(_names()),
     get=get_spec,
     pretrained_names=_pretrained_names,

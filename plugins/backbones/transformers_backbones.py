@@ -3,7 +3,9 @@
 Names are Hub repo ids (``facebook/dinov2-small``; ``hf:facebook/dinov2-small`` is accepted too):
 a curated list of well-known vision repos, plus every repo already in the local Hugging Face cache
 whose ``config.json`` is one of the supported model types and whose training is known (below).
-Everything is read with ``local_files_only``: the config and weights come from the cache only.
+Everything is read with ``local_files_only``: the config and weights come from the cache, where
+an init whose published weights are missing downloads them first (config, preprocessor config and
+weights: :func:`download`). A ``random`` init needs the config only: `gaia-bench weights fetch`.
 
 * ``published_weights``: keyed by the init that matches how the repo was trained: ``imagenet``
   (ImageNet-supervised: ViT, DeiT, ConvNeXt, Swin, ResNet classifiers), ``clip`` (CLIP / SigLIP
@@ -34,6 +36,7 @@ from gaia_bench import hookimpl
 from gaia_bench.api import BackboneCatalog, BackboneSpec, InitSpec, WeightsRef
 from gaia_bench.errors import GaiaBenchError, MissingWeightsError, PluginError
 from gaia_bench.plugins.backbones.lib.text_tower import TextTower
+from gaia_bench.plugins.backbones.lib.weights_download import hf_fetch
 from gaia_bench.plugins.backbones.lib.weights_files import hf_cached_file, hf_hub_cache
 
 PLUGIN_ORDER = 140
@@ -131,12 +134,26 @@ def _supported(config: dict | None) -> bool:
     return bool(config) and config.get("model_type") in TOKEN_TYPES | STAGE_TYPES
 
 
+def download(repo: str, progress) -> Path:
+    """What ``from_pretrained`` reads, fetched into the hub cache: the config, the preprocessor
+    config when the repo has one, and the weights (every shard of a sharded checkpoint)."""
+    hf_fetch(repo, ("config.json",), progress)
+    hf_fetch(repo, ("preprocessor_config.json",), progress, required=False)
+    path = hf_fetch(repo, WEIGHT_FILES, progress)
+    assert path is not None
+    if path.name.endswith(".index.json"):
+        for shard in sorted(set(json.loads(path.read_text())["weight_map"].values())):
+            hf_fetch(repo, (shard,), progress)
+    return path
+
+
 def weights_ref(repo: str) -> WeightsRef:
     return WeightsRef(
         tag=repo, locate=functools.partial(hf_cached_file, repo, WEIGHT_FILES),
         expected=f"models--{repo.replace('/', '--')}/snapshots/*/{WEIGHT_FILES[0]} (with its config.json)",
         search_dirs=(str(hf_hub_cache()),),
         fetch_command=f"hf download {repo}  (huggingface_hub < 1.0: huggingface-cli download {repo})",
+        download=functools.partial(download, repo),
     )
 
 
@@ -255,10 +272,12 @@ def build_hf(repo: str, weights: str | None = None):
         config_path = hf_cached_file(repo, ("config.json",))
         if config_path is None:
             ref = weights_ref(repo)
+            init = init_for(repo, None)
             raise MissingWeightsError(
                 f"the config of '{repo}' is not in the Hugging Face cache: expected "
                 f"models--{repo.replace('/', '--')}/snapshots/*/config.json in {ref.search_dirs[0]}",
-                f"on a machine with internet run `{ref.fetch_command}` and copy the cache here")
+                (f"run `gaia-bench weights fetch {repo} --init {init}` (its config and weights)" if init else
+                 f"run `{ref.fetch_command}`") + " (without internet: on a machine with it, and copy the cache here)")
         directory = config_path.parent
     else:
         directory = Path(weights).parent
@@ -401,7 +420,7 @@ def _dinov2_init() -> InitSpec:
     from gaia_bench.plugins.inits.inits import pretrained_init
 
     return pretrained_init("dinov2", "published self-supervised DINOv2 weights (Meta's facebook/dinov2-* repos)", None,
-                           weights_source="local Hugging Face cache only",
+                           weights_source="the Hugging Face hub cache (downloaded there when missing, not with --offline)",
                            applies_to="DINOv2 repos of the transformers catalog")
 
 

@@ -11,10 +11,17 @@ An init named X (:func:`pretrained_init`) initializes a backbone with, in this o
 2. else the checkpoint of X's pretraining method on the upstream pool of the job's
    :class:`~gaia_bench.api.InitContext` (the suite's pool, or ``--upstream``) with the context's
    hyper-parameters (``--init-hp``), named by its cache key and pretrained first, once, when it is
-   not cached. A backbone that
-   declares published weights for X that are missing fails with the file expected, the
-   directories searched and both fixes (fetch it, or `gaia-bench pretrain` it) — unless it is one
-   of timm's tiny ``test_*`` architectures, made for exactly this kind of small local run.
+   not cached — for a backbone that publishes nothing for X, for timm's tiny ``test_*``
+   architectures (made for exactly this kind of small local run), and when that checkpoint is
+   already cached (so every cell planned before downloads existed keeps its job id);
+3. else the published file downloaded by the library that owns it (``WeightsRef.download``) into
+   its standard cache, noted with its sha256 for `gaia-bench weights list`. When downloads are off
+   (``--offline``, ``GAIA_BENCH_OFFLINE=1``, ``HF_HUB_OFFLINE=1``) or the library cannot fetch it
+   (a pip package), the init fails with the file expected, the directories searched and the fixes
+   (fetch it, or `gaia-bench pretrain` it).
+
+A record of a job with published weights stores the file's tag, path, size and full sha256
+(``weights``); its job id keeps the first 16 hex digits, as before.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 from gaia_bench import hookimpl
 from gaia_bench.api import BackboneSpec, DatasetSpec, InitContext, InitSpec, WeightsRef
 from gaia_bench.errors import MissingWeightsError, UsageError
+from gaia_bench.plugins.backbones.lib.weights_download import fetch_published, offline_reason
 from gaia_bench.plugins.backbones.lib.weights_files import file_sha256
 from gaia_bench.plugins.inits.lib.pretrain_contract import PretrainMethod
 
@@ -41,16 +49,26 @@ def _random_initialize(spec: BackboneSpec, ctx: InitContext):
     return spec.build(weights=None)
 
 
-def locate_published(spec: BackboneSpec, init_name: str, ref: WeightsRef, extra_fix: str = "") -> Path:
-    """The published file, or a MissingWeightsError naming the file, the directories and the fixes."""
+def locate_published(spec: BackboneSpec, name: str, ref: WeightsRef, ctx: InitContext, extra_fix: str = "") -> Path:
+    """Init ``name``'s published file: on this machine, else downloaded by its library (unless
+    downloads are off or the library cannot fetch it), else a MissingWeightsError naming the file,
+    the directories searched and the fixes."""
     path = ref.locate()
-    if path is None:
-        raise MissingWeightsError(
-            f"{init_name} weights '{ref.tag}' for {spec.name} are not on this machine: "
-            f"expected {ref.expected} in {' or '.join(ref.search_dirs)}",
-            f"on a machine with internet run `{ref.fetch_command}` and copy the cache here{extra_fix}, or use --init random",
-        )
-    return path
+    if path is not None:
+        return path
+    model = f"{spec.source}:{spec.name}"
+    offline = offline_reason(ctx.offline)
+    if ref.download is not None and offline is None:
+        return fetch_published(model, name, spec.source, ref, ctx.progress)
+    message = (f"{LABELS.get(name, name)} weights '{ref.tag}' for {spec.name} are not on this machine: "
+               f"expected {ref.expected} in {' or '.join(ref.search_dirs)}")
+    if ref.download is None:
+        raise MissingWeightsError(message, f"on a machine with internet run `{ref.fetch_command}` and copy the cache "
+                                           f"here{extra_fix}, or use --init random")
+    raise MissingWeightsError(f"{message}, and downloads are off ({offline})",
+                              f"drop {offline} to download them, or run `gaia-bench weights fetch {model} --init "
+                              f"{name}` (or `{ref.fetch_command}`) on a machine with internet and copy the cache "
+                              f"here{extra_fix}, or use --init random")
 
 
 def pretrains_on_the_fly(spec: BackboneSpec, name: str) -> bool:
@@ -75,6 +93,22 @@ def _pool(name: str, ctx: InitContext) -> DatasetSpec:
     return ctx.upstream
 
 
+def _published_or_pool(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: InitContext,
+                       ref: WeightsRef) -> Path | None:
+    """A published file that is not here: None when the init pretrains on the pool instead (its
+    checkpoint is cached, or the backbone is a tiny test_* one: as before downloads existed),
+    else the file downloaded (see :func:`locate_published`)."""
+    if method is not None and pretrains_on_the_fly(spec, name) and ctx.upstream is not None:
+        return None
+    if method is None or ctx.upstream is None:
+        return locate_published(spec, name, ref, ctx)
+    if method.path(spec, ctx.upstream, ctx.hyperparams).exists():
+        return None
+    return locate_published(spec, name, ref, ctx, extra_fix=(
+        f", or pretrain it on the upstream pool: `gaia-bench pretrain --method {name} --model "
+        f"{spec.source}:{spec.name} --upstream {ctx.upstream.name}`"))
+
+
 def _resolve(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: InitContext,
              announce: bool = True) -> Resolved:
     from gaia_bench.console import notice
@@ -82,27 +116,36 @@ def _resolve(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: 
     label = LABELS.get(name, name)
     ref = spec.published_weights.get(name)
     path = ref.locate() if ref is not None else None
+    if ref is not None and path is None:
+        path = _published_or_pool(name, method, spec, ctx, ref)
     if ref is not None and path is not None:
         return Resolved(f"{name}:{ref.tag}:sha256={file_sha256(path)[:16]}", published=path)
     if method is None:
-        if ref is not None:
-            locate_published(spec, label, ref)
         raise UsageError(f"backbone '{spec.name}' has no published {label} weights",
                          "use --init random, or pick one from `gaia-bench models --pretrained`")
-    if ctx.upstream is None and ref is not None and not pretrains_on_the_fly(spec, name):
-        locate_published(spec, label, ref)  # no pool to pretrain on: the missing file is the news
     upstream = _pool(name, ctx)
     hyperparams = ctx.hyperparams
     key = method.key(spec, upstream, hyperparams)
-    cached = method.path(spec, upstream, hyperparams).exists()
-    if ref is not None:
-        if not cached and not pretrains_on_the_fly(spec, name):
-            locate_published(spec, label, ref, extra_fix=f", or pretrain it on the upstream pool: "
-                             f"`gaia-bench pretrain --method {name} --model {spec.source}:{spec.name} --upstream {upstream.name}`")
-        if announce:
-            notice(f"{spec.name}: {label} weights '{ref.tag}' are not on this machine (expected {ref.expected}); "
-                   f"init '{name}' uses its pretraining on {upstream.name} instead")
+    if ref is not None and announce:
+        notice(f"{spec.name}: {label} weights '{ref.tag}' are not on this machine (expected {ref.expected}); "
+               f"init '{name}' uses its pretraining on {upstream.name} instead")
     return Resolved(f"{name}:pretrained:{upstream.name}@{upstream.version}:{key}", key=key)
+
+
+def provenance(name: str, method: PretrainMethod | None, spec: BackboneSpec, ctx: InitContext) -> dict:
+    """What a job's record says about its weights (never downloading): the published file's tag,
+    path, size and full sha256 (``weights``), or the pool and hyper-parameters it was pretrained
+    with (``pretraining``)."""
+    ref = spec.published_weights.get(name)
+    path = ref.locate() if ref is not None else None
+    if ref is not None and path is not None:
+        return {"weights": {"tag": ref.tag, "file": str(path), "bytes": path.stat().st_size,
+                            "sha256": file_sha256(path)}}
+    if method is None:
+        return {}
+    pool = ctx.upstream
+    return {"pretraining": {"pool": f"{pool.name}@{pool.version}" if pool is not None else None,
+                            "hyperparams": dict(ctx.hyperparams)}}
 
 
 def pretrained_init(name: str, description: str, method: PretrainMethod | None, *, weights_source: str,
@@ -123,7 +166,8 @@ def pretrained_init(name: str, description: str, method: PretrainMethod | None, 
 
     supports = (lambda spec: True) if method is not None else (lambda spec: name in spec.published_weights)
     return InitSpec(name=name, description=description, initialize=initialize, weights_id=weights_id,
-                    supports=supports, weights_source=weights_source, applies_to=applies_to, pretrain=method)
+                    supports=supports, weights_source=weights_source, applies_to=applies_to, pretrain=method,
+                    provenance=lambda spec, ctx: provenance(name, method, spec, ctx))
 
 
 RANDOM = InitSpec(

