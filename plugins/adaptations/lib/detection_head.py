@@ -136,9 +136,13 @@ def predict(head, source: PyramidSource, batch: int, advance=lambda n: None) -> 
     return out
 
 
-def run_detection(ctx, train_backbone: bool = False, iterations: int | None = None) -> AdaptationResult:
+def run_detection(ctx, train_backbone: bool = False, iterations: int | None = None,
+                  train_model: Callable | None = None) -> AdaptationResult:
     """Train the task's head on the job's subset and evaluate on the test split. ``iterations``
-    overrides the schedule (0 = the untrained head, for comparisons)."""
+    overrides the schedule (0 = the untrained head, for comparisons). ``train_model(head, backbone,
+    levels, train_batchnorm, iterations)`` builds what the loop trains (default :func:`pyramid_model`): a method
+    that trains extra modules beside the detector (``lgd``'s teacher) wraps it there; the test
+    predictions always come from ``head`` alone."""
     import torch
 
     hp = {**DETECTION_HYPERPARAMS, **FINETUNE_DEFAULTS, **ctx.hyperparams}
@@ -195,7 +199,8 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         torch.manual_seed(seed)
         head = task.make_head(HeadInput(tuple(int(c) for c in backbone.pyramid_channels[-levels:]), size), dataset,
                               Samples(fit_samples, classes), hp, seed)
-        model = pyramid_model(head, backbone, levels, train_bn if train_backbone else None)
+        model = pyramid_model(head, backbone, levels, train_bn if train_backbone else None) if train_model is None \
+            else train_model(head, backbone, levels, train_bn if train_backbone else None, n_iters)
         targets = {m: [head.target(s, m) for s in fit_samples] for m in (False, True)}
 
         def fetch(positions: list, mirrored: list):

@@ -65,10 +65,19 @@ def _detector_class():
                 detections_per_img=DETECTIONS_PER_IMAGE)
 
         def forward(self, feats: Sequence[Any], targets: list[dict] | None = None):
-            features = self.fpn(OrderedDict(zip(self.names, feats)))
-            batch = feats[0].shape[0]
+            return self.detect(self.pyramid(feats), targets)
+
+        def pyramid(self, feats: Sequence[Any]) -> "OrderedDict[str, Any]":
+            """The FPN's maps (fine to coarse, plus ``pool``) over the backbone's maps."""
+            return self.fpn(OrderedDict(zip(self.names, feats)))
+
+        def detect(self, features: "OrderedDict[str, Any]", targets: list[dict] | None = None):
+            """RPN + RoI heads over FPN maps: what ``forward`` returns. Methods that train the head
+            on other maps of the same shapes (``lgd``'s teacher) call it directly."""
+            first = next(iter(features.values()))
+            batch = first.shape[0]
             # The RPN reads only the padded batch's shape; an expanded view costs no memory.
-            shape_only = feats[0].new_zeros(1, 1, 1, 1).expand(batch, 3, *self.size)
+            shape_only = first.new_zeros(1, 1, 1, 1).expand(batch, 3, *self.size)
             images = ImageList(shape_only, [tuple(self.size)] * batch)
             proposals, rpn_losses = self.rpn(images, features, targets)
             detections, roi_losses = self.roi_heads(features, proposals, images.image_sizes, targets)
