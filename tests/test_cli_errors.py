@@ -14,7 +14,7 @@ BASE = ["run", "--model", "test_resnet", "--shots", "10%"]
 @pytest.mark.parametrize("args,needles", [
     (["run", "--model", "resnt50"], ["unknown backbone 'resnt50'", "'resnet50'"]),
     (["run", "--model", "torchvision:resnt18"], ["unknown torchvision backbone 'resnt18'", "'resnet18'"]),
-    (["run", "--model", "test_resnet", "--shots", "150%"], ["out of range", "(0%, 100%]"]),
+    (["run", "--model", "test_resnet", "--shots", "150%"], ["out of range", "[0%, 100%]"]),
     (["run", "--model", "test_resnet", "--shots", "0"], ["out of range", "(0, 1]"]),
     (["run", "--model", "test_resnet", "--shots", "ten"], ["cannot read --shots 'ten'", "5/class"]),
     (["run", "--model", "test_resnet", "--shots", "0/class"], ["at least 1 sample per class"]),

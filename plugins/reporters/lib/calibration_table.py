@@ -30,7 +30,7 @@ def cell_calibration(cell: Cell) -> dict | None:
     reasons = {r.get("details", {}).get("calibration", {}).get("scores") for r in cell.records} - {None, "softmax logits"}
     out: dict = {}
     for name in ORDER:
-        values = [float(r["metrics"][name]) for r in cell.records if name in r.get("metrics", {})]
+        values = [v for r in cell.records if name in r.get("metrics", {}) and (v := float(r["metrics"][name])) == v]  # NaN: none
         if values:
             out[name] = _summary(values)
     temperatures = [float(t) for r in cell.records
