@@ -42,12 +42,14 @@ def reproducible(device: str) -> Iterator[dict[str, Any]]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield entry
+        shown: set[tuple] = set()
         for w in caught:
-            if "does not have a deterministic implementation" in str(w.message):
-                op = str(w.message).split(" does not", 1)[0]
-                if op not in entry["nondeterministic_ops"]:
+            text = str(w.message)
+            if "does not have a deterministic implementation" in text:
+                if (op := text.split(" does not", 1)[0]) not in entry["nondeterministic_ops"]:
                     entry["nondeterministic_ops"].append(op)
-            else:
+            elif (key := (w.category, text, w.filename, w.lineno)) not in shown:  # the others, once each
+                shown.add(key)
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     finally:
         torch.use_deterministic_algorithms(was[0], warn_only=was[1])
