@@ -331,7 +331,8 @@ def test_merged_stores_report_conflicts_and_count_identical_duplicates_once(tmp_
     (conflict,) = doc["conflicts"]
     assert conflict["job_id"] == RECORDS[0]["job_id"] and conflict["kept"] == str(a)
     assert sorted(v["primary_value"] for v in conflict["versions"]) == [70.0, 80.0]
-    assert [v["numerics"] for v in conflict["versions"]] == [None, "Other CPU, AVX2, 2 threads, ONEDNN_MAX_CPU_ISA=AVX2"]
+    assert [v["numerics"] for v in conflict["versions"]] == [None,
+                                                             "Other CPU, AVX2, 2 threads, ONEDNN_MAX_CPU_ISA=AVX2"]
     assert doc["identical_duplicates"] == 1
     imagenet = next(r for r in doc["main"]["rows"] if r["init"] == "imagenet")
     assert imagenet["cells"]["cls-a:top1"]["values"] == [80.0]  # the first store's, never averaged with 70

@@ -196,7 +196,8 @@ def leaderboard(
         versions = ", ".join(f"{v['source']}: {v['primary_value']}" for v in conflict.versions)
         err_console.print(f"[yellow]warning:[/] job {conflict.job_id} has different results in different sources "
                           f"({versions}); the tables use {conflict.kept}'s, not an average, and mark its cell "
-                          f"{CONFLICT_MARK} (the conflicts table says which machine made each)", highlight=False, soft_wrap=True)
+                          f"{CONFLICT_MARK} (the conflicts table says which machine made each)",
+                          highlight=False, soft_wrap=True)
     draws = StoredDraws(merged.origins)
     board = build_leaderboard(
         merged, suite=suite, dataset_order=_suite_datasets(suite, list(unique.values())),

@@ -5,12 +5,12 @@ split that sum by the number of threads: the same job trained with 1, 2 or 3 thr
 different last bits, and over a few hundred SGD steps in a different mAP or RMSE (README
 "Reproducibility" has the measured differences). The backbone's forward pass does not depend on
 it (its pyramids are computed at the machine's thread count); the head's test predictions do, in
-their last digits. So training and testing run with :data:`HEAD_THREADS` CPU threads (what the
-published leaderboard was trained with) and torch's deterministic algorithms (on CUDA these
-replace atomic-add kernels: torchvision's RoIAlign backward, scatter/index_add; an op without a
-deterministic kernel, e.g. CUDA bilinear upsampling's backward, runs as before and is named in the
-record). What cannot be pinned from inside a process is the instruction set the kernels were
-chosen for (AVX2 or AVX-512): the record's ``environment.numerics`` says which one ran.
+their last digits. So training and testing run with :data:`HEAD_THREADS` CPU threads on every
+machine and with torch's deterministic algorithms (on CUDA these replace atomic-add kernels:
+torchvision's RoIAlign backward, scatter/index_add; an op without a deterministic kernel, e.g.
+CUDA bilinear upsampling's backward, runs as before and is named in the record). What cannot be
+pinned from inside a process is the instruction set the kernels were chosen for (AVX2 or
+AVX-512): the record's ``environment.numerics`` says which one ran.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-HEAD_THREADS = 2  # CPU threads while a head trains and predicts, on every machine
+HEAD_THREADS = 2  # the project's machines' count: the published cells keep their numbers
 
 
 @contextmanager
