@@ -315,20 +315,35 @@ def test_results_json_rebuilds_the_same_tables(built, tmp_path):
 
 
 def test_merged_stores_report_conflicts_and_count_identical_duplicates_once(tmp_path, suite):
-    changed = dict(RECORDS[0], metrics={"top1": 70.0}, primary_value=70.0)
+    other_machine = {"cpu": "Other CPU", "aten_capability": "AVX2", "threads": 1,
+                     "variables": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    changed = dict(RECORDS[0], metrics={"top1": 70.0}, primary_value=70.0,
+                   environment={**RECORDS[0]["environment"], "numerics": other_machine},
+                   details={"numerics": {"threads": 2}})
     a = store_with(tmp_path / "a.db", RECORDS)
     b = store_with(tmp_path / "b.db", [RECORDS[1], changed])
     result = invoke("leaderboard", "--suite", "lbtest", "--store", str(a), "--store", str(b), "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     warning = " ".join(result.stderr.split())
     assert f"job {RECORDS[0]['job_id']} has different results" in warning and "not an average" in warning
+    assert "mark its cell ‡" in warning
     doc = json.loads((tmp_path / "o" / "leaderboard.json").read_text())
     (conflict,) = doc["conflicts"]
     assert conflict["job_id"] == RECORDS[0]["job_id"] and conflict["kept"] == str(a)
     assert sorted(v["primary_value"] for v in conflict["versions"]) == [70.0, 80.0]
+    assert [v["numerics"] for v in conflict["versions"]] == [None,
+                                                             "Other CPU, AVX2, 2 threads, ONEDNN_MAX_CPU_ISA=AVX2"]
     assert doc["identical_duplicates"] == 1
     imagenet = next(r for r in doc["main"]["rows"] if r["init"] == "imagenet")
     assert imagenet["cells"]["cls-a:top1"]["values"] == [80.0]  # the first store's, never averaged with 70
+    # the cell built on the conflicting job says so, in every format; the others do not
+    assert imagenet["cells"]["cls-a:top1"]["conflicts"] == [RECORDS[0]["job_id"]]
+    assert "conflicts" not in imagenet["cells"]["cls-b:top1"]
+    markdown = (tmp_path / "o" / "leaderboard.md").read_text()
+    marked = [line for line in markdown.splitlines() if "‡" in line and line.startswith("|")]
+    assert any("| imagenet |" in line for line in marked) and not any("| gaia |" in line for line in marked)
+    assert "b.db: 70.00 (Other CPU, AVX2, 2 threads, ONEDNN_MAX_CPU_ISA=AVX2)" in markdown
+    assert "‡" in result.stdout  # the terminal table too
     merged = merge_sources([("a", RECORDS), ("b", [RECORDS[1], changed])])
     assert len(merged.records) == len(RECORDS)
 

@@ -44,6 +44,10 @@ def test_run_grid_then_skip_then_force(env, tmp_path):
     rec = by_shot["10%"]
     assert rec["environment"]["versions"]["torch"] and "gaia_bench.plugins.adaptations.linear_probe" in rec["environment"]["plugins"]
     assert rec["config"]["weights_id"] == "random:torch.manual_seed(0)" and rec["memory"]["peak_rss_mb"] > 0
+    numerics = rec["environment"]["numerics"]  # what decides the last bits (README "Reproducibility")
+    assert {"cpu", "cpu_flags", "blas", "aten_capability", "threads", "interop_threads", "mkldnn", "deterministic",
+            "variables"} <= numerics.keys()
+    assert numerics["threads"] >= 1 and numerics["aten_capability"] and numerics["deterministic"] is False
     # the backbone ran once per split: one cache file each for train and test
     assert len(list((Path(env["GAIA_BENCH_HOME"]) / "features").glob("*.npz"))) == 2
 

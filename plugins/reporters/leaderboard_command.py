@@ -17,7 +17,7 @@ from gaia_bench import hookimpl
 from gaia_bench.cli.common import default_store, handle_errors, open_store
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UnknownNameError, UsageError
-from gaia_bench.plugins.reporters.lib.tables import Grid
+from gaia_bench.plugins.reporters.lib.tables import CONFLICT_MARK, Grid
 
 PLUGIN_ORDER = 620
 
@@ -200,7 +200,9 @@ def leaderboard(
     for conflict in merged.conflicts:
         versions = ", ".join(f"{v['source']}: {v['primary_value']}" for v in conflict.versions)
         err_console.print(f"[yellow]warning:[/] job {conflict.job_id} has different results in different sources "
-                          f"({versions}); the tables use {conflict.kept}'s, not an average", highlight=False, soft_wrap=True)
+                          f"({versions}); the tables use {conflict.kept}'s, not an average, and mark its cell "
+                          f"{CONFLICT_MARK} (the conflicts table says which machine made each)",
+                          highlight=False, soft_wrap=True)
     draws = StoredDraws(merged.origins)
     board = build_leaderboard(
         merged, suite=suite, dataset_order=_suite_datasets(suite, list(unique.values())),

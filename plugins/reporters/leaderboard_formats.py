@@ -292,6 +292,8 @@ def _cell_json(cell: Cell) -> dict:
         out["mark"] = cell.mark
     if cell.versus_best is not None:
         out["versus_best"] = cell.versus_best
+    if cell.conflicts:
+        out["conflicts"] = cell.conflicts  # seeds' job ids with another value in another source
     return out
 
 

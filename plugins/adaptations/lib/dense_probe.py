@@ -14,7 +14,8 @@ multiple of 32 (mini-voc-seg / mini-kitti-depth: 128 x 192, kept as is), normali
 backbone's mean / std; ``--image-size`` (the classification input) is not used.
 
 Schedule: Adam (lr 1e-3, weight decay 1e-4), batch 8, reshuffled each pass by a generator seeded with
-the job seed (head initialization too), so a job is deterministic. The number of iterations is
+the job seed (head initialization too), trained and tested with a fixed thread count and
+deterministic algorithms (:mod:`.reproducible`), so a job is deterministic. The number of iterations is
 ``clamp(EPOCHS * ceil(n_train / BATCH), MIN_ITERS, MAX_ITERS)`` with 40 epochs, 100 and 600: it grows
 with the shot fraction (10% of mini-voc-seg = 24 images -> 120 iterations; 100% = 240 -> 600).
 Defaults can be overridden with the adaptation hyper-parameters ``dense_epochs``, ``dense_min_iters``,
@@ -239,6 +240,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     case trains on the whole subset from cached pyramids."""
     import torch
 
+    from gaia_bench.plugins.adaptations.lib.reproducible import reproducible
     from gaia_bench.plugins.adaptations.lib.schedules import scaled_schedule
     from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS, Recipe, fit as train_loop
 
@@ -331,24 +333,25 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
                     patience=int(hp["patience"]), higher_is_better=task.metric(primary).higher_is_better, seed=seed)
     held_out = TaskHeldOut(val_samples, data.train.classes, task, dataset, primary, lambda samples: predict_dense(
         head, backbone, samples, size, spec, levels, batch, device)[0])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        loss_start = full_loss()
-        result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch), held_out=held_out,
-                     device=device, progress=ctx.progress,
-                     label=f"{'finetune' if train_backbone else 'decoder'} {dataset.name}")
-        loss_end = full_loss()
-    done = result.steps
-    train_seconds = time.perf_counter() - start
-    feats = None  # free the cached pyramids before the test split
+    with reproducible(device) as numerics:  # training and testing alike
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            loss_start = full_loss()
+            result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch), held_out=held_out,
+                         device=device, progress=ctx.progress,
+                         label=f"{'finetune' if train_backbone else 'decoder'} {dataset.name}")
+            loss_end = full_loss()
+        done = result.steps
+        train_seconds = time.perf_counter() - start
+        feats = None  # free the cached pyramids before the test split
 
-    # --- evaluation on the whole test split, at ground-truth resolution
-    start = time.perf_counter()
-    advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
-    predictions, eval_model_seconds = predict_dense(head, backbone, list(test.samples), size, spec, levels,
-                                                    max(1, ctx.batch_size), device, advance)
-    ctx.progress.finish()
-    eval_seconds = time.perf_counter() - start
+        # --- evaluation on the whole test split, at ground-truth resolution
+        start = time.perf_counter()
+        advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
+        predictions, eval_model_seconds = predict_dense(head, backbone, list(test.samples), size, spec, levels,
+                                                        max(1, ctx.batch_size), device, advance)
+        ctx.progress.finish()
+        eval_seconds = time.perf_counter() - start
 
     trainable = int(sum(p.numel() for p in head.module.parameters()))
     if train_backbone:
@@ -372,6 +375,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
                        "eval_model_seconds": eval_model_seconds},
         "trainable_params": trainable,
         "frozen_backbone": not train_backbone,
+        "numerics": numerics,  # threads and deterministic mode of training and testing
     }
     return AdaptationResult(
         predictions=predictions,  # the runner scores them with the task's evaluate

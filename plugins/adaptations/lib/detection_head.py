@@ -26,7 +26,8 @@ linear warm-up over the first ``min(100, iterations / 5)`` steps, lr x0.1 at 2/3
 schedule (Detectron's 1x shape); gradient norm clipped at 10; horizontal flips with probability
 0.5. Iterations follow :mod:`gaia_bench.plugins.adaptations.lib.schedules` with ``det_epochs`` / ``det_min_iters`` /
 ``det_max_iters``. Everything random (head initialization, order, flips, RPN / RoI sampling) is
-seeded by the job seed.
+seeded by the job seed; training and testing run with a fixed thread count and deterministic algorithms
+(:mod:`gaia_bench.plugins.adaptations.lib.reproducible`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from gaia_bench.plugins.adaptations.lib.dense_probe import (
     load_image,
     pyramid_model,
 )
+from gaia_bench.plugins.adaptations.lib.reproducible import reproducible
 from gaia_bench.plugins.adaptations.lib.schedules import scaled_schedule
 from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS, Recipe, fit as train_loop
 from gaia_bench.tasks.types.lib.faster_rcnn import FPN_CHANNELS, REPRESENTATION
@@ -195,37 +197,38 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
                     warmup_start=0.1, decay="steps", milestones=(2 * n_iters / 3, 8 * n_iters / 9),
                     clip_norm=CLIP_NORM, eval_every=int(hp["det_eval_every"]), patience=int(hp["patience"]),
                     higher_is_better=task.metric(primary).higher_is_better, seed=seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = task.make_head(HeadInput(tuple(int(c) for c in backbone.pyramid_channels[-levels:]), size), dataset,
-                              Samples(fit_samples, classes), hp, seed)
-        model = pyramid_model(head, backbone, levels, train_bn if train_backbone else None) if train_model is None \
-            else train_model(head, backbone, levels, train_bn if train_backbone else None, n_iters)
-        targets = {m: [head.target(s, m) for s in fit_samples] for m in (False, True)}
+    with reproducible(device) as numerics:  # training and testing alike
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            head = task.make_head(HeadInput(tuple(int(c) for c in backbone.pyramid_channels[-levels:]), size), dataset,
+                                  Samples(fit_samples, classes), hp, seed)
+            model = pyramid_model(head, backbone, levels, train_bn if train_backbone else None) if train_model is None \
+                else train_model(head, backbone, levels, train_bn if train_backbone else None, n_iters)
+            targets = {m: [head.target(s, m) for s in fit_samples] for m in (False, True)}
 
-        def fetch(positions: list, mirrored: list):
-            inputs = source.images(positions, mirrored) if train_backbone else source(positions, mirrored)
-            return inputs, [targets[m][p] for p, m in zip(positions, mirrored)]
+            def fetch(positions: list, mirrored: list):
+                inputs = source.images(positions, mirrored) if train_backbone else source(positions, mirrored)
+                return inputs, [targets[m][p] for p, m in zip(positions, mirrored)]
 
-        val_source = PyramidSource(backbone, [subset[i] for i in val], size, spec.mean, spec.std, device, levels)
-        held_out = TaskHeldOut(val_source.samples, classes, task, dataset, primary,
-                               lambda samples: predict(head, val_source, batch))
-        result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch, flips=True),
-                     held_out=held_out, device=device, progress=ctx.progress, label=f"detector {dataset.name}")
-    stage["head_train"] = time.perf_counter() - start
-    done = result.steps
-    train_images = done * batch
+            val_source = PyramidSource(backbone, [subset[i] for i in val], size, spec.mean, spec.std, device, levels)
+            held_out = TaskHeldOut(val_source.samples, classes, task, dataset, primary,
+                                   lambda samples: predict(head, val_source, batch))
+            result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch, flips=True),
+                         held_out=held_out, device=device, progress=ctx.progress, label=f"detector {dataset.name}")
+        stage["head_train"] = time.perf_counter() - start
+        done = result.steps
+        train_images = done * batch
 
-    start = time.perf_counter()
-    backbone.eval()
-    del source
-    test_source = PyramidSource(backbone, test.samples, size, spec.mean, spec.std, device, levels)
-    advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
-    tick = time.perf_counter()
-    predictions = predict(head, test_source, max(1, ctx.batch_size), advance)
-    eval_model_seconds = time.perf_counter() - tick
-    ctx.progress.finish()
-    stage["evaluate"] = time.perf_counter() - start
+        start = time.perf_counter()
+        backbone.eval()
+        del source
+        test_source = PyramidSource(backbone, test.samples, size, spec.mean, spec.std, device, levels)
+        advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
+        tick = time.perf_counter()
+        predictions = predict(head, test_source, max(1, ctx.batch_size), advance)
+        eval_model_seconds = time.perf_counter() - tick
+        ctx.progress.finish()
+        stage["evaluate"] = time.perf_counter() - start
 
     trainable = sum(p.numel() for p in head.module.parameters())
     if train_backbone:
@@ -251,6 +254,7 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
                        "eval_seconds": stage["evaluate"], "eval_model_seconds": eval_model_seconds},
         "trainable_params": int(trainable),
         "frozen_backbone": not train_backbone,
+        "numerics": numerics,  # threads and deterministic mode of training and testing
     }
     return AdaptationResult(predictions=predictions, details=details,  # the runner scores them
                             stage_seconds=stage, trainable_params=int(trainable))

@@ -65,9 +65,21 @@ class Merged:
     origins: dict[str, str] = field(default_factory=dict)  # job id -> the source its kept record came from
 
 
+def numeric_summary(record: dict) -> str | None:
+    """``AMD EPYC, AVX512, 2 threads``: the CPU, ATen's kernel level, the training's threads and any
+    variable that overrode the kernels, from the record's ``environment.numerics`` (README
+    "Reproducibility": what makes two machines differ in the last bits); None for an older record."""
+    numerics = (record.get("environment") or {}).get("numerics")
+    if not numerics:
+        return None
+    threads = ((record.get("details") or {}).get("numerics") or {}).get("threads", numerics.get("threads"))
+    return ", ".join([str(numerics.get("cpu")), str(numerics.get("aten_capability")), f"{threads} threads",
+                      *(f"{k}={v}" for k, v in (numerics.get("variables") or {}).items())])
+
+
 def _version(source: str, record: dict) -> dict:
     return {"source": source, "status": record.get("status"), "primary_value": record.get("primary_value"),
-            "metrics": record.get("metrics")}
+            "metrics": record.get("metrics"), "numerics": numeric_summary(record)}
 
 
 def merge_sources(sources: Sequence[tuple[str, Iterable[dict]]]) -> Merged:
@@ -219,6 +231,7 @@ class Cell:
     draws: np.ndarray | None = field(default=None, repr=False)
     mark: str = ""
     versus_best: dict | None = None
+    conflicts: list[str] = field(default_factory=list)  # its seeds' job ids that another source has other values for
 
     @property
     def n(self) -> int:
@@ -629,6 +642,10 @@ def build_leaderboard(
         annotate_table(mine.table, draws_of, mine.err)
     efficiency = data_efficiency(measured, dataset_order)
     annotate_cells([c for row in efficiency.rows for c in row.cells.values()], draws_of)
+    if conflicted := {c.job_id for c in merged.conflicts}:  # the cells built on them say so
+        for row in [*(mine.table.rows if mine else []), *efficiency.rows]:
+            for cell in row.cells.values():
+                cell.conflicts = [job_id for job_id in cell.record_ids if job_id in conflicted]
     return Leaderboard(
         title=title or f"gaia-bench leaderboard: {suite} suite",
         suite=suite,

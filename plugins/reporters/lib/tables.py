@@ -37,6 +37,9 @@ LOWER_MARK = "↓"
 FRONT_MARK = "★"
 TIED_MARK = "≈"
 T_MARK = "ᵗ"
+CONFLICT_MARK = "‡"
+CONFLICT_NOTE = (f"{CONFLICT_MARK} = another source has a different value for a seed of this cell (same job id): the "
+                 "cell uses the first source's, the conflicts table lists both")
 NA = "n/a"
 CI_NOTE = (f"mean ± half the width of its {LEVEL * 100:g}% confidence interval (the interval itself, which need not be "
            "symmetric, is in the CSV and JSON)")
@@ -92,7 +95,7 @@ def fmt_cell(cell: Cell | None, interval: str = "std", show_n: bool = True) -> s
     else:
         mark = T_MARK if cell.interval.kind == KIND_T else ""
         text = f"{fmt_number(cell.mean)} ± {fmt_std(cell.interval.half_width)}{mark}{n}"
-    return text + (f" {TIED_MARK}" if cell.mark == "tied" else "")
+    return text + (f" {TIED_MARK}" if cell.mark == "tied" else "") + (f" {CONFLICT_MARK}" if cell.conflicts else "")
 
 
 def fmt_std(std: float) -> str:
@@ -220,6 +223,8 @@ def main_grid(section: Section, grid_id: str, interval: str = "ci", reference: b
     notes += [f"searched: {label}: {s.get('description', '')} ({s.get('source', '')})" for label, s in sorted(searches.items())]
     if flagged:
         notes.append(FLAG_NOTE)
+    if any(c.conflicts for c in all_cells):
+        notes.append(CONFLICT_NOTE)
     return Grid(grid_id, f"{'Reference' if reference else 'Main'} table ({table.shots})", columns, rows, notes)
 
 
@@ -266,6 +271,7 @@ def efficiency_grid(eff: DataEfficiency, interval: str = "ci") -> Grid:
         from gaia_bench.plugins.reporters.lib.efficiency import ZERO_SHOT_NOTE
 
         notes.append(ZERO_SHOT_NOTE)
+    notes += [CONFLICT_NOTE] if any(c.conflicts for c in all_cells) else []
     return Grid("efficiency", "Data efficiency", columns, rows, notes)
 
 
@@ -372,11 +378,14 @@ def conflict_grid(board: Leaderboard) -> Grid:
     rows = []
     for c in board.conflicts:
         cfg = c.config
-        versions = "; ".join(f"{v['source']}: {fmt_number(v['primary_value'])}" for v in c.versions)
+        versions = "; ".join(f"{v['source']}: {fmt_number(v['primary_value'])}"
+                             + (f" ({v['numerics']})" if v.get("numerics") else "") for v in c.versions)
         rows.append(_text(c.job_id, str(cfg.get("model")), str(cfg.get("init")), str(cfg.get("dataset")),
                           str(cfg.get("shots")), str(cfg.get("seed")), c.kept, versions))
     notes = ["same job id, different metrics in different sources: reported, never averaged; "
-             "the tables use the first source's record"]
+             f"the tables use the first source's record and mark its cells {CONFLICT_MARK}",
+             "in brackets: the CPU, ATen's kernel level and threads each version ran with (README \"Reproducibility\": "
+             "detection and depth cells differ across instruction sets)"]
     return Grid("conflicts", "Conflicting duplicates", columns, rows, notes)
 
 
