@@ -12,8 +12,8 @@ from typing import Any, Callable, Sequence
 from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitContext, InitSpec, Progress, TaskSpec
 from gaia_bench.errors import DataError, PluginError, UsageError
 from gaia_bench.overrides import apply_overrides
-from gaia_bench.shots import ShotSpec, parse_shot
-from gaia_bench.splits import SplitManifest, ids_sha256, manifest_problems
+from gaia_bench.shots import ShotSpec
+from gaia_bench.splits import SplitManifest, ids_sha256
 
 PROTOCOL_VERSION = "gaia-bench-shots-v1"
 
@@ -89,7 +89,7 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
     hyper-parameter defaults wherever a job has that key; a key no planned job has is an error.
     Each init is told ``init_context`` (pool, data root, progress) with its own pretraining
     hyper-parameters: its defaults with ``init_overrides`` applied (a key no planned init has is an
-    error). ``split``: every job trains on this manifest's subset (its dataset and shots only).
+    error). ``split``: every job trains on this manifest's subset (`gaia-bench run` checks it fits the grid).
     """
     from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
 
@@ -109,8 +109,6 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
         raise UsageError(f"--seed {negative} is negative", "seeds are integers >= 0")
     if image_size is not None and not 8 <= image_size <= 4096:
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
-    if split is not None:
-        check_split(split, dataset_specs, shots)
     shots_of = {a.name: [s for s in shots if s.fraction != 0] if a.trains else [ShotSpec(0.0)] for a in adaptation_specs}
     if idle := next((name for name, chosen in shots_of.items() if not chosen), None):
         raise UsageError(f"--shots 0% gives adaptation '{idle}' no training image",
@@ -166,25 +164,6 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
         raise UsageError(f"--hp {', '.join(unknown)}: no planned job has such a hyper-parameter",
                          f"the planned jobs take: {', '.join(known)}")
     return jobs
-
-
-def check_split(split: SplitManifest, datasets: Sequence[DatasetSpec], shots: Sequence[ShotSpec]) -> None:
-    """A --split manifest is one dataset's subset at one shots value: the grid must be just that."""
-    if others := [d.name for d in datasets if d.name != split.dataset]:
-        raise UsageError(f"--split {split.path} is a subset of {split.dataset}, not of {', '.join(others)}",
-                         f"run it with --dataset {split.dataset} only (one --split per dataset)")
-    if [s.label for s in shots] != [parse_shot(split.shots).label]:
-        raise UsageError(f"--shots {','.join(s.label for s in shots)} differs from --split {split.path}'s "
-                         f"{split.shots}", "drop --shots: the manifest fixes the subset")
-    if datasets and split.split != datasets[0].train_split:
-        raise UsageError(f"--split {split.path} lists {split.dataset}:{split.split}, but its jobs train on "
-                         f"{datasets[0].train_split}", f"export the manifest again: {_EXPORT}")
-    if problems := manifest_problems(split):
-        raise UsageError(f"--split {split.path}: {problems[0]}", f"check it with `gaia-bench splits verify "
-                         f"{split.path}`, or export it again: {_EXPORT}")
-
-
-_EXPORT = "`gaia-bench splits export DATASET --shots S --seed N --out FILE`"
 
 
 def data_dir(root: Path, dataset: DatasetSpec) -> Path:

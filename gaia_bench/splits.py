@@ -1,6 +1,6 @@
 """Split manifests: a job's training subset as a list of sample keys, so a subset can be shared,
 checked and run as it is (`gaia-bench run --split FILE`), not only redrawn from a seed. The file
-(JSON, grouped by class) is the `gaia-bench splits` command's: it writes and reads it.
+(JSON, grouped by class) is the `gaia-bench splits` command's: it writes, reads and checks it.
 
 ``sha256`` is the hash of the sorted ids joined by newlines; every done record carries it (as
 ``split.sha256``), drawn or given, so two results trained on the same subset can be told apart
@@ -10,7 +10,6 @@ from others.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -37,7 +36,7 @@ class SplitManifest:
     ids: Mapping[str, Sequence[str]] | Sequence[str]  # class (or label set) -> keys, or one list
     per_class: Mapping[str, int]
     n_samples: int
-    sha256: str  # as written; :func:`manifest_problems` checks it
+    sha256: str  # as written; :func:`gaia_bench.cli.splits.manifest_problems` checks it
 
     @property
     def source(self) -> str:
@@ -55,17 +54,6 @@ class SplitManifest:
                             + (f" ({len(missing) - 1} more ids are missing)" if len(missing) > 1 else ""),
                             f"the manifest was made from other data; `gaia-bench splits verify {self.path}` lists them")
         return sorted(where[k] for k in self.keys())
-
-
-def manifest_problems(m: SplitManifest) -> list[str]:
-    """What is inconsistent inside the file itself: repeated ids, count and hash."""
-    keys = m.keys()
-    problems = [f"id {k!r} is listed {n} times" for k, n in Counter(keys).items() if n > 1]
-    if m.n_samples != len(keys):
-        problems.append(f"n_samples is {m.n_samples}, but {len(keys)} ids are listed")
-    if m.sha256 != (actual := ids_sha256(keys)):
-        problems.append(f"sha256 is {m.sha256}, but the listed ids hash to {actual}")
-    return problems
 
 
 def split_entry(subset: Samples, manifest: SplitManifest | None) -> dict:

@@ -275,11 +275,6 @@ def _identity(path: Path) -> tuple:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def result_files_dir(work_dir: str | Path) -> Path:
-    """Where jobs running outside the driver write their records (see the module docstring)."""
-    return Path(work_dir) / "results"
-
-
 def write_result_file(directory: str | Path, record: dict) -> Path:
     """Write one job's record as ``<directory>/<job_id>.json``, atomically and durably."""
     final = Path(directory) / f"{record['job_id']}.json"

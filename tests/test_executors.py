@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gaia_bench.store import ResultsStore, result_files_dir, write_result_file
+from gaia_bench.cli.run import result_files_dir
+from gaia_bench.store import ResultsStore, write_result_file
 from tests.helpers import cli, fake_distribution
 
 CONST_PLUGIN = """

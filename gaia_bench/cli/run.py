@@ -120,6 +120,11 @@ def work_dir_for(store_path) -> Path:
     return path.with_name(path.stem + ".jobs")
 
 
+def result_files_dir(work_dir: str | Path) -> Path:
+    """Where jobs running outside the driver write their records (see :mod:`gaia_bench.store`)."""
+    return Path(work_dir) / "results"
+
+
 @app.command()
 @handle_errors
 def run(
@@ -176,7 +181,7 @@ def run(
     from gaia_bench.jobs import plan
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.manager import get_host
-    from gaia_bench.cli.splits import read_manifest
+    from gaia_bench.cli.splits import check_split, read_manifest
 
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size} is out of range", "use 1 or more")
@@ -210,6 +215,8 @@ def run(
     datasets, from_suite = dataset_names_for(regs, dataset, suite)
     if from_suite:
         datasets = _present(regs, datasets, resolve_data_root(data_root), suite or "mini")
+    if manifest is not None:
+        check_split(manifest, [regs.datasets.get(d) for d in datasets], shot_specs)
     progress = RichProgress()
     pool = upstream_pool(regs, upstream, suite)
     init_overrides = _parse_init_hp(init_hp)
@@ -233,7 +240,6 @@ def run(
     from gaia_bench.cells import Cell, SessionSettings, failure_record
     from gaia_bench.cli.progress import GridMonitor
     from gaia_bench.predictions import predictions_dir
-    from gaia_bench.store import result_files_dir
 
     with open_store(store, write=True) as results:
         work_dir = work_dir_for(results.path)

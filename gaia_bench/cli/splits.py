@@ -21,12 +21,13 @@ from gaia_bench.cli import app
 from gaia_bench.cli.common import DataRootOption, handle_errors, parse_seeds, parse_shots
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
-from gaia_bench.shots import SHOTS_HELP, parse_shot
-from gaia_bench.api import Samples
+from gaia_bench.shots import SHOTS_HELP, ShotSpec, parse_shot
+from gaia_bench.api import DatasetSpec, Samples
 from gaia_bench.splits import SplitManifest, ids_sha256
 
 KIND = "gaia-bench-split"
 _FIX = "write it with `gaia-bench splits export DATASET --shots 10% --seed 0 --out FILE`"
+_EXPORT = "`gaia-bench splits export DATASET --shots S --seed N --out FILE`"
 
 splits_app = typer.Typer(help="Training subsets as files: export a manifest, verify one (`gaia-bench run --split FILE` "
                               "trains on one).", no_args_is_help=True)
@@ -76,6 +77,33 @@ def read_manifest(path: Path) -> SplitManifest:
     return SplitManifest(path=str(path), dataset=doc["dataset"], dataset_version=str(doc.get("dataset_version")),
                          split=doc["split"], shots=doc["shots"], seed=doc.get("seed"), ids=ids,
                          per_class=doc.get("per_class") or {}, n_samples=doc["n_samples"], sha256=doc["sha256"])
+
+
+def manifest_problems(m: SplitManifest) -> list[str]:
+    """What is inconsistent inside the file itself: repeated ids, count and hash."""
+    keys = m.keys()
+    problems = [f"id {k!r} is listed {n} times" for k, n in Counter(keys).items() if n > 1]
+    if m.n_samples != len(keys):
+        problems.append(f"n_samples is {m.n_samples}, but {len(keys)} ids are listed")
+    if m.sha256 != (actual := ids_sha256(keys)):
+        problems.append(f"sha256 is {m.sha256}, but the listed ids hash to {actual}")
+    return problems
+
+
+def check_split(split: SplitManifest, datasets: Sequence[DatasetSpec], shots: Sequence[ShotSpec]) -> None:
+    """A --split manifest is one dataset's subset at one shots value: the grid must be just that."""
+    if others := [d.name for d in datasets if d.name != split.dataset]:
+        raise UsageError(f"--split {split.path} is a subset of {split.dataset}, not of {', '.join(others)}",
+                         f"run it with --dataset {split.dataset} only (one --split per dataset)")
+    if [s.label for s in shots] != [parse_shot(split.shots).label]:
+        raise UsageError(f"--shots {','.join(s.label for s in shots)} differs from --split {split.path}'s "
+                         f"{split.shots}", "drop --shots: the manifest fixes the subset")
+    if datasets and split.split != datasets[0].train_split:
+        raise UsageError(f"--split {split.path} lists {split.dataset}:{split.split}, but its jobs train on "
+                         f"{datasets[0].train_split}", f"export the manifest again: {_EXPORT}")
+    if problems := manifest_problems(split):
+        raise UsageError(f"--split {split.path}: {problems[0]}", f"check it with `gaia-bench splits verify "
+                         f"{split.path}`, or export it again: {_EXPORT}")
 
 
 def build_manifest(dataset: str, version: str, split: str, shots: str, seed: int, train: Samples,
@@ -157,8 +185,6 @@ def verify(
 ) -> None:
     """Check a manifest against the data on disk: every id in the training split, listed under its
     labels, per-class counts, n_samples and the sha256 of the ids. One line per problem."""
-    from gaia_bench.splits import manifest_problems
-
     manifest = read_manifest(file)
     spec, train = _train_split(manifest.dataset, data_root)
     problems = manifest_problems(manifest)

@@ -58,8 +58,7 @@ def status(
     """Show a grid's progress from the store: pending, done and failed cells, and why each failed.
 
     Results that jobs wrote after their run stopped are merged into the store first."""
-    from gaia_bench.cli.run import work_dir_for
-    from gaia_bench.store import result_files_dir
+    from gaia_bench.cli.run import result_files_dir, work_dir_for
 
     if by not in GROUPS:
         raise UsageError(f"--by {by} is not a grouping", "use one of: " + ", ".join(GROUPS))
