@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -12,8 +12,6 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from gaia_bench.api import Sample
-
-T = TypeVar("T")
 
 
 def eval_pixels(size: int) -> transforms.Compose:
@@ -29,14 +27,13 @@ def eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> tr
 
 
 def normalize(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``[B, 3, H, W]`` -> what :func:`eval_transform`'s ToTensor + Normalize make of each image,
-    by the same float32 operations (the same bits), but one call per batch: on a loaded machine each
-    small multi-threaded tensor op can wait milliseconds for a core."""
+    """uint8 ``[B, 3, H, W]`` -> what ToTensor + Normalize make of each image (the same float32 ops: the
+    same bits) in one call per batch: on a loaded machine each small tensor op can wait for a core."""
     mean, std = (torch.tensor(v, dtype=torch.float32, device=pixels.device).view(-1, 1, 1) for v in (mean, std))
     return pixels.float().div_(255).sub_(mean).div_(std)
 
 
-def prefetched(items: Iterable[T], ahead: int = 2) -> Iterator[T]:
+def prefetched(items: Iterable, ahead: int = 2) -> Iterator:
     """``items`` in order, made by one background thread up to ``ahead`` early: decoding (PIL
     releases the GIL) overlaps the caller's forward pass."""
     source, end = iter(items), object()
@@ -82,17 +79,9 @@ def read_error(sample: Sample) -> str:
         return f"{type(exc).__name__}: {exc}"
 
 
-class ReadCheck(Dataset):
-    """Yields ``(index, error)`` for every sample: a DataLoader runs :func:`read_error` in workers."""
-
-    def __init__(self, samples: Sequence[Sample]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[int, str]:
-        return index, read_error(self.samples[index])
+def read_errors(batch: Sequence[Sample]) -> list[str]:
+    """:func:`read_error` of each sample: a DataLoader's ``collate_fn``, so workers check in parallel."""
+    return [read_error(sample) for sample in batch]
 
 
 class ImageSamples(Dataset):
