@@ -80,12 +80,10 @@ class FeatureCache:
 def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_size: int, mean: Sequence[float],
                      std: Sequence[float], device: str, batch_size: int, workers: int,
                      on_batch: Callable[[int], None] | None = None, overlap: bool = True) -> np.ndarray:
-    """Pooled features of every sample, in order. An unreadable image stops with its path. Images
-    are decoded to uint8 in ``workers`` processes (or, with ``overlap``, in a thread one batch ahead
-    of the forward) and normalized per batch on the device: :func:`eval_transform`'s numbers."""
-    pin = torch.device(device).type == "cuda"
-    loader = DataLoader(ImageSamples(samples, eval_pixels(image_size), image_size, torch.uint8),
-                        batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin)
+    """Pooled features of every sample, in order (an unreadable image stops with its path). Decoded in ``workers``
+    processes or, with ``overlap``, a thread a batch ahead of the forward; normalized per batch on the device."""
+    loader = DataLoader(ImageSamples(samples, eval_pixels(image_size), image_size, torch.uint8), batch_size=batch_size,
+                        shuffle=False, num_workers=workers, pin_memory=torch.device(device).type == "cuda")
     backbone.eval().to(device)
     out = np.zeros((len(samples), backbone.num_features), dtype=np.float32)
     for images, indices, errors in prefetched(loader) if overlap and not workers else loader:
@@ -94,7 +92,7 @@ def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_siz
             raise DataError(f"cannot read image {where(samples[i])}: {err}",
                             "replace or delete the file, re-create the dataset with `gaia-bench datasets prepare`, "
                             "or leave such images out with `gaia-bench run --on-bad-sample skip`")
-        feats = backbone(normalize(images.to(device, non_blocking=pin), mean, std)).float().cpu().numpy()
+        feats = backbone(normalize(images.to(device, non_blocking=True), mean, std)).float().cpu().numpy()
         out[indices.numpy()] = feats
         if on_batch:
             on_batch(len(indices))

@@ -333,16 +333,24 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
             else images_t[torch.as_tensor(positions, dtype=torch.long).to(device)]
         return inputs, [targets[i] for i in positions]
 
+    model_seconds = [0.0]  # in the model outside the loop's steps: the loss reports and held-out checks
+
     def full_loss() -> float:
         head.module.eval()
         backbone.eval()
-        total, count = 0.0, 0
+        total, count, tick = 0.0, 0, time.perf_counter()
         with torch.no_grad():
             for s in range(0, len(fit_samples), batch):
                 positions = list(range(s, min(s + batch, len(fit_samples))))
                 total += float(head.loss(pyramid_of(positions), [targets[i] for i in positions])) * len(positions)
                 count += len(positions)
+        model_seconds[0] += time.perf_counter() - tick
         return total / max(count, 1)
+
+    def predict_held_out(samples: Sequence) -> list:
+        predictions, seconds = predict_dense(head, backbone, samples, size, spec, levels, batch, device, pixels=val_pixels)
+        model_seconds[0] += seconds
+        return predictions
 
     # --- the head (and backbone), on the one training loop
     start = time.perf_counter()
@@ -353,8 +361,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
                     weight_decay=wd, decay="constant", eval_every=int(hp["dense_eval_every"]),
                     patience=int(hp["patience"]), higher_is_better=task.metric(primary).higher_is_better, seed=seed)
     val_pixels = decode_all(val_samples, size)  # decoded once, scored at every check
-    held_out = TaskHeldOut(val_samples, data.train.classes, task, dataset, primary, lambda samples: predict_dense(
-        head, backbone, samples, size, spec, levels, batch, device, pixels=val_pixels)[0])
+    held_out = TaskHeldOut(val_samples, data.train.classes, task, dataset, primary, predict_held_out)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         loss_start = full_loss()
@@ -392,8 +399,8 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         "loss_start": loss_start,
         "loss_end": loss_end,
         "throughput": {"train_images": done * batch, "train_seconds": train_seconds,
-                       "train_model_seconds": result.model_seconds, "eval_images": len(test), "eval_seconds": eval_seconds,
-                       "eval_model_seconds": eval_model_seconds},
+                       "train_model_seconds": result.model_seconds + model_seconds[0], "eval_images": len(test),
+                       "eval_seconds": eval_seconds, "eval_model_seconds": eval_model_seconds},
         "trainable_params": trainable,
         "frozen_backbone": not train_backbone,
     }

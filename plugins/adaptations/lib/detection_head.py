@@ -223,8 +223,14 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
 
         val_source = PyramidSource(backbone, [subset[i] for i in val], size, spec.mean, spec.std, device, levels)
         val_source.keep_pixels()  # scored at every check
-        held_out = TaskHeldOut(val_source.samples, classes, task, dataset, primary,
-                               lambda samples: predict(head, val_source, batch)[0])
+        held_out_seconds = [0.0]  # in the model during the checks
+
+        def predict_held_out(samples: Sequence) -> list:
+            predictions, seconds = predict(head, val_source, batch)
+            held_out_seconds[0] += seconds
+            return predictions
+
+        held_out = TaskHeldOut(val_source.samples, classes, task, dataset, primary, predict_held_out)
         result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch, flips=True),
                      held_out=held_out, device=device, progress=ctx.progress, label=f"detector {dataset.name}")
     stage["head_train"] = time.perf_counter() - start
@@ -260,7 +266,8 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         "loss_end": float(np.mean(result.losses[-10:])) if result.losses else None,
         "input_size": list(size),
         "throughput": {"train_images": train_images, "train_seconds": stage["head_train"],
-                       "train_model_seconds": result.model_seconds, "eval_images": len(test),
+                       "train_model_seconds": result.model_seconds + held_out_seconds[0],
+                       "eval_images": len(test),
                        "eval_seconds": stage["evaluate"], "eval_model_seconds": eval_model_seconds},
         "trainable_params": int(trainable),
         "frozen_backbone": not train_backbone,
