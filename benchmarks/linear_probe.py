@@ -9,11 +9,12 @@
    grid (1%, 2%, 5%, 10%, 100%) on it.
 2. Extraction overhead: images/s of ``extract_features`` (PNG decoding, transforms, DataLoader,
    backbone) over the training split vs the backbone's bare forward on ready-made tensors of the
-   same shape and batch size. Best of 3 after a warm-up.
+   same shape and batch size. Best of 5, the two alternating, after a warm-up.
 
 Run it on an otherwise idle machine: on 2 cores any other load changes the numbers a lot.
 Usage: python benchmarks/linear_probe.py [--model test_resnet] [--dataset digits-lt]
        [--shots 1%,10%,100%] [--batch-size 64] [--image-size N] [--cifar10-images 1200]
+       [--parts grid,extraction]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from gaia_bench.runner import Session, run_job
 SHOTS = "1%,10%,100%"
 CIFAR_SHOTS = "1%,2%,5%,10%,100%"
 SEEDS = (0, 1, 2)
+ROUNDS = 5
 
 
 def write_cifar10(root: Path, n_train: int, n_test: int) -> None:
@@ -86,11 +88,6 @@ def time_grid(args: argparse.Namespace, data_root: Path, cached: bool) -> tuple[
     return elapsed, records
 
 
-def best_of(n: int, fn: Callable[[], object]) -> float:
-    fn()  # warm-up
-    return min(_timed(fn) for _ in range(n))
-
-
 def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -106,6 +103,7 @@ def main() -> None:
     parser.add_argument("--shots", default=None, help=f"default {SHOTS}; {CIFAR_SHOTS} with --cifar10-images")
     parser.add_argument("--cifar10-images", type=int, default=0, help="write a CIFAR-10 of N training images (official "
                         "layout, N/5 test images) and run on it")
+    parser.add_argument("--parts", default="grid,extraction", help="which measurements to run (comma-separated)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     data_root = Path(tempfile.mkdtemp(prefix="gaia-bench-bench-"))
@@ -130,6 +128,13 @@ def measure(args: argparse.Namespace, data_root: Path) -> None:
     warm = session(data_root, None, args.batch_size)
     train = warm.load_split(dataset, dataset.train_split)  # prepares the data outside the timings
 
+    if "grid" in args.parts.split(","):
+        measure_grid(args, data_root)
+    if "extraction" in args.parts.split(","):
+        measure_extraction(args, regs, spec, size, train)
+
+
+def measure_grid(args: argparse.Namespace, data_root: Path) -> None:
     cached_s, cached = time_grid(args, data_root, cached=True)
     uncached_s, uncached = time_grid(args, data_root, cached=False)
     agree = all(a["metrics"] == b["metrics"] for a, b in zip(cached, uncached))
@@ -144,10 +149,10 @@ def measure(args: argparse.Namespace, data_root: Path) -> None:
     probe_s = sum(r["timings"].get("probe_fit", 0.0) for r in cached)
     print(f"   {'probe fits / cached wall time':34s} {100 * probe_s / cached_s:8.1f} %")
 
+
+def measure_extraction(args: argparse.Namespace, regs, spec, size: int, train) -> None:
     backbone = regs.inits.get("random").initialize(spec, InitContext()).eval()
     n = len(train)
-    extract_s = best_of(3, lambda: extract_features(backbone, train.samples, image_size=size, mean=spec.mean,
-                                                      std=spec.std, device="cpu", batch_size=args.batch_size, workers=0))
     batches = [torch.randn(min(args.batch_size, n - i), 3, size, size) for i in range(0, n, args.batch_size)]
 
     def bare() -> None:
@@ -155,7 +160,12 @@ def measure(args: argparse.Namespace, data_root: Path) -> None:
             for batch in batches:
                 backbone(batch)
 
-    bare_s = best_of(3, bare)
+    def extract() -> None:
+        extract_features(backbone, train.samples, image_size=size, mean=spec.mean, std=spec.std, device="cpu",
+                         batch_size=args.batch_size, workers=0)
+
+    extract(), bare()  # warm-up; then alternate, so a change of the machine's load hits both alike
+    extract_s, bare_s = (min(t) for t in zip(*[(_timed(extract), _timed(bare)) for _ in range(ROUNDS)]))
     print(f"\n2. feature extraction over {n} training images")
     print(f"   {'bare forward on ready tensors':34s} {n / bare_s:8.1f} images/s")
     print(f"   {'extract_features (decode+transform)':34s} {n / extract_s:8.1f} images/s")

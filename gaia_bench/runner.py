@@ -85,7 +85,7 @@ class Session:
 
         from torch.utils.data import DataLoader
 
-        from gaia_bench.imagedata import ReadCheck
+        from gaia_bench.imagedata import read_errors
 
         key = cache_key({"scan": dataset.name, "dataset_version": dataset.version, "split": split,
                          "samples": samples_fingerprint(samples.samples),
@@ -96,10 +96,10 @@ class Session:
                 return {int(k): v for k, v in json.loads(cached.read_text()).items()}
         bad: dict[int, str] = {}
         advance = self.progress.start(f"checking images {dataset.name}:{split}", len(samples))
-        loader = DataLoader(ReadCheck(samples.samples), batch_size=256, num_workers=self.workers)
-        for indices, errors in loader:
-            bad.update((int(i), e) for i, e in zip(indices, errors) if e)
-            advance(len(indices))
+        loader = DataLoader(samples.samples, batch_size=256, num_workers=self.workers, collate_fn=read_errors)
+        for start, errors in zip(range(0, len(samples), 256), loader):
+            bad.update((start + i, e) for i, e in enumerate(errors) if e)
+            advance(len(errors))
         self.progress.finish()
         if cached is not None:
             with suppress(OSError), atomic_write(cached, "w") as f:  # only a cache

@@ -29,6 +29,7 @@ import math
 import time
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 
 from gaia_bench.api import AdaptationResult, HeadInput, Samples
 from gaia_bench.errors import UsageError
@@ -60,15 +61,36 @@ def fixed_size(height: int, width: int, multiple: int = MULTIPLE) -> tuple[int, 
 
 
 # ----------------------------------------------------------------------------- data
-def load_image(path, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]):
+def load_pixels(path, size: tuple[int, int]):
+    """The image resized (bilinear) to ``size``, uint8 ``[3, H, W]``: a quarter of float32's memory,
+    normalized per batch by :func:`gaia_bench.imagedata.normalize` (the numbers ToTensor +
+    Normalize give each image, without a small tensor op per image)."""
+    import torch
     from PIL import Image
-    from torchvision.transforms import functional as TF
 
     with Image.open(path) as img:
         image = img.convert("RGB")
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.BILINEAR)
-    return TF.normalize(TF.to_tensor(image), mean, std)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+
+
+def pixel_batches(samples: Sequence, size: tuple[int, int], batch: int) -> Iterator:
+    """uint8 ``[B, 3, H, W]`` batches of ``samples`` in order, each decoded by a background thread
+    while the caller runs the model on the previous one."""
+    import torch
+
+    from gaia_bench.imagedata import prefetched
+
+    chunks = (samples[s:s + batch] for s in range(0, len(samples), batch))
+    return prefetched(torch.stack([load_pixels(x.path, size) for x in chunk]) for chunk in chunks)
+
+
+def decode_all(samples: Sequence, size: tuple[int, int], batch: int = 64):
+    """Every sample's :func:`load_pixels`, decoded once and kept: ``[N, 3, H, W]`` uint8."""
+    import torch
+
+    return torch.cat(list(pixel_batches(samples, size, batch))) if samples else torch.zeros(0, 3, *size, dtype=torch.uint8)
 
 
 def compute_pyramids(backbone, samples, size, mean, std, device: str, batch_size: int, levels: int,
@@ -76,14 +98,14 @@ def compute_pyramids(backbone, samples, size, mean, std, device: str, batch_size
     """The last ``levels`` pyramid maps of every sample, concatenated per level (kept on ``device``)."""
     import torch
 
+    from gaia_bench.imagedata import normalize
+
     backbone.eval()
     chunks: list[list] = []
     with torch.no_grad():
-        for start in range(0, len(samples), batch_size):
-            batch = samples[start:start + batch_size]
-            x = torch.stack([load_image(s.path, size, mean, std) for s in batch]).to(device)
-            chunks.append([f.float() for f in backbone.pyramid(x)[-levels:]])
-            advance(len(batch))
+        for pixels in pixel_batches(samples, size, batch_size):
+            chunks.append([f.float() for f in backbone.pyramid(normalize(pixels.to(device), mean, std))[-levels:]])
+            advance(len(pixels))
     return [torch.cat([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]
 
 
@@ -209,20 +231,23 @@ def early_stopping_details(result, n_fit: int, n_val: int, metric: str) -> dict[
 
 # ----------------------------------------------------------------------------- the job
 def predict_dense(head, backbone, samples: Sequence, size, spec, levels: int, batch: int, device: str,
-                  advance=lambda n: None) -> tuple[list, float]:
+                  advance=lambda n: None, pixels=None) -> tuple[list, float]:
     """The head's prediction for every sample (in order), and the seconds spent in the model
-    (backbone + head, with the head's per-image scoring) as opposed to reading images."""
+    (backbone + head, with the head's per-image scoring) as opposed to reading images. ``pixels``:
+    the samples' :func:`decode_all`, when kept (a held-out set scored at every check)."""
     import torch
+
+    from gaia_bench.imagedata import normalize
 
     backbone.eval()
     predictions: list = []
     model_seconds = 0.0
+    batches = pixel_batches(samples, size, batch) if pixels is None else pixels.split(batch)
     with torch.no_grad():
-        for s in range(0, len(samples), batch):
+        for s, x in zip(range(0, len(samples), batch), batches):
             chunk = samples[s:s + batch]
-            x = torch.stack([load_image(sample.path, size, spec.mean, spec.std) for sample in chunk]).to(device)
             tick = time.perf_counter()
-            pyramid = [f.float() for f in backbone.pyramid(x)[-levels:]]
+            pyramid = [f.float() for f in backbone.pyramid(normalize(x.to(device), spec.mean, spec.std))[-levels:]]
             predictions.extend(head.predict(pyramid, chunk))
             model_seconds += time.perf_counter() - tick
             advance(len(chunk))
@@ -240,6 +265,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     case trains on the whole subset from cached pyramids."""
     import torch
 
+    from gaia_bench.imagedata import normalize
     from gaia_bench.plugins.adaptations.lib.reproducible import reproducible
     from gaia_bench.plugins.adaptations.lib.schedules import scaled_schedule
     from gaia_bench.plugins.adaptations.lib.training import FINETUNE_DEFAULTS, Recipe, fit as train_loop
@@ -283,11 +309,8 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     advance = ctx.progress.start(f"{'images' if train_backbone else 'pyramid'} {spec.name} / "
                                  f"{dataset.name}:{dataset.train_split}", len(fit_samples))
     if train_backbone:
-        images = []
-        for sample in fit_samples:
-            images.append(load_image(sample.path, size, spec.mean, spec.std))
-            advance(1)
-        images_t = torch.stack(images).to(device)
+        images_t = normalize(decode_all(fit_samples, size).to(device), spec.mean, spec.std)
+        advance(len(fit_samples))
         feats = None
     else:
         feats = compute_pyramids(backbone, fit_samples, size, spec.mean, spec.std, device, ctx.batch_size,
@@ -312,16 +335,24 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
             else images_t[torch.as_tensor(positions, dtype=torch.long).to(device)]
         return inputs, [targets[i] for i in positions]
 
+    model_seconds = [0.0]  # in the model outside the loop's steps: the loss reports and held-out checks
+
     def full_loss() -> float:
         head.module.eval()
         backbone.eval()
-        total, count = 0.0, 0
+        total, count, tick = 0.0, 0, time.perf_counter()
         with torch.no_grad():
             for s in range(0, len(fit_samples), batch):
                 positions = list(range(s, min(s + batch, len(fit_samples))))
                 total += float(head.loss(pyramid_of(positions), [targets[i] for i in positions])) * len(positions)
                 count += len(positions)
+        model_seconds[0] += time.perf_counter() - tick
         return total / max(count, 1)
+
+    def predict_held_out(samples: Sequence) -> list:
+        predictions, seconds = predict_dense(head, backbone, samples, size, spec, levels, batch, device, pixels=val_pixels)
+        model_seconds[0] += seconds
+        return predictions
 
     # --- the head (and backbone), on the one training loop
     start = time.perf_counter()
@@ -331,8 +362,8 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     recipe = Recipe(iterations=n_iters, lr=lr, backbone_lr_scale=float(hp["backbone_lr_scale"]), optimizer="adam",
                     weight_decay=wd, decay="constant", eval_every=int(hp["dense_eval_every"]),
                     patience=int(hp["patience"]), higher_is_better=task.metric(primary).higher_is_better, seed=seed)
-    held_out = TaskHeldOut(val_samples, data.train.classes, task, dataset, primary, lambda samples: predict_dense(
-        head, backbone, samples, size, spec, levels, batch, device)[0])
+    val_pixels = decode_all(val_samples, size)  # decoded once, scored at every check
+    held_out = TaskHeldOut(val_samples, data.train.classes, task, dataset, primary, predict_held_out)
     with reproducible(device) as numerics:  # training and testing alike
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -371,8 +402,8 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         "loss_start": loss_start,
         "loss_end": loss_end,
         "throughput": {"train_images": done * batch, "train_seconds": train_seconds,
-                       "train_model_seconds": result.model_seconds, "eval_images": len(test), "eval_seconds": eval_seconds,
-                       "eval_model_seconds": eval_model_seconds},
+                       "train_model_seconds": result.model_seconds + model_seconds[0], "eval_images": len(test),
+                       "eval_seconds": eval_seconds, "eval_model_seconds": eval_model_seconds},
         "trainable_params": trainable,
         "frozen_backbone": not train_backbone,
         "numerics": numerics,  # threads and deterministic mode of training and testing

@@ -45,8 +45,10 @@ from gaia_bench.plugins.adaptations.lib.dense_probe import (
     TaskHeldOut,
     batchnorm_trains,
     early_stopping_details,
+    decode_all,
     fixed_size,
-    load_image,
+    load_pixels,
+    pixel_batches,
     pyramid_model,
 )
 from gaia_bench.plugins.adaptations.lib.reproducible import reproducible
@@ -62,46 +64,56 @@ DETECTION_HYPERPARAMS = {
     "det_weight_decay": 1e-4, "det_fpn_channels": FPN_CHANNELS, "det_representation": REPRESENTATION,
     "det_eval_every": 100,
 }
-CACHE_MB = 2048  # frozen pyramids (plain + mirrored) are kept in memory up to this size
+CACHE_MB = 2048  # frozen pyramids (plain + mirrored), or the decoded images, are kept in memory up to this size
 
 
 class PyramidSource:
     """The frozen backbone's last ``levels`` maps for a batch of positions, plain or mirrored:
     from memory when the pyramids were cached, else computed now; or the images themselves, for a
-    backbone that trains."""
+    backbone that trains. Images are decoded once when :meth:`keep_pixels` kept them (uint8)."""
 
     def __init__(self, backbone, samples, size, mean, std, device: str, levels: int) -> None:
         self.backbone, self.samples, self.size = backbone, samples, size
         self.mean, self.std, self.device, self.levels = mean, std, device, levels
         self.cache: dict[bool, list] | None = None
+        self.pixels = None  # [N, 3, H, W] uint8 once kept
+
+    def keep_pixels(self) -> None:
+        self.pixels = decode_all(self.samples, self.size)
+
+    def normalized(self, pixels):
+        from gaia_bench.imagedata import normalize
+
+        return normalize(pixels.to(self.device), self.mean, self.std)
 
     def images(self, positions: Sequence[int], flip: Sequence[bool]):
+        """Mirroring the uint8 pixels before normalizing gives the same numbers as after."""
         import torch
 
-        batch = []
-        for position, mirrored in zip(positions, flip):
-            image = load_image(self.samples[position].path, self.size, self.mean, self.std)
-            batch.append(torch.flip(image, dims=[-1]) if mirrored else image)
-        return torch.stack(batch).to(self.device)
+        pixels = self.pixels[list(positions)] if self.pixels is not None else \
+            torch.stack([load_pixels(self.samples[p].path, self.size) for p in positions])
+        return self.normalized(torch.stack([x.flip(-1) if m else x for x, m in zip(pixels, flip)]))
 
-    def compute(self, positions: Sequence[int], flip: Sequence[bool]) -> list:
+    def forward(self, images) -> list:
         import torch
 
         with torch.no_grad():
-            return [f.float() for f in self.backbone.pyramid(self.images(positions, flip))[-self.levels:]]
+            return [f.float() for f in self.backbone.pyramid(images)[-self.levels:]]
+
+    def compute(self, positions: Sequence[int], flip: Sequence[bool]) -> list:
+        return self.forward(self.images(positions, flip))
 
     def fill_cache(self, batch_size: int, advance: Callable[[int], None]) -> None:
         import torch
 
+        if self.pixels is None:
+            self.keep_pixels()
         cache: dict[bool, list] = {}
-        everything = list(range(len(self.samples)))
-        with torch.no_grad():
-            for mirrored in (False, True):
-                chunks = [self.compute(everything[s:s + batch_size], [mirrored] * len(everything[s:s + batch_size]))
-                          for s in range(0, len(everything), batch_size)]
-                cache[mirrored] = [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
-                advance(len(everything))
-        self.cache = cache
+        for mirrored in (False, True):
+            chunks = [self.forward(self.normalized(p.flip(-1) if mirrored else p)) for p in self.pixels.split(batch_size)]
+            cache[mirrored] = [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+            advance(len(self.samples))
+        self.cache, self.pixels = cache, None  # the pyramids replace the images
 
     def __call__(self, positions: Sequence[int], flip: Sequence[bool]) -> list:
         import torch
@@ -123,19 +135,24 @@ def pyramid_bytes(backbone, size: tuple[int, int], levels: int) -> int:
 
 
 # ----------------------------------------------------------------------------- the job
-def predict(head, source: PyramidSource, batch: int, advance=lambda n: None) -> list:
-    """The head's prediction for every image of ``source``, in order."""
+def predict(head, source: PyramidSource, batch: int, advance=lambda n: None) -> tuple[list, float]:
+    """The head's prediction for every image of ``source``, in order, and the seconds spent in the
+    model (backbone + head) as opposed to reading images (decoded one batch ahead, in a thread)."""
     import torch
 
-    out = []
+    out, model_seconds = [], 0.0
+    n = len(source.samples)
+    pixels = iter(source.pixels.split(batch) if source.pixels is not None else pixel_batches(source.samples, source.size, batch))
     with torch.no_grad():
-        for s in range(0, len(source.samples), batch):
-            positions = list(range(s, min(s + batch, len(source.samples))))
-            feats = source.compute(positions, [False] * len(positions)) if source.cache is None else \
-                source(positions, [False] * len(positions))
+        for s in range(0, n, batch):
+            positions = list(range(s, min(s + batch, n)))
+            x = next(pixels) if source.cache is None else None
+            tick = time.perf_counter()
+            feats = source.forward(source.normalized(x)) if x is not None else source(positions, [False] * len(positions))
             out.extend(head.predict(feats, [source.samples[p] for p in positions]))
+            model_seconds += time.perf_counter() - tick
             advance(len(positions))
-    return out
+    return out, model_seconds
 
 
 def run_detection(ctx, train_backbone: bool = False, iterations: int | None = None,
@@ -181,6 +198,8 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     source = PyramidSource(backbone, fit_samples, size, spec.mean, spec.std, device, levels)
     cache_mb = 2 * len(fit_samples) * pyramid_bytes(backbone, size, levels) / 2**20
     cached = not train_backbone and cache_mb <= CACHE_MB
+    if len(fit_samples) * 3 * size[0] * size[1] / 2**20 <= CACHE_MB:
+        source.keep_pixels()  # decoded once: a fine-tune reads each image every few steps
     if cached:
         advance = ctx.progress.start(f"pyramid {spec.name} / {dataset.name}:{dataset.train_split} (+ mirrored)",
                                      2 * len(fit_samples))
@@ -211,8 +230,15 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
                 return inputs, [targets[m][p] for p, m in zip(positions, mirrored)]
 
             val_source = PyramidSource(backbone, [subset[i] for i in val], size, spec.mean, spec.std, device, levels)
-            held_out = TaskHeldOut(val_source.samples, classes, task, dataset, primary,
-                                   lambda samples: predict(head, val_source, batch))
+            val_source.keep_pixels()  # scored at every check
+            held_out_seconds = [0.0]  # in the model during the checks
+
+            def predict_held_out(samples: Sequence) -> list:
+                predictions, seconds = predict(head, val_source, batch)
+                held_out_seconds[0] += seconds
+                return predictions
+
+            held_out = TaskHeldOut(val_source.samples, classes, task, dataset, primary, predict_held_out)
             result = train_loop(model, recipe, ShuffledBatches(len(fit_samples), batch, seed, fetch, flips=True),
                          held_out=held_out, device=device, progress=ctx.progress, label=f"detector {dataset.name}")
         stage["head_train"] = time.perf_counter() - start
@@ -224,9 +250,7 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         del source
         test_source = PyramidSource(backbone, test.samples, size, spec.mean, spec.std, device, levels)
         advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
-        tick = time.perf_counter()
-        predictions = predict(head, test_source, max(1, ctx.batch_size), advance)
-        eval_model_seconds = time.perf_counter() - tick
+        predictions, eval_model_seconds = predict(head, test_source, max(1, ctx.batch_size), advance)
         ctx.progress.finish()
         stage["evaluate"] = time.perf_counter() - start
 
@@ -250,7 +274,8 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         "loss_end": float(np.mean(result.losses[-10:])) if result.losses else None,
         "input_size": list(size),
         "throughput": {"train_images": train_images, "train_seconds": stage["head_train"],
-                       "train_model_seconds": result.model_seconds, "eval_images": len(test),
+                       "train_model_seconds": result.model_seconds + held_out_seconds[0],
+                       "eval_images": len(test),
                        "eval_seconds": stage["evaluate"], "eval_model_seconds": eval_model_seconds},
         "trainable_params": int(trainable),
         "frozen_backbone": not train_backbone,
