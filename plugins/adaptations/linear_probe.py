@@ -161,6 +161,8 @@ def run_classification(ctx) -> AdaptationResult:
     """The probe of the job's ``search`` recipe (None: the L-BFGS weight-decay sweep; ``gvb``:
     :mod:`~gaia_bench.plugins.adaptations.lib.sgd_probe`), then the calibration of its test logits
     with the temperature fitted on the chosen probe's held-out logits (:mod:`...lib.calibration`)."""
+    import scipy.optimize  # noqa: F401  (imported here, before the fit's timer: a cold import takes seconds)
+
     from gaia_bench.tasks.types.lib.calibration import calibration_report
 
     hp = ctx.hyperparams
