@@ -3,9 +3,9 @@
 
 On a CPU it is scipy's L-BFGS-B with the gradient written out in numpy. The probe's problems are
 small (hundreds of rows, tens of dimensions and classes) and take hundreds of solver steps, so the
-cost is the overhead per step: torch's L-BFGS (autograd, a line search in Python) spent about 15x
-longer on the same 9-decay sweep of a 514 x 96 x 10 problem (README, *Performance*). On CUDA the
-data is on the device already, so torch's L-BFGS runs there.
+cost is the overhead per step: torch's L-BFGS (autograd, a line search in Python) took 4x longer
+on the mini suite's cached features and up to 38x on Gaussian clusters for the same 9-decay sweep
+(README, *Performance*). On CUDA the data is on the device already, so torch's L-BFGS runs there.
 
 torch's solver keeps the probe's former settings, ``LBFGS(tolerance_grad=1e-6,
 tolerance_change=1e-10, history_size=20, max_iter)``; scipy's stops at least as tightly: the largest
