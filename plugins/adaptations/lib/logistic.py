@@ -4,7 +4,7 @@
 On a CPU it is scipy's L-BFGS-B with the gradient written out in numpy. The probe's problems are
 small (hundreds of rows, tens of dimensions and classes) and take hundreds of solver steps, so the
 cost is the overhead per step: torch's L-BFGS (autograd, a line search in Python) took 4x longer
-on the mini suite's cached features and up to 38x on Gaussian clusters for the same 9-decay sweep
+on the mini suite's cached features and about 30x on Gaussian clusters for the same 9-decay sweep
 (README, *Performance*). On CUDA the data is on the device already, so torch's L-BFGS runs there.
 
 torch's solver keeps the probe's former settings, ``LBFGS(tolerance_grad=1e-6,
