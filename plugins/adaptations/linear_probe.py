@@ -40,6 +40,7 @@ from gaia_bench.api import AdaptationResult, AdaptationSpec
 from gaia_bench.errors import UsageError
 from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
+from gaia_bench.plugins.adaptations.lib.logistic import fit_logistic
 from gaia_bench.plugins.adaptations.lib.sgd_probe import SEARCHES, SgdProbes, gvb_search
 from gaia_bench.plugins.adaptations.lib.training import train_task_head
 
@@ -69,63 +70,46 @@ def resolve_wd_grid(value, n_fit: int, patience: int) -> tuple[list[float], int]
 
 class Probe:
     """Standardized features -> multinomial logistic regression, fit full-batch with L-BFGS
-    (torch, float64; about 5x faster here than scikit-learn's lbfgs on the same objective).
+    (:mod:`~gaia_bench.plugins.adaptations.lib.logistic`: scipy's on a CPU, torch's on CUDA).
 
     ``warm_from`` starts from another probe's weights: the weight-decay sweep runs from strong to
     weak regularization, each fit starting where the previous one ended.
     """
 
-    def __init__(self, wd: float, max_iter: int) -> None:
+    def __init__(self, wd: float, max_iter: int, device: str = "cpu") -> None:
         self.wd = wd
         self.max_iter = max_iter
+        self.device = device
         self.converged = True
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int, warm_from: "Probe | None" = None) -> "Probe":
-        import torch
-
         self.mean = x.mean(axis=0)
         self.scale = x.std(axis=0) + 1e-6
-        features = torch.from_numpy(((x - self.mean) / self.scale).astype(np.float64))
-        targets = torch.from_numpy(np.asarray(y, dtype=np.int64))
-        if warm_from is not None:
-            weight, bias = warm_from.weight.clone(), warm_from.bias.clone()
-        else:
-            weight = torch.zeros(x.shape[1], num_classes, dtype=torch.float64)
-            bias = torch.zeros(num_classes, dtype=torch.float64)
-        weight.requires_grad_(True)
-        bias.requires_grad_(True)
-        optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=self.max_iter, tolerance_grad=1e-6,
-                                      tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
-
-        def objective():
-            optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(features @ weight + bias, targets) + 0.5 * self.wd * (weight**2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(objective)
-        self.converged = optimizer.state[optimizer._params[0]]["n_iter"] < self.max_iter
-        self.weight, self.bias = weight.detach(), bias.detach()
+        start = (warm_from.weight, warm_from.bias) if warm_from is not None else None
+        self.weight, self.bias, self.converged = fit_logistic(self._standardize(x), y, num_classes, self.wd,
+                                                              self.max_iter, start, self.device)
         return self
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        import torch
+    def _standardize(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale).astype(np.float64)
 
-        features = torch.from_numpy(((x - self.mean) / self.scale).astype(np.float64))
-        return (features @ self.weight + self.bias).numpy()
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self._standardize(x) @ self.weight + self.bias
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.logits(x).argmax(axis=1)
 
 
 def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: list[float], fit: Sequence[int],
-                        val: Sequence[int], max_iter: int, patience: int, fitted: dict | None = None) -> dict:
+                        val: Sequence[int], max_iter: int, patience: int, fitted: dict | None = None,
+                        device: str = "cpu") -> dict:
     """The grid point with the best accuracy on the held-out positions ``val`` after fitting on
     ``fit`` (the runner's hold-out, :mod:`gaia_bench.protocol`; None when it is empty).
 
     The sweep goes from the strongest to the weakest decay and stops once ``patience`` points in a
     row score below the best so far; ties prefer the stronger decay. ``fitted``, when given,
-    receives the chosen probe, by its decay (its held-out logits calibrate the job)."""
+    receives the chosen probe, by its decay (its held-out logits calibrate the job). ``device``:
+    CUDA fits with torch there, anything else on the CPU (:class:`Probe`)."""
     fit, val = np.asarray(fit, dtype=int), np.asarray(val, dtype=int)
     if len(val) == 0:
         return {"weight_decay": None, "n_val": 0, "val_top1": None}
@@ -133,7 +117,7 @@ def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: li
     previous = None
     worse = 0
     for wd in sorted(grid, reverse=True):
-        previous = Probe(wd, max_iter).fit(x[fit], y[fit], num_classes, warm_from=previous)
+        previous = Probe(wd, max_iter, device).fit(x[fit], y[fit], num_classes, warm_from=previous)
         score = float((previous.predict(x[val]) == y[val]).mean() * 100)
         if fitted is not None and score > max(scores.values(), default=-1.0):  # the best so far (ties: the earlier)
             fitted.clear()
@@ -152,17 +136,23 @@ SINGLE_THREAD_BELOW = 50_000_000  # samples x features x classes: one logits pro
 
 @contextmanager
 def solver_threads(size: int) -> Iterator[None]:
-    """Run a small probe on one thread. L-BFGS takes thousands of tiny steps, and each one that
-    torch splits over threads makes them meet at a barrier: on this project's 2-core machine under
-    load, the 10% fashion-mnist-lt probe (123 x 64 x 10) took 60 s on 2 threads and 1.7 s on one,
-    with identical numbers. Large problems (a resnet50 on CIFAR-100) keep every thread."""
+    """Run a small probe on one thread, in torch and in numpy's / scipy's BLAS. L-BFGS takes
+    thousands of tiny steps, and each one split over threads makes them meet at a barrier: on this
+    project's 2-core machine under load, the 10% fashion-mnist-lt probe (123 x 64 x 10) took 60 s on
+    2 torch threads and 1.7 s on one, and scipy's sweep on a 514 x 96 x 10 problem ran 20x slower
+    on 2 BLAS threads, with identical numbers. Large problems (a resnet50 on CIFAR-100) keep every
+    thread."""
+    import scipy.optimize  # noqa: F401  (loads scipy's BLAS, so that the limit below reaches it)
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
-    if size < SINGLE_THREAD_BELOW:
+    small = size < SINGLE_THREAD_BELOW
+    if small:
         torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1 if small else None, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(before)
 
@@ -171,6 +161,8 @@ def run_classification(ctx) -> AdaptationResult:
     """The probe of the job's ``search`` recipe (None: the L-BFGS weight-decay sweep; ``gvb``:
     :mod:`~gaia_bench.plugins.adaptations.lib.sgd_probe`), then the calibration of its test logits
     with the temperature fitted on the chosen probe's held-out logits (:mod:`...lib.calibration`)."""
+    import scipy.optimize  # noqa: F401  (imported here, before the fit's timer: a cold import takes seconds)
+
     from gaia_bench.tasks.types.lib.calibration import calibration_report
 
     hp = ctx.hyperparams
@@ -200,9 +192,9 @@ def run_classification(ctx) -> AdaptationResult:
             grid, patience = resolve_wd_grid(hp["wd_grid"], len(data.fit), hp["patience"])
             fitted: dict[float, Probe] = {}
             selection = select_weight_decay(x_train, y_train, num_classes, grid, data.fit, data.val, hp["max_iter"],
-                                            patience, fitted)
+                                            patience, fitted, ctx.device)
             wd = selection["weight_decay"] if selection["weight_decay"] is not None else float(np.median(grid))
-            probe = Probe(wd, hp["max_iter"]).fit(x_train, y_train, num_classes)
+            probe = Probe(wd, hp["max_iter"], ctx.device).fit(x_train, y_train, num_classes)
             test_logits = probe.logits(x_test)
             val_logits = fitted[wd].logits(x_train[val]) if selection["weight_decay"] is not None else None
             details = {**selection, "weight_decay_used": wd, "converged": probe.converged}
