@@ -68,13 +68,11 @@ CLASSIFICATION_HYPERPARAMS = {
 def run_classification_finetune(ctx) -> AdaptationResult:
     import torch
 
-    from gaia_bench.imagedata import eval_transform
-    from gaia_bench.plugins.adaptations.lib.training import Classifier, predict_logits
+    from gaia_bench.plugins.adaptations.lib.training import Classifier, test_and_held_out_logits
 
     hp: dict[str, Any] = {**CLASSIFICATION_HYPERPARAMS, **FINETUNE_DEFAULTS, **ctx.hyperparams}
     dataset, spec = ctx.job.dataset, ctx.job.backbone
     size, seed, device = int(ctx.config.image_size), int(ctx.config.seed), ctx.device
-    workers, eval_batch = int(ctx.workers), int(ctx.batch_size)
     data = ctx.data
     train, test = data.train, data.test
     subset = list(data.subset.samples)
@@ -99,13 +97,8 @@ def run_classification_finetune(ctx) -> AdaptationResult:
         train_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        transform = eval_transform(size, spec.mean, spec.std)
-        advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test) + len(val))
-        logits = predict_logits(model.classifier, test.samples, transform, size, device, eval_batch, workers,
-                                on_batch=advance)
-        val_logits = predict_logits(model.classifier, [subset[i] for i in val], transform, size, device, eval_batch,
-                                    workers, on_batch=advance) if len(val) else None
-        ctx.progress.finish()
+        logits, val_logits = test_and_held_out_logits(ctx, model.classifier, test.samples, [subset[i] for i in val],
+                                                      f"{name}:{dataset.test_split}")
         eval_seconds = time.perf_counter() - start
 
     metrics, calibration = calibration_report(logits, np.asarray(test.labels()), val_logits, y_subset[val],

@@ -415,6 +415,23 @@ def predict_logits(net: Any, samples: Sequence[Sample], transform: Any, size: in
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
+def test_and_held_out_logits(ctx, net: Any, test: Sequence[Sample], held_out: Sequence[Sample],
+                             label: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The logits of the test split and of the held-out part (None when nothing is held out) under
+    one progress bar, with the evaluation transform: the held-out logits fit the temperature that
+    calibrates the test logits (:func:`~gaia_bench.tasks.types.lib.calibration.calibration_report`)."""
+    from gaia_bench.imagedata import eval_transform
+
+    spec, size = ctx.job.backbone, int(ctx.config.image_size)
+    transform = eval_transform(size, spec.mean, spec.std)
+    advance = ctx.progress.start(f"evaluate {label}", len(test) + len(held_out))
+    logits, val_logits = (predict_logits(net, samples, transform, size, ctx.device, int(ctx.batch_size),
+                                         int(ctx.workers), on_batch=advance) if len(samples) else None
+                          for samples in (test, held_out))
+    ctx.progress.finish()
+    return logits, val_logits
+
+
 def predict_classes(net: Any, samples: Sequence[Sample], transform: Any, size: int, device: str, batch_size: int,
                     workers: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """The class ``net`` predicts for every sample, in order: the argmax of :func:`predict_logits`."""

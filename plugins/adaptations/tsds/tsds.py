@@ -177,13 +177,12 @@ def run(ctx) -> AdaptationResult:
     import torch
     from torch import nn
 
-    from gaia_bench.imagedata import eval_transform
     from gaia_bench.plugins.adaptations.lib.training import (
         Classifier,
         ImageStream,
         augmenting_transform,
-        predict_logits,
         rng_devices,
+        test_and_held_out_logits,
         train_classifier,
     )
 
@@ -209,7 +208,7 @@ def run(ctx) -> AdaptationResult:
 
     spec = ctx.job.backbone
     size, seed, device = int(ctx.config.image_size), int(ctx.config.seed), ctx.device
-    workers, eval_batch = int(ctx.workers), int(ctx.batch_size)
+    workers = int(ctx.workers)
     down_batch = min(int(hp["batch"]), max(len(fit), 1))
     up_batch = min(len(up_samples), round(down_batch * float(hp["upstream_ratio"])))
     up_weight = float(hp["upstream_weight"])
@@ -237,13 +236,8 @@ def run(ctx) -> AdaptationResult:
         train_memory = peak_memory_mb(device)
 
         start = time.perf_counter()
-        transform = eval_transform(size, spec.mean, spec.std)
-        advance = ctx.progress.start(f"evaluate {name}:{dataset.test_split}", len(test) + len(val))
-        logits = predict_logits(model.classifier, test.samples, transform, size, device, eval_batch, workers,
-                                on_batch=advance)
-        val_logits = predict_logits(model.classifier, [subset[i] for i in val], transform, size, device, eval_batch,
-                                    workers, on_batch=advance) if len(val) else None
-        ctx.progress.finish()
+        logits, val_logits = test_and_held_out_logits(ctx, model.classifier, test.samples, [subset[i] for i in val],
+                                                      f"{name}:{dataset.test_split}")
         eval_seconds = time.perf_counter() - start
 
     trained["early_stopping"]["metric"] = "held-out top1 (downstream images only)"
