@@ -74,6 +74,23 @@ def test_pairs_walk_the_most_similar_pairs_until_the_budget():
     assert select(down_x, down_y, 3, up_x, up_y, 5, mode="pairs", budget=0).indices.size == 0
 
 
+def test_random_control_draws_the_same_budget_by_seed_and_labels_by_the_nearest_class():
+    down_x, down_y, up_x, up_y = _features()
+    sel = select(down_x, down_y, 3, up_x, up_y, 5, mode="random", budget=9, seed=0)
+    assert len(sel) == 9 and len(set(sel.indices.tolist())) == 9  # the budget a real selection gets
+    again = select(down_x, down_y, 3, up_x, up_y, 5, mode="random", budget=9, seed=0)
+    other = select(down_x, down_y, 3, up_x, up_y, 5, mode="random", budget=9, seed=1)
+    assert sel.indices.tolist() == again.indices.tolist() and sel.indices.tolist() != other.indices.tolist()
+    chosen = select(down_x, down_y, 3, up_x, up_y, 5, mode="top-k", budget=9, top_k=1)
+    assert sel.indices.tolist() != chosen.indices.tolist()  # drawn, not matched
+    means = np.stack([down_x[down_y == c].mean(axis=0) for c in range(3)])
+    cos = (up_x[sel.indices] / np.linalg.norm(up_x[sel.indices], axis=1, keepdims=True)) @ \
+        (means / np.linalg.norm(means, axis=1, keepdims=True)).T
+    assert sel.assigned.tolist() == cos.argmax(axis=1).tolist()  # each stands for its nearest class
+    assert sum(m.n_selected for m in sel.matches) == 9
+    assert len(select(down_x, down_y, 3, up_x, up_y, 5, mode="random", budget=10_000)) == len(up_y)
+
+
 def test_selection_is_deterministic_and_needs_only_one_image_per_class():
     down_x, down_y, up_x, up_y = _features(seed=3)
     a = select(down_x, down_y, 3, up_x, up_y, 5, mode="top-k", budget=7, top_k=2)

@@ -48,7 +48,7 @@ LABEL_MODES = ("matched", "upstream-head")
 HYPERPARAMS = {
     **FINETUNE_DEFAULTS,
     "upstream": "mini-upstream",  # the pool selected from (a dataset of task 'upstream')
-    "mode": "top-k",  # or "pairs"
+    "mode": "top-k",  # or "pairs"; "random": the control (same budget, images drawn by the job seed)
     "budget": 500,  # upstream images selected at most
     "top_k": 2,  # upstream classes matched per downstream class (mode top-k)
     "labels": "matched",  # or "upstream-head"
@@ -157,7 +157,7 @@ def _select(ctx, hp: dict) -> tuple[Pool, Selection, dict, dict[str, float]]:
     train = data.train
     start = time.perf_counter()
     selection = select(x_down, y_down, len(train.classes), x_up, pool.labels, len(pool.classes),
-                       mode=hp["mode"], budget=int(hp["budget"]), top_k=int(hp["top_k"]))
+                       mode=hp["mode"], budget=int(hp["budget"]), top_k=int(hp["top_k"]), seed=int(ctx.config.seed))
     select_seconds = time.perf_counter() - start
     summary = selection_summary(selection, pool, list(train.classes),
                                 np.bincount(y_down, minlength=len(train.classes)), hp)

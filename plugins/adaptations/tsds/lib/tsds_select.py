@@ -9,7 +9,10 @@ budget is met, by one of two rules:
   classes that lie closest (cosine) to its own mean;
 * ``pairs``: the P x Q (downstream class, upstream class) pairs are walked from the most similar
   down; each upstream class joins the downstream class of its best pair, and its images (closest to
-  that class's mean first) are taken until the budget is spent.
+  that class's mean first) are taken until the budget is spent;
+* ``random``, the control (issue "the seed methods against their controls"): the same number of
+  images drawn uniformly from the pool by ``seed``, each standing for the downstream class whose
+  mean it lies closest to, so that only the choice of images differs from a real selection.
 
 An image is selected at most once, and only from the classes a downstream class was matched to, so
 the result says which downstream class every selected image stands for. Ties are broken by index:
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MODES = ("top-k", "pairs")
+MODES = ("top-k", "pairs", "random")
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,23 @@ def _select_pairs(sim: np.ndarray, image_sim: np.ndarray, up_labels: np.ndarray,
     return indices, assigned, matched
 
 
+def _select_random(image_sim: np.ndarray, down_present: np.ndarray, up_present: np.ndarray, up_labels: np.ndarray,
+                   budget: int, seed: int) -> tuple[list[int], list[int], dict]:
+    downs = np.flatnonzero(down_present)
+    pool = np.flatnonzero(np.isin(up_labels, np.flatnonzero(up_present)))
+    if not len(downs) or not len(pool):
+        return [], [], {}
+    indices = np.sort(np.random.default_rng(seed).choice(pool, size=min(budget, len(pool)), replace=False))
+    assigned = downs[np.argmax(image_sim[downs][:, indices], axis=0)]  # ties: the first class
+    matched: dict[int, list[int]] = {}
+    for p, q in sorted({(int(p), int(q)) for p, q in zip(assigned, up_labels[indices])}):
+        matched.setdefault(p, []).append(q)
+    return [int(i) for i in indices], [int(p) for p in assigned], matched
+
+
 def select(down_features: np.ndarray, down_labels: np.ndarray, num_down: int,
            up_features: np.ndarray, up_labels: np.ndarray, num_up: int,
-           *, mode: str = "top-k", budget: int = 500, top_k: int = 2) -> Selection:
+           *, mode: str = "top-k", budget: int = 500, top_k: int = 2, seed: int = 0) -> Selection:
     """Select at most ``budget`` upstream images for the downstream classes (see the module doc)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
@@ -155,6 +172,8 @@ def select(down_features: np.ndarray, down_labels: np.ndarray, num_down: int,
     image_sim = cosine(down_means, up_features)  # [P, N]: how close each pool image is to each class
     if mode == "top-k":
         indices, assigned, matched = _select_top_k(sim, image_sim, up_labels, down_present, up_present, budget, top_k)
+    elif mode == "random":
+        indices, assigned, matched = _select_random(image_sim, down_present, up_present, up_labels, budget, seed)
     else:
         indices, assigned, matched = _select_pairs(sim, image_sim, up_labels, down_present, up_present, budget)
     idx, asg = np.asarray(indices, dtype=np.int64), np.asarray(assigned, dtype=np.int64)
