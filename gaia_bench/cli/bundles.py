@@ -52,15 +52,15 @@ def compression_of(path: Path) -> str:
                      f"name it e.g. {path.name}.tar")
 
 
-def _files(root: Path) -> list[tuple[str, Path]]:
-    """Every regular file under ``root`` (links followed), as (posix relative path, path), sorted."""
+def _files(root: Path) -> list[tuple[str, Path, int]]:
+    """Every regular file under ``root`` (links followed), as (posix relative path, path, size), sorted."""
     found = []
     for folder, dirs, names in os.walk(root, followlinks=True):
         dirs.sort()
         for name in names:
             path = Path(folder, name)
             if path.is_file():
-                found.append((path.relative_to(root).as_posix(), path))
+                found.append((path.relative_to(root).as_posix(), path, path.stat().st_size))
     return sorted(found)
 
 
@@ -107,18 +107,20 @@ def _compressed(path: Path, mode: str) -> Iterator[BinaryIO]:
 
 
 def write_bundle(datasets: Sequence[BundledDataset], out: Path, gaia_version: str,
-                 advance: Callable[[int], None] = lambda n: None) -> dict:
+                 start: Callable[[int], Callable[[int], None]] = lambda total: (lambda n: None)) -> dict:
     """Write ``datasets`` into the bundle ``out`` (written beside it, renamed when complete) and
-    return its manifest. ``advance`` is told the bytes written."""
+    return its manifest. ``start(total bytes)`` (a :class:`gaia_bench.api.Progress` step) returns
+    what is told the bytes written."""
     mode = compression_of(out)
+    listed = [(dataset, _files(dataset.path)) for dataset in datasets]  # one walk: the total and the files
+    advance = start(sum(size for _, files in listed for _, _, size in files))
     partial = out.with_name(out.name + ".partial")
     manifest: dict[str, Any] = {"format": FORMAT, "gaia_bench": gaia_version, "datasets": []}
     try:
         with _compressed(partial, mode) as sink, tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for dataset in datasets:
+            for dataset, listing in listed:
                 files = {}
-                for rel, path in _files(dataset.path):
-                    size = path.stat().st_size
+                for rel, path, size in listing:
                     with open(path, "rb") as source:
                         reader = _Hashing(source)
                         tar.addfile(_info(f"{dataset.directory}/{rel}", size), io.BufferedReader(reader, CHUNK))

@@ -24,6 +24,12 @@ StoreOption = Annotated[str | None, typer.Option("--store", help="results databa
 DataRootOption = Annotated[str | None, typer.Option("--data-root", help="where datasets live (default: ~/.cache/gaia-bench/data or $GAIA_BENCH_DATA)")]
 
 
+def split_values(values: Iterable[str] | None) -> list[str]:
+    """The values of an option that takes several, repeated or comma-separated or both (one grammar
+    for every command), blanks dropped."""
+    return [part.strip() for value in values or () for part in str(value).split(",") if part.strip()]
+
+
 def follow_columns() -> None:
     """Size both consoles from ``$COLUMNS`` as it is now: Rich reads it once, at import, and one
     process may run many commands (tests, notebooks, ``CliRunner``)."""

@@ -215,9 +215,8 @@ def bundle(
             raise DataError(f"dataset '{spec.name}' at {path} does not verify: {problems[0]}",
                             f"fix it first (`gaia-bench datasets verify {spec.name}`), then bundle it")
         chosen.append(BundledDataset(spec.name, spec.version, spec.directory, path))
-    total = sum(p.stat().st_size for d in chosen for p in d.path.rglob("*") if p.is_file())
     with RichProgress() as progress:
-        manifest = write_bundle(chosen, target, __version__, progress.start(f"bundling {name}", total))
+        manifest = write_bundle(chosen, target, __version__, lambda total: progress.start(f"bundling {name}", total))
         progress.finish()
     files = sum(len(d["files"]) for d in manifest["datasets"])
     console.print(f"{target}: {len(chosen)} dataset(s) ({', '.join(d.name for d in chosen)}), {files} files, "

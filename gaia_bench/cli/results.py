@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import StoreOption, handle_errors, open_store
+from gaia_bench.cli.common import StoreOption, handle_errors, open_store, split_values
 from gaia_bench.console import console, notice
 from gaia_bench.errors import DataError, UsageError
 
@@ -148,7 +148,7 @@ def rescore(
     from gaia_bench.predictions import load_predictions
 
     registries = get_registries()
-    wanted = [m.strip() for value in metric for m in value.split(",") if m.strip()]
+    wanted = split_values(metric)
     rows, differ, missing, updated, not_applicable = [], 0, 0, [], []
     with open_store(store or (ctx.obj or {}).get("store"), write=True) as s:
         records = s.query(model=model, init=init, adaptation=adaptation, dataset=dataset, shots=shots, status="done")

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import StoreOption, default_store, handle_errors, open_store
+from gaia_bench.cli.common import StoreOption, default_store, handle_errors, open_store, split_values
 from gaia_bench.console import console, notice
 from gaia_bench.errors import DataError, UsageError
 
@@ -27,8 +27,7 @@ def _common_filters(**options: list[str] | None) -> dict[str, list[str]]:
 
     filters: dict[str, list[str]] = {}
     for name, values in options.items():
-        parts = [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
-        if parts:
+        if parts := split_values(values):
             filters[name] = [normal_value(name, p) for p in parts]
     return filters
 

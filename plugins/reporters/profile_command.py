@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import StoreOption, default_store, handle_errors
+from gaia_bench.cli.common import StoreOption, default_store, handle_errors, split_values
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
@@ -46,7 +46,7 @@ def profile(
             raise UsageError(f"{name} {value} is too small", f"use {name} {max(low, 1)} or more")
     if input_size is not None and input_size < 8:
         raise UsageError(f"--input-size {input_size} is too small", "use 32 or more (e.g. the backbone's own, 224)")
-    names = [n.strip() for item in model for n in item.split(",") if n.strip()]
+    names = split_values(model)
     registries = get_registries()
     specs = [registries.backbones.get(n) for n in names]  # unknown names fail before any measuring
     resolved = resolve_device(device)

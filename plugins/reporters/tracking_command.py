@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import StoreOption, handle_errors, open_store
+from gaia_bench.cli.common import StoreOption, handle_errors, open_store, split_values
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 
@@ -24,8 +24,7 @@ LeaderboardOption = Annotated[Path | None, typer.Option("--leaderboard", help="a
 def _records(store: str | None, **options: list[str] | None) -> list[dict]:
     from gaia_bench.plugins.reporters.lib.tracking import select
 
-    filters = {name: [p.strip() for v in values for p in v.split(",") if p.strip()]
-               for name, values in options.items() if values}
+    filters = {name: parts for name, values in options.items() if (parts := split_values(values))}
     with open_store(store) as s:
         records = select(s.query(status="done"), filters)
     if not records:
