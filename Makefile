@@ -28,7 +28,7 @@ FALLBACK_SIZE ?= 32
 # 10x slower on a shared, loaded machine (measured: 20 vs 230 img/s); waiting passively costs little.
 run: export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test test-all bench sources leaderboard leaderboard-inits clean
+.PHONY: run test test-all bench sources leaderboard leaderboard-inits leaderboard-methods clean
 
 sources:
 	bash scripts/fetch_sources.sh
@@ -82,3 +82,19 @@ leaderboard-inits: $(STAMP)
 	mkdir -p build
 	$(VENV)/bin/gaia-bench run --model test_resnet --init random,imagenet,gaia,clip,scratch --shots 10% --image-size 32 --seed 0,1,2,3,4,5,6,7,8,9 --dataset digits-lt,fashion-mnist-lt,lfw-faces,textures-lt --store $(INITS_STORE)
 	$(VENV)/bin/gaia-bench leaderboard --suite mini --shots 10% --baseline random --store $(INITS_STORE) --out leaderboards/mini-inits
+
+# The seed methods against their controls (leaderboards/mini-methods/, issue 21 §3): the real ImageNet
+# EfficientNet-Lite0 init and the pool-pretrained gaia init, 10% shots, 3 seeds, on digits-lt (the
+# pool holds nothing like it) and fashion-mnist-lt (the pool holds its classes under other names).
+# Every arm trains for the same METHODS_ITERS steps (--hp iters: no floor, no early stop before the
+# last step): finetune, tsds (matched selection), tsds's random control, mf and vqgan-replay; then
+# the leaderboard and `compare` verdicts of each pair (scripts/method_verdicts.sh).
+METHODS_STORE ?= build/leaderboard-methods.db
+METHODS_ITERS ?= 100
+METHODS_ARGS ?= --model tf_efficientnet_lite0 --init imagenet,gaia --shots 10% --seed 0,1,2 --image-size 64 --dataset digits-lt,fashion-mnist-lt --store $(METHODS_STORE)
+leaderboard-methods: $(STAMP)
+	mkdir -p build
+	$(VENV)/bin/gaia-bench run $(METHODS_ARGS) --adapt finetune,tsds,mf,vqgan-replay --hp iters=$(METHODS_ITERS)
+	$(VENV)/bin/gaia-bench run $(METHODS_ARGS) --adapt tsds --hp iters=$(METHODS_ITERS) --hp mode=random
+	$(VENV)/bin/gaia-bench leaderboard --suite mini --shots 10% --store $(METHODS_STORE) --out leaderboards/mini-methods
+	bash scripts/method_verdicts.sh $(METHODS_STORE) $(METHODS_ITERS) leaderboards/mini-methods/verdicts.md

@@ -132,6 +132,31 @@ def test_ambiguous_pairings_are_refused():
         pair_records([record("gaia", "cls", 1.0)], sides("init=g*", "init=gaia"), {})
 
 
+def test_sides_select_by_hyper_parameter_and_one_sided_ones_select_one_side():
+    """tsds's own control (hp.mode) and tsds against finetune at equal steps (hp.iters on both)."""
+    top = [record("gaia", "cls", 70.0 + s, seed=s, adaptation="tsds", hyperparams={"mode": "top-k", "iters": 200})
+           for s in (0, 1)]
+    rand = [record("gaia", "cls", 60.0 + s, seed=s, adaptation="tsds", hyperparams={"mode": "random", "iters": 200})
+            for s in (0, 1)]
+    plain = [record("gaia", "cls", 50.0 + s, seed=s, adaptation="finetune", hyperparams={"iters": 200}) for s in (0, 1)]
+    short = [record("gaia", "cls", 40.0, seed=s, adaptation="finetune", hyperparams={}) for s in (0, 1)]
+    records = top + rand + plain + short
+    control = sides("adapt=tsds,hp.mode=top-k", "adapt=tsds,hp.mode=random")
+    assert control.differing == ("hp.mode",) and control.label("b") == "hp.mode=random"
+    pairing = pair_records(records, control, {})
+    assert [(p.a["config"]["hyperparams"]["mode"], p.b["config"]["hyperparams"]["mode"]) for p in pairing.groups[0].pairs] == [
+        ("top-k", "random")] * 2
+    equal_steps = sides("adapt=tsds,hp.mode=top-k,hp.iters=200", "adapt=finetune,hp.iters=200")
+    assert equal_steps.differing == ("adaptation", "hp.mode") and equal_steps.shared == {"hp.iters": "200"}
+    assert equal_steps.label("a") == "adaptation=tsds,hp.mode=top-k" and equal_steps.label("b") == "adaptation=finetune"
+    pairs = pair_records(records, equal_steps, {}).groups[0].pairs
+    assert [(p.a["primary_value"], p.b["primary_value"]) for p in pairs] == [(70.0, 50.0), (71.0, 51.0)]
+    unset = pair_records(records, sides("adapt=finetune,hp.iters=200", "adapt=finetune,hp.iters=None"), {})
+    assert [p.b["primary_value"] for p in unset.groups[0].pairs] == [40.0, 40.0]  # an unset optional one is None
+    with pytest.raises(UsageError, match="cannot select by"):
+        parse_side(["hp.=1"], "--a")
+
+
 # ---------------------------------------------------------------- the deciding test
 
 

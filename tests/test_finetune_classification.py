@@ -51,7 +51,8 @@ def test_fine_tuning_from_scratch_learns_digits(record):
     assert {"finetune_train", "evaluate"} <= record["timings"].keys()
     hyperparams = record["config"]["hyperparams"]
     assert {**CLASSIFICATION_HYPERPARAMS, "backbone_lr_scale": 0.1, "val_share": 0.2, "patience": 5}.items() \
-        <= hyperparams.items()
+        - {("iters", None)} <= hyperparams.items()
+    assert "iters" not in hyperparams  # an unset optional hyper-parameter stays out of the job id
 
 
 def test_schedule_is_tripled_for_random_init_and_recorded(record):
@@ -73,6 +74,17 @@ def test_schedule_is_tripled_for_random_init_and_recorded(record):
     opt = details["optimizer"]
     assert opt["name"] == "AdamW" and opt["head_lr"] == 1e-3 and opt["backbone_lr"] == pytest.approx(1e-4)
     assert opt["weight_decay"] == 0.05 and opt["label_smoothing"] == 0.1 and opt["warmup_iterations"] == 9
+
+
+def test_a_fixed_step_count_runs_every_step_and_is_its_own_cell(root, record):
+    fixed = _run(root, "fixed.db", "--hp", "iters=7")
+    details = fixed["details"]
+    assert fixed["job_id"] != record["job_id"] and fixed["config"]["hyperparams"]["iters"] == 7
+    assert details["schedule"]["iterations"] == details["iterations_run"] == 7  # no floor, no scratch factor
+    assert details["early_stopping"]["not_before_iteration"] == 7 and not details["early_stopping"]["stopped_early"]
+    bad = cli([*RUN, "--store", str(root / "bad.db"), "--data-root", str(root / "data"), "--hp", "iters=0"],
+              env={"GAIA_BENCH_HOME": str(root / "home")})
+    assert bad.returncode != 0 and "--hp iters=0 is not a number of steps" in bad.stdout + bad.stderr
 
 
 def test_the_whole_model_is_trained(record):

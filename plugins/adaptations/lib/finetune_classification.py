@@ -62,6 +62,10 @@ CLASSIFICATION_HYPERPARAMS = {
     "crop_scale_min": 0.6,
     "hflip": False,  # digits and text must not be mirrored
     "eval_every_epochs": 1,
+    # A fixed number of steps instead of the schedule rule (no floor, cap or scratch factor, and no
+    # early stop before the last step; the best held-out weights are still tested): methods compared
+    # at equal steps. None (the default) keeps the rule, and the job ids of cells that do not set it.
+    "iters": None,
 }
 
 

@@ -609,6 +609,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def fixed_schedule(iters: Any) -> tuple[int, dict]:
+    """``--hp iters=N``: exactly N steps, whatever the subset and init (equal-step comparisons of
+    methods); the stop floor is N, so all of them run."""
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise UsageError(f"--hp iters={iters!r} is not a number of steps", "give a positive integer, e.g. --hp iters=200")
+    return iters, {"rule": "fixed by --hp iters (no floor, cap or scratch factor; no early stop before the last step)",
+                   "min_iters": iters, "scratch_factor": 1, "iterations": iters}
+
+
 def finetune_recipe(hp: Mapping[str, Any], n_fit: int, init_name: str, seed: int) -> tuple[Recipe, dict, int]:
     """``finetune``'s classification recipe for ``n_fit`` training images: the schedule of
     :func:`gaia_bench.plugins.adaptations.lib.schedules.scaled_schedule` (3x for an un-pretrained init), AdamW with
@@ -618,8 +627,11 @@ def finetune_recipe(hp: Mapping[str, Any], n_fit: int, init_name: str, seed: int
     from gaia_bench.plugins.adaptations.lib.schedules import scaled_schedule
 
     batch = int(hp["batch"])
-    iterations, schedule = scaled_schedule(n_fit, batch, hp["epochs"], int(hp["min_iters"]), int(hp["max_iters"]),
-                                           init_name, trains_backbone=True)
+    if hp.get("iters") is not None:
+        iterations, schedule = fixed_schedule(hp["iters"])
+    else:
+        iterations, schedule = scaled_schedule(n_fit, batch, hp["epochs"], int(hp["min_iters"]), int(hp["max_iters"]),
+                                               init_name, trains_backbone=True)
     steps_per_epoch = math.ceil(max(n_fit, 1) / max(batch, 1))
     recipe = Recipe(iterations=iterations, lr=float(hp["lr"]), backbone_lr_scale=float(hp["backbone_lr_scale"]),
                     optimizer="adamw", weight_decay=float(hp["weight_decay"]),

@@ -52,6 +52,7 @@ from gaia_bench.plugins.reporters.lib.tables import fmt_number
 PAIR_FIELDS = ("model", "init", "adaptation", "dataset", "task", "shots", "seed")  # the store's filters but status
 SAME_TEST_FIELDS = ("dataset_version", "protocol")  # two records with different values saw different items
 ALIASES = {"adapt": "adaptation"}  # the name of `run`'s option
+HP_PREFIX = "hp."  # hp.NAME selects by a resolved hyper-parameter (e.g. tsds hp.mode=random)
 ROW_ORDER = ("model", "adaptation", "shots", "dataset")  # what varies fastest comes last
 
 TEST_MCNEMAR = "McNemar exact"
@@ -81,12 +82,13 @@ class Sides:
 
     def label(self, side: str) -> str:
         values = self.a if side == "a" else self.b
-        return ",".join(f"{f}={values[f]}" for f in self.differing)
+        return ",".join(f"{f}={values[f]}" for f in self.differing if f in values)
 
 
 def parse_side(values: Sequence[str] | None, flag: str) -> dict[str, str]:
     """``FIELD=VALUE`` items, repeated or comma-separated, into one value per field."""
-    hint = f"e.g. {flag} init=imagenet; fields: {', '.join(PAIR_FIELDS)} (values may use * wildcards)"
+    hint = (f"e.g. {flag} init=imagenet; fields: {', '.join(PAIR_FIELDS)}, {HP_PREFIX}NAME (a hyper-parameter); "
+            "values may use * wildcards")
     parsed: dict[str, str] = {}
     for value in values or []:
         for part in value.split(","):
@@ -94,7 +96,7 @@ def parse_side(values: Sequence[str] | None, flag: str) -> dict[str, str]:
             name = ALIASES.get(name, name)
             if not sep or not name or not wanted:
                 raise UsageError(f"{flag} '{part}' is not FIELD=VALUE", hint)
-            if name not in PAIR_FIELDS:
+            if name not in PAIR_FIELDS and not (name.startswith(HP_PREFIX) and len(name) > len(HP_PREFIX)):
                 raise UsageError(f"{flag} cannot select by '{name}'", hint)
             if name in parsed and parsed[name] != wanted:
                 raise UsageError(f"{flag} sets {name} twice ({parsed[name]}, {wanted})",
@@ -112,23 +114,35 @@ def normal_value(name: str, value: str) -> str:
 
 def split_sides(a: Mapping[str, str], b: Mapping[str, str]) -> Sides:
     """Which fields the comparison is about (set differently on both sides) and which filter both."""
-    differing = tuple(f for f in PAIR_FIELDS if f in a and f in b and a[f] != b[f])
+    hps = sorted({f for f in (*a, *b) if f.startswith(HP_PREFIX)})
+    # A hyper-parameter named on one side only selects that side: the other side's adaptation may
+    # not have it (tsds hp.mode=random against finetune).
+    def differs(f: str) -> bool:
+        return a[f] != b[f] if f in a and f in b else f in hps
+
+    differing = tuple(f for f in (*PAIR_FIELDS, *hps) if (f in a or f in b) and differs(f))
     if not differing:
         raise UsageError("--a and --b select the same results",
                          "give one field different values on the two sides, e.g. --a init=imagenet --b init=gaia")
     shared = {f: v for side in (a, b) for f, v in side.items() if f not in differing}
-    return Sides({f: a[f] for f in differing}, {f: b[f] for f in differing}, shared, differing)
+    return Sides({f: a[f] for f in differing if f in a}, {f: b[f] for f in differing if f in b}, shared, differing)
 
 
 def field_value(record: Mapping[str, Any], name: str) -> Any:
-    return (record.get("config") or {}).get(name)
+    """A config field, or with ``hp.NAME`` the job's resolved hyper-parameter (None when it has none:
+    an optional one left unset)."""
+    config = record.get("config") or {}
+    if name.startswith(HP_PREFIX):
+        return (config.get("hyperparams") or {}).get(name[len(HP_PREFIX):])
+    return config.get(name)
 
 
 def matches(record: Mapping[str, Any], filters: Mapping[str, str | Sequence[str]]) -> bool:
     """Every field matches one of its patterns (* wildcards, as the store's filters)."""
     for name, patterns in filters.items():
-        value = str(field_value(record, name))
-        if not any(fnmatch.fnmatchcase(value, str(p)) for p in ([patterns] if isinstance(patterns, str) else patterns)):
+        raw = field_value(record, name)
+        values = {str(raw), json.dumps(raw)} if name.startswith(HP_PREFIX) else {str(raw)}  # hp: True or true
+        if not any(fnmatch.fnmatchcase(v, str(p)) for v in values for p in ([patterns] if isinstance(patterns, str) else patterns)):
             return False
     return True
 
