@@ -46,14 +46,16 @@ Verdict = Literal["new", "old", "same", "conflict"]
 
 def prefer(old: dict | None, new: dict) -> Verdict:
     """Which of two records of one job id wins: a finished result beats a failed attempt, either way
-    round (``"new"`` or ``"old"``); otherwise they are the ``"same"`` (status and metrics equal) or
-    a ``"conflict"``. What a conflict means is the caller's: merging result files keeps the later
+    round (``"new"`` or ``"old"``); otherwise they are the ``"same"`` (status and the metrics both have
+    equal; the one with more metrics, e.g. a rerun that added calibration, wins) or a ``"conflict"``. What a conflict means is the caller's: merging result files keeps the later
     attempt, an import and the leaderboard keep the record they had and report both."""
     if old is None:
         return "new"
     old_done, new_done = old.get("status") == "done", new.get("status") == "done"
     if old_done != new_done:
         return "new" if new_done else "old"
-    if old.get("status") == new.get("status") and old.get("metrics") == new.get("metrics"):
-        return "same"
+    a, b = old.get("metrics") or {}, new.get("metrics") or {}
+    shared = a.keys() & b.keys()
+    if old.get("status") == new.get("status") and (a == b or shared and all(a[k] == b[k] for k in shared)):
+        return "new" if b.keys() > a.keys() else "same"  # a rerun that only adds metrics agrees, and wins
     return "conflict"

@@ -348,6 +348,19 @@ def test_merged_stores_report_conflicts_and_count_identical_duplicates_once(tmp_
     assert len(merged.records) == len(RECORDS)
 
 
+def test_a_rerun_that_only_adds_metrics_is_no_conflict_and_is_kept():
+    """A newer run of the same job records more metrics (e.g. calibration) with the same values for the
+    ones the older copy has: the same result, and the fuller record is kept, whichever came first."""
+    fuller = dict(RECORDS[0], metrics={**RECORDS[0]["metrics"], "ece": 3.5})
+    for sources in ([("old", RECORDS), ("new", [fuller])], [("new", [fuller]), ("old", RECORDS)]):
+        merged = merge_sources(sources)
+        assert merged.conflicts == [] and len(merged.records) == len(RECORDS)
+        kept = next(r for r in merged.records if r["job_id"] == RECORDS[0]["job_id"])
+        assert kept["metrics"]["ece"] == 3.5
+    moved = dict(fuller, metrics={**fuller["metrics"], RECORDS[0]["primary_metric"]: -1.0})
+    assert len(merge_sources([("old", RECORDS), ("new", [moved])]).conflicts) == 1
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--baseline", "clip"], "--baseline clip: no result has that init"),
     (["--shots", "20%"], "--shots 20%: no result at that setting"),
