@@ -5,6 +5,7 @@ local archive, safe extraction, and unreadable images under --on-bad-sample fail
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -160,6 +161,9 @@ def test_listing_prepare_hints_and_gvb_lists(tmp_path, replicas):
     train = spec.load(data_dir(tmp_path, spec), "train")
     assert len(train) == 4 and train.labels() == [100, 101, 100, 101] and len(train.classes) == 102
     assert runner.invoke(app, ["datasets", "verify", "flowers", "--data-root", str(tmp_path)]).exit_code == 0
+    source = spec.provenance(data_dir(tmp_path, spec))  # a result on it records which lists it read
+    assert source["kind"] == "gvb-lists" and source["lists"]["train_meta.list"] == hashlib.sha256(
+        (gvb / "train_meta.list").read_bytes()).hexdigest()
     (gvb / "test_meta.list").write_text("test/0.png 102\n")  # outside the 102 classes
     text = _text(runner.invoke(app, ["datasets", "verify", "flowers", "--data-root", str(tmp_path)], env=WIDE))
     assert "label 102 is outside 0..101" in text
