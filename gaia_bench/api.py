@@ -396,6 +396,7 @@ class DatasetSpec:
     primary_metric: str | None = None  # overrides the task's primary metric (GV-B's choice)
     version: str = "1"  # part of the job id and the cache keys: bump it when the data or its reading changes
     subdir: str = ""  # directory under the data root, when not ``name``
+    provenance: Callable[[Path], dict] = lambda root: {}  # where its files came from: a record's ``data_source``
 
     @property
     def directory(self) -> str:

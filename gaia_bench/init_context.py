@@ -38,8 +38,7 @@ def init_hyperparams(init: InitSpec, overrides: Mapping[str, Any]) -> dict[str, 
 def check_used(inits: Sequence[InitSpec], overrides: Mapping[str, Any]) -> None:
     """An ``--init-hp`` key that no planned init takes is an error naming those they take."""
     known = {k for init in inits if init.pretrain is not None for k in init.pretrain.hyperparams}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
+    if unknown := sorted(set(overrides) - known):
         names = ", ".join(init.name for init in inits)
         raise UsageError(f"--init-hp {', '.join(unknown)}: no planned init ({names}) has such a pretraining hyper-parameter",
                          f"they take: {', '.join(sorted(known))}" if known else

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -171,14 +173,12 @@ def data_dir(root: Path, dataset: DatasetSpec) -> Path:
 
 
 PREPARED_MARKER = ".gaia-bench-prepared"  # written last: a folder without it was never finished
+UNBUNDLED = ".gaia-bench-bundle.json"  # which bundle `gaia-bench datasets unbundle` made the folder from
 
 
 def prepare_dataset(dataset: DatasetSpec, path: Path) -> None:
     """Make a plugin-made dataset at ``path`` atomically: in a sibling folder, marked complete, then
     renamed into place, so a killed prepare never leaves a folder that looks prepared."""
-    import os
-    import shutil
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.preparing-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -202,8 +202,6 @@ def prepared_data_dir(root: Path, dataset: DatasetSpec, progress: Progress | Non
         if not dataset.verify(path):
             (path / PREPARED_MARKER).write_text(f"{dataset.name} {dataset.version}\n")
         else:
-            import shutil
-
             from gaia_bench.console import notice
 
             aside = path.with_name(f"{path.name}.incomplete")

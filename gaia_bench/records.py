@@ -34,6 +34,7 @@ class ResultRecord(TypedDict, total=False):
     environment: dict[str, Any]  # gaia_bench.provenance.environment
     weights: dict[str, Any]  # the published weights file: tag, file, bytes, sha256
     weights_report: dict[str, Any]  # keys that loading published weights left out
+    data_source: dict[str, Any]  # where the dataset's files came from (DatasetSpec.provenance); not in the job id
     skipped_samples: int  # unreadable images left out (--on-bad-sample skip)
     skipped: list[Any]
     error: str  # failed only

@@ -20,7 +20,7 @@ from gaia_bench.backbone import Backbone
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.features import FeatureCache, cache_key, extract_features, files_fingerprint, samples_fingerprint
 from gaia_bench.imagedata import transform_id
-from gaia_bench.jobs import Job, JobConfig, prepared_data_dir
+from gaia_bench.jobs import Job, JobConfig, data_dir, prepared_data_dir
 from gaia_bench.paths import atomic_write
 from gaia_bench.predictions import RESAMPLES, bootstrap_interval, save_predictions
 from gaia_bench.provenance import environment
@@ -270,6 +270,7 @@ def run_job(job: Job, session: Session) -> dict:
     start = time.perf_counter()
     try:
         data = ctx.data  # the protocol: subset, held-out part and test split, drawn once here
+        record["data_source"] = job.dataset.provenance(data_dir(session.data_root, job.dataset))
         ctx.stage_seconds["data"] = time.perf_counter() - start
         result = job.adaptation.run(ctx)
     except GaiaBenchError as exc:

@@ -3,6 +3,7 @@ without internet, byte for byte, and nothing put in place from a bundle that was
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -11,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
+from gaia_bench.jobs import UNBUNDLED
+from gaia_bench.manager import get_registries
 from tests.helpers import tree_digest
 
 runner = CliRunner()
@@ -42,12 +45,23 @@ def test_a_bundle_unbundles_to_the_same_files_and_is_reproducible(bundled, tmp_p
     result = invoke("unbundle", str(bundled / "a.tar.gz"), "--data-root", str(tmp_path / "other"))
     assert result.exit_code == 0, result.output
     assert "digits-lt: unbundled to" in result.output and "ok" in result.output
-    assert tree_digest(tmp_path / "other" / "digits-lt") == tree_digest(bundled / "root" / "digits-lt")
+    unbundled = tmp_path / "other" / "digits-lt"
+    note = json.loads((unbundled / UNBUNDLED).read_text())  # the one file added: which bundle it came from
+    (unbundled / UNBUNDLED).unlink()
+    assert tree_digest(unbundled) == tree_digest(bundled / "root" / "digits-lt")
+    with tarfile.open(bundled / "a.tar.gz") as tar:
+        manifest = tar.extractfile("gaia-bench-bundle.json").read()
+    assert note["file"] == "a.tar.gz" and note["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
     assert leftovers(tmp_path / "other") == ["digits-lt"]  # no staging folder left
     # An existing dataset is kept unless --force.
     refused = invoke("unbundle", str(bundled / "a.tar"), "--data-root", str(tmp_path / "other"))
     assert refused.exit_code == 2 and "already exists" in refused.output and "--force" in refused.output
     assert invoke("unbundle", str(bundled / "a.tar"), "--data-root", str(tmp_path / "other"), "--force").exit_code == 0
+    # each result on it records where its data came from: the embedded set, and this bundle
+    source = get_registries().datasets.get("digits-lt").provenance(unbundled)
+    assert source["kind"] == "embedded" and source["bundle"]["file"] == "a.tar"
+    assert source["bundle"]["manifest_sha256"] == note["manifest_sha256"]  # same contents, another compression
+    assert source["manifest_sha256"] == hashlib.sha256((unbundled / "MANIFEST.sha256").read_bytes()).hexdigest()
 
 
 def test_an_altered_file_puts_nothing_in_place(bundled, tmp_path):

@@ -5,8 +5,10 @@ local archive, safe extraction, and unreadable images under --on-bad-sample fail
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import tarfile
 import zipfile
 from collections import Counter
@@ -159,6 +161,9 @@ def test_listing_prepare_hints_and_gvb_lists(tmp_path, replicas):
     train = spec.load(data_dir(tmp_path, spec), "train")
     assert len(train) == 4 and train.labels() == [100, 101, 100, 101] and len(train.classes) == 102
     assert runner.invoke(app, ["datasets", "verify", "flowers", "--data-root", str(tmp_path)]).exit_code == 0
+    source = spec.provenance(data_dir(tmp_path, spec))  # a result on it records which lists it read
+    assert source["kind"] == "gvb-lists" and source["lists"]["train_meta.list"] == hashlib.sha256(
+        (gvb / "train_meta.list").read_bytes()).hexdigest()
     (gvb / "test_meta.list").write_text("test/0.png 102\n")  # outside the 102 classes
     text = _text(runner.invoke(app, ["datasets", "verify", "flowers", "--data-root", str(tmp_path)], env=WIDE))
     assert "label 102 is outside 0..101" in text
@@ -217,6 +222,11 @@ def test_download_fetches_checks_and_lays_out(tmp_path, monkeypatch):
         p.name for p in (source / "cifar-10-batches-py").iterdir())])
     fetched = json.loads((target / ".gaia-bench-source.json").read_text())["cifar-10-python.tar.gz"]
     assert fetched["url"] == archive.as_uri() and fetched["md5"] == file_digest(archive)  # where the data came from
+    provenance = get_registries().datasets.get("cifar10").provenance  # what each result records as its data_source
+    assert provenance(target) == {"kind": "downloaded", "files": {"cifar-10-python.tar.gz": fetched}}
+    by_hand = provenance(source / "cifar-10-batches-py")
+    assert by_hand["kind"] == "local" and by_hand["official_archives"] == [
+        {"url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "md5": "c58f30108f718f92721af3b95e74349a"}]
 
     # through the CLI: the official URL answered by a local copy whose md5 is not the official one
     import urllib.request
@@ -228,6 +238,19 @@ def test_download_fetches_checks_and_lays_out(tmp_path, monkeypatch):
     text = _text(result)
     assert result.exit_code == 1 and "downloaded with md5" in text and "expected c58f30108f718f92721af3b95e74349a" in text
     assert not list((tmp_path / "cli").rglob("*.tmp")) and not (tmp_path / "cli" / "cifar-10-batches-py" / "data_batch_1").exists()
+
+    # --offline: only the user's mirror folders are read, the official host is never asked
+    opened: list[str] = []
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda url, timeout=None: opened.append(url) or real_urlopen(url, timeout=timeout))
+    monkeypatch.setenv("GAIA_BENCH_MIRRORS", str(tmp_path))  # holds cifar-10-python.tar.gz, not the official one
+    monkeypatch.delenv("GAIA_BENCH_OFFLINE", raising=False)
+    result = runner.invoke(app, ["datasets", "prepare", "cifar10", "--download", "--offline", "--data-root",
+                                 str(tmp_path / "off")], env=WIDE)
+    text = _text(result)
+    assert result.exit_code == 1 and opened == [archive.as_uri()] and "downloaded with md5" in text
+    assert "cannot fetch https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: downloads are off (--offline" in text
+    assert "GAIA_BENCH_OFFLINE" not in os.environ  # set for the command (and the processes it starts) only
 
 
 def test_a_cut_download_is_named_moved_aside_and_fetched_anew_next_time(tmp_path, monkeypatch):
@@ -271,6 +294,8 @@ def test_suite_runs_present_datasets_and_skips_absent(tmp_path, monkeypatch):
     assert set(records) == {"cifar10"} and records["cifar10"]["status"] == "done"
     assert records["cifar10"]["n_train"] == 5 and records["cifar10"]["n_test"] == 6
     assert records["cifar10"]["skipped_samples"] == 0
+    assert records["cifar10"]["data_source"]["kind"] == "local"  # laid out by hand: the official archive named
+    assert records["cifar10"]["data_source"]["official_archives"][0]["url"].endswith("/cifar-10-python.tar.gz")
 
     empty = runner.invoke(app, ["run", "--suite", "gvb", *FAST, "--data-root", str(tmp_path / "none"),
                                 "--store", str(store)], env=WIDE)

@@ -565,10 +565,12 @@ def test_each_row_says_where_its_weights_came_from(tmp_path, suite):
                 pretraining={"pool": "mini-upstream@1", "hyperparams": hp}),
         _fields(_with(record("m1", "gaia", "cls-a", 70.0), weights_id="gaia:pretrained:mini-upstream@1:5673ace0ffff00"),
                 pretraining={"pool": "mini-upstream@1", "hyperparams": {**hp, "steps": 200}}),
-        _with(record("m1", "random", "cls-a", 60.0), weights_id="random:torch.manual_seed(0)"),
+        _fields(_with(record("m1", "random", "cls-a", 60.0), weights_id="random:torch.manual_seed(0)"),
+                data_source={"kind": "embedded", "package": "gaia-bench"}),
         _with(record("m1", "scratch", "cls-a", 50.0), weights_id="scratch:pretrained:mini-upstream@1:7e5869e54359aa"),
-        _with(record("m1", "scratch", "cls-a", 55.0, adaptation="finetune"),
-              weights_id="scratch:pretrained:mini-upstream@1:7e5869e54359aa"),
+        _fields(_with(record("m1", "scratch", "cls-a", 55.0, adaptation="finetune"),
+                      weights_id="scratch:pretrained:mini-upstream@1:7e5869e54359aa"),
+                data_source={"kind": "downloaded", "files": {}, "bundle": {"file": "cls.tar"}}),
     ]
     out = write_board(tmp_path, records)
     main = csv_rows(out / "main.csv")
@@ -585,7 +587,11 @@ def test_each_row_says_where_its_weights_came_from(tmp_path, suite):
     assert by[("random", "linear-probe")]["weights"] == "random"
     assert by[("scratch", "linear-probe")]["flag"] == "†" and by[("scratch", "finetune")]["flag"] == ""
     md = (out / "leaderboard.md").read_text()
-    assert "| random GN+WS † |" in md and "Rethinking ImageNet Pre-training" in md and "## Where each row's weights came from" in md
+    assert "| random GN+WS † |" in md and "Rethinking ImageNet Pre-training" in md
+    assert "## Where each row's weights and data came from" in md and "+bundle = unpacked from" in md
+    data = {(r[1], r[2]): r[4] for r in table_rows((out / "leaderboard.html").read_text(), "provenance")}
+    assert (data[("random", "linear-probe")], data[("scratch", "finetune")]) == ("embedded", "downloaded+bundle")
+    assert data[("scratch", "linear-probe")] == "-"  # records from before data sources were kept
     doc = json.loads((out / "leaderboard.json").read_text())
     assert {r["weights"]["kind"] for r in doc["main"]["rows"]} == {"published", "imitation", "random"}
     assert r"$\dagger$" in (out / "leaderboard.tex").read_text()
@@ -614,7 +620,7 @@ def _real_board(store: Path, out: Path, *args: str) -> dict:
 
 
 @pytest.mark.slow
-def test_several_seeds_take_the_bootstrap_over_seeds_and_items_of_the_stored_predictions(predicted, tmp_path):
+def test_several_seeds_take_the_bootstrap_over_seeds_and_items_of_the_stored_predictions(predicted, tmp_path, shared_home):
     from gaia_bench.manager import get_registries
     from gaia_bench.predictions import load_predictions, resample_counts
 
@@ -624,6 +630,10 @@ def test_several_seeds_take_the_bootstrap_over_seeds_and_items_of_the_stored_pre
     # by hand: each seed's top-1 on the core's item resamples, then each resample draws the 2 seeds
     with ResultsStore(predicted) as s:
         records = sorted(s.query(init="random", shots="10%", adaptation="ridge"), key=lambda r: r["config"]["seed"])
+    source = records[0]["data_source"]  # each record says where its data came from: generated here, these files
+    manifest = Path(shared_home) / "data" / "digits-lt" / "MANIFEST.sha256"
+    assert source["kind"] == "embedded" and source["from"][0].startswith("handwritten digits, sklearn")
+    assert source["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     task = get_registries().tasks.get("classification")
     per_seed = []
     for rec in records:

@@ -79,7 +79,17 @@ def test_every_checkpoint_of_a_pretraining_run_is_evaluated_once_and_plotted(tmp
     (["pretrain", "--method", "imagenet", "--model", "test_resnet", "--checkpoint-every", "0"], "--checkpoint-every 0"),
     (["pretrain", "--method", "scratch", "--model", "test_resnet", "--checkpoint-every", "5"], "trains nothing"),
     (["run", "--model", "test_resnet", "--init", "checkpoint", "--dataset", "lfw-faces"], "--init-hp path=FILE"),
+    # a JSON string keeps its commas: the path arrives whole (what watch passes for a folder with a comma)
+    (["run", "--model", "test_resnet", "--init", "checkpoint", "--dataset", "lfw-faces", "--init-hp",
+      'path="/nonexistent/a,b/step-1.pt",seed=1'], "--init-hp path=/nonexistent/a,b/step-1.pt: no such file"),
 ])
 def test_user_errors_name_the_fix(args, needle, tmp_path):
     result = CliRunner().invoke(app, args + (["--store", str(tmp_path / "r.db")] if args[0] == "run" else []), env=ENV)
     assert result.exit_code == 2 and needle in _said(result), result.output
+
+
+def test_a_folder_with_a_comma_in_its_path_is_watched(tmp_path):
+    folder = tmp_path / "run,1.steps"
+    folder.mkdir()
+    result = CliRunner().invoke(app, ["watch", str(folder), "--once", "--store", str(tmp_path / "r.db")], env=ENV)
+    assert result.exit_code == 2 and f"no pretraining checkpoints in {folder}" in _said(result), result.output

@@ -192,3 +192,17 @@ def test_a_transformers_repo_downloads_its_config_with_its_weights(hub, weights_
     snapshot = tmp_path / "hub" / "models--facebook--dinov2-small" / "snapshots" / COMMIT
     assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "model.safetensors"]
     assert "GET /facebook/dinov2-small/resolve/main/preprocessor_config.json" not in Hub.requests  # HEAD said 404
+
+
+def test_offline_reaches_the_other_commands_that_may_download(hub, tmp_path):
+    """`--offline` is one option of every command that may download (here `tsds select`, which plans a
+    job as `run` does): nothing is requested, and the variables it sets end with the command."""
+    import os
+
+    args = ["tsds", "select", "--model", "timm:resnet34.a1_in1k", "--init", "imagenet", "--dataset", "digits-lt"]
+    offline = CliRunner().invoke(app, [*args, "--offline"], env={"COLUMNS": "400"})
+    text = " ".join(offline.output.split())
+    assert offline.exit_code == 2 and "downloads are off (--offline)" in text and Hub.requests == [], offline.output
+    assert "GAIA_BENCH_OFFLINE" not in os.environ and os.environ["HF_HUB_OFFLINE"] == "0"  # the fixture's, restored
+    online = CliRunner().invoke(app, args, env={"COLUMNS": "400"})  # without it the hub is asked (and has no file)
+    assert online.exit_code != 0 and Hub.requests and "downloads are off" not in online.output, online.output

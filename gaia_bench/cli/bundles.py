@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 from gaia_bench.errors import DataError, UsageError
+from gaia_bench.jobs import UNBUNDLED
 
 MANIFEST = "gaia-bench-bundle.json"
 FORMAT = 1
@@ -186,6 +187,20 @@ def read_bundle(bundle: Path, staging: Callable[[str], Path], advance: Callable[
     if extra := sorted(set(seen) - set(expected)):
         raise DataError(f"{bundle}: {'/'.join(extra[0])} is not in the manifest", "make the bundle again")
     return manifest
+
+
+def note_bundle(staged: Path, bundle: Path, manifest: dict) -> None:
+    """Write into a checked, staged folder which bundle it came from (a result's ``data_source``
+    reads it): the bundle's file name, the sha256 of its manifest (every file's sha256, so it names
+    the contents whatever the compression) and the gaia-bench that made it."""
+    import datetime
+
+    blob = json.dumps(manifest, indent=1, sort_keys=True).encode()  # as write_bundle wrote it
+    note = {"file": bundle.name, "manifest_sha256": hashlib.sha256(blob).hexdigest(),
+            "made_by": f"gaia-bench {manifest.get('gaia_bench')}",
+            "unbundled_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    staged.mkdir(parents=True, exist_ok=True)
+    (staged / UNBUNDLED).write_text(json.dumps(note, indent=1, sort_keys=True) + "\n")
 
 
 def move_into_place(staged: Path, target: Path, force: bool) -> None:

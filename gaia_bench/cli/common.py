@@ -22,6 +22,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 StoreOption = Annotated[str | None, typer.Option("--store", help="results database (default: ~/.cache/gaia-bench/results.db or $GAIA_BENCH_STORE)")]
 DataRootOption = Annotated[str | None, typer.Option("--data-root", help="where datasets live (default: ~/.cache/gaia-bench/data or $GAIA_BENCH_DATA)")]
+OFFLINE_VARIABLES = ("GAIA_BENCH_OFFLINE", "HF_HUB_OFFLINE")  # what --offline sets for this command
+
+
+def _offline(ctx: typer.Context, offline: bool) -> bool:
+    """``--offline``: set the variables every download path reads, in this process and so in every
+    process it starts (pool workers, submitit cells, DDP ranks), until the command ends."""
+    if offline:
+        saved = {name: os.environ.get(name) for name in OFFLINE_VARIABLES}
+        os.environ.update(dict.fromkeys(OFFLINE_VARIABLES, "1"))
+
+        def restore() -> None:  # one process may run several commands (tests, notebooks)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+        ctx.call_on_close(restore)
+    return offline
+
+
+OfflineOption = Annotated[bool, typer.Option(
+    "--offline", callback=_offline, help="never download: weights or data not on this machine are an error naming "
+    "them (sets GAIA_BENCH_OFFLINE=1 and HF_HUB_OFFLINE=1 for this command and the processes it starts)")]
 
 
 def split_values(values: Iterable[str] | None) -> list[str]:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import DataRootOption, handle_errors, parse_shots
+from gaia_bench.cli.common import DataRootOption, OfflineOption, handle_errors, parse_shots
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UsageError
 from gaia_bench.shots import SHOTS_HELP
@@ -62,6 +62,7 @@ def prepare(
                                            "extracted safely) where the dataset has a public download")] = False,
     gvb_lists: Annotated[str | None, typer.Option("--gvb-lists", help="a GV-B dataset folder holding "
                                                   "train_meta.list / test_meta.list and their images: link it in")] = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Materialize a dataset (or every dataset of a suite) under the data root: generate it, fetch
     its public archives (--download), link GV-B's exported lists (--gvb-lists), or print the manual
@@ -236,7 +237,7 @@ def unbundle(
     import os
     from pathlib import Path
 
-    from gaia_bench.cli.bundles import move_into_place, read_bundle
+    from gaia_bench.cli.bundles import move_into_place, note_bundle, read_bundle
     from gaia_bench.cli.progress import RichProgress
     from gaia_bench.errors import DataError
     from gaia_bench.jobs import data_dir
@@ -267,6 +268,7 @@ def unbundle(
         if not force and (there := [data_dir(root, s) for s in specs if data_dir(root, s).exists()]):
             raise UsageError(f"{there[0]} already exists", "add --force to replace it with the bundle's copy")
         for spec in specs:
+            note_bundle(staging(spec.directory), source, manifest)
             move_into_place(staging(spec.directory), data_dir(root, spec), force)
     finally:
         for path in staged.values():

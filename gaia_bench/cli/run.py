@@ -11,8 +11,8 @@ from typing import Annotated, Any, Sequence
 import typer
 
 from gaia_bench.cli import app
-from gaia_bench.cli.common import (DataRootOption, StoreOption, feature_cache_dir, handle_errors, open_store,
-                                   parse_overrides, parse_seeds, parse_shots)
+from gaia_bench.cli.common import (DataRootOption, OfflineOption, StoreOption, feature_cache_dir, handle_errors,
+                                   open_store, parse_overrides, parse_seeds, parse_shots)
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.devices import resolve_device
@@ -84,11 +84,16 @@ def _option_values(executor_spec, regs, items: list[str], flags: dict[str, tuple
     return values
 
 
-def _parse_init_hp(values: list[str]) -> dict:
-    """``--init-hp`` values (repeated, comma-separated ``KEY=VALUE``, commas inside [] kept; VALUE
-    read as JSON) to a dict: ``["steps=20,image_size=32"]`` -> ``{"steps": 20, "image_size": 32}``."""
+# One KEY=VALUE of --init-hp: up to a comma outside [...] and outside a JSON string ("a,b").
+INIT_HP_PAIR = re.compile(r'(?:"(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^,])+')
 
-    pairs = [p.strip() for value in values for p in re.split(r",(?![^\[]*\])", value) if p.strip()]
+
+def _parse_init_hp(values: list[str]) -> dict:
+    """``--init-hp`` values (repeated, comma-separated ``KEY=VALUE``, commas inside [] or a JSON
+    string kept; VALUE read as JSON) to a dict: ``["steps=20,image_size=32"]`` -> ``{"steps": 20,
+    "image_size": 32}``, ``['path="/runs/a,b/step-1.pt"']`` -> ``{"path": "/runs/a,b/step-1.pt"}``."""
+
+    pairs = [p.strip() for value in values for p in INIT_HP_PAIR.findall(value) if p.strip()]
     return parse_overrides(pairs, "--init-hp", "steps=400,image_size=64")
 
 
@@ -168,9 +173,7 @@ def run(
                                                "on exactly its subset of its dataset (the default --dataset) "
                                                "instead of drawing one; the held-out part is still drawn from "
                                                "--seed")] = None,
-    offline: Annotated[bool, typer.Option("--offline", help="never download: published weights that are not in "
-                                          "the local caches are an error naming them (as GAIA_BENCH_OFFLINE=1 or "
-                                          "HF_HUB_OFFLINE=1); without it an init downloads them")] = False,
+    offline: OfflineOption = False,
 ) -> None:
     """Run model × init × adaptation × dataset × shots × seed and store one result per job.
 

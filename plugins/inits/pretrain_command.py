@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import DataRootOption, handle_errors, parse_overrides
+from gaia_bench.cli.common import DataRootOption, OfflineOption, handle_errors, parse_overrides
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
 from gaia_bench.plugins.inits.lib.pretrain_contract import PretrainMethod
@@ -46,6 +46,7 @@ def pretrain(
     checkpoint_every: Annotated[str | None, typer.Option("--checkpoint-every", help="also write an intermediate "
                                                          "checkpoint every N steps ('50') or epochs ('0.5ep'), and "
                                                          "after the last step, for `gaia-bench watch`")] = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Pretrain a backbone with an init's method on an upstream pool, and cache the checkpoint.
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import (DataRootOption, StoreOption, default_store, feature_cache_dir, handle_errors,
-                                   open_store, parse_overrides, parse_seeds, parse_shots)
+from gaia_bench.cli.common import (DataRootOption, OfflineOption, StoreOption, default_store, feature_cache_dir,
+                                   handle_errors, open_store, parse_overrides, parse_seeds, parse_shots)
 from gaia_bench.console import console, err_console, notice
 from gaia_bench.errors import UsageError
 
@@ -140,6 +140,7 @@ def select(
     out: Annotated[Path | None, typer.Option("--out", help="also write the Pareto plot (select.png) and the report (select.json) here")] = None,
     store: StoreOption = None,
     data_root: DataRootOption = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Recommend the most accurate backbone × init × input size whose latency on this device meets the
     budget: every candidate timed here (cached in the store's profiles), scored by a cheap probe
@@ -188,7 +189,8 @@ def select(
     command = " ".join(["gaia-bench select", f"--dataset {dataset}", f"--budget-ms {budget_ms:g}", f"--shots {shot.label}",
                         f"--adapt {adaptation.name}", f"--init {init}"])
     with RichProgress() as progress:
-        context = InitContext(upstream=upstream_pool(regs, None, None), data_root=root, progress=progress)
+        context = InitContext(upstream=upstream_pool(regs, None, None), data_root=root, progress=progress,
+                              offline=offline)
         scoring = _plan(regs, pool, adaptation.name, dataset, shot, seeds, context)  # unknown names fail before timing
         measured, reused = _profile(pool, {s.name: s for s in specs}, path, resolved, batch, repeats, warmup,
                                     reprofile, progress)

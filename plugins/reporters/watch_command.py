@@ -10,6 +10,7 @@ a checkpoint the store already has is skipped, and each evaluation is `gaia-benc
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -97,7 +98,8 @@ class Watcher:
 
         o = self.options
         try:
-            run(model=[self.model], init=["checkpoint"], init_hp=[f"path={snapshot.path}"], adapt=o["adapt"],
+            path = json.dumps(str(snapshot.path))  # a JSON string: --init-hp keeps the commas inside it
+            run(model=[self.model], init=["checkpoint"], init_hp=[f"path={path}"], adapt=o["adapt"],
                 dataset=o["dataset"], suite=o["suite"], shots=o["shots"], seed=o["seed"], store=o["store"],
                 data_root=o["data_root"], device=o["device"], batch_size=o["batch_size"],
                 image_size=o["image_size"], hp=o["hp"])
@@ -161,8 +163,6 @@ def watch(
     if not directory.is_dir():
         raise UsageError(f"{ckpt_dir} is not a folder", "give the folder that `gaia-bench pretrain --checkpoint-every N` "
                          "printed (<cache>/pretrained/METHOD/MODEL-KEY.steps)")
-    if "," in str(directory):
-        raise UsageError(f"{directory} has a comma in its path, which --init-hp cannot carry", "move or rename the folder")
     if interval <= 0:
         raise UsageError(f"--interval {interval:g} is not positive", "e.g. --interval 60")
     out = (out or directory / "watch").expanduser()

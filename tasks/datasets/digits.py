@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Samples
+from gaia_bench.tasks.datasets.lib.data_source import embedded
 from gaia_bench.tasks.datasets.lib.generated_sets import rank, verify_counts
 from gaia_bench.tasks.datasets.lib.manifest import write_manifest
 from gaia_bench.tasks.datasets.lib.meta_list import read_meta_list, write_meta_list
@@ -103,6 +104,7 @@ DIGITS_LT = DatasetSpec(
     splits=SPLITS,
     num_classes=len(CLASSES),
     version="1",
+    provenance=embedded(*[("handwritten digits, sklearn.datasets.load_digits", "scikit-learn")]),
 )
 
 

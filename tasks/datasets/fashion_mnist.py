@@ -15,6 +15,7 @@ import numpy as np
 
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Samples
+from gaia_bench.tasks.datasets.lib.data_source import embedded
 from gaia_bench.tasks.datasets.lib.generated_sets import long_tailed_split, verify_counts, write_images
 from gaia_bench.tasks.datasets.lib.image_folder import read_image_folder
 from gaia_bench.tasks.datasets.lib.sources import debian_path
@@ -61,6 +62,7 @@ FASHION_MNIST_LT = DatasetSpec(
     prepare_hint=f"needs Debian's {PACKAGE}: run `make sources` or `sudo apt-get install {PACKAGE}`",
     splits=SPLITS,
     num_classes=len(CLASSES),
+    provenance=embedded(*[(f"Fashion-MNIST test photos, Debian package {PACKAGE}", None)]),
 )
 
 

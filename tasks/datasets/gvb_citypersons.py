@@ -25,6 +25,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Sample, Samples
 from gaia_bench.errors import DataError
+from gaia_bench.tasks.datasets.lib.data_source import downloaded
 from gaia_bench.tasks.datasets.lib.dense_targets import PedestrianTarget
 from gaia_bench.tasks.datasets.lib.gvb_dense_common import Problems, check_count, check_images, extra_files, missing_root, unknown_split
 
@@ -206,6 +207,7 @@ CITYPERSONS = DatasetSpec(
     test_split="val",
     primary_metric="mr",
     subdir="citypersons",
+    provenance=downloaded(),
 )
 
 

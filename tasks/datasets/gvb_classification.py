@@ -29,6 +29,7 @@ from gaia_bench.errors import DataError
 from gaia_bench.tasks.datasets.lib import gvb_classification_files as files
 from gaia_bench.tasks.datasets.lib import gvb_classification_records as records
 from gaia_bench.tasks.datasets.lib import gvb_video_frames as frames
+from gaia_bench.tasks.datasets.lib.data_source import downloaded
 
 PLUGIN_ORDER = 850
 
@@ -206,6 +207,7 @@ class GvbSet:
             num_classes=self.num_classes, train_split=self.train_split, test_split=self.test_split,
             primary_metric=self.metric, version="1", subdir=self.subdir,
             download=self.download if self.archives else None,
+            provenance=downloaded([(a.url, a.md5) for a in self.archives], GVB_LISTS),
         )
 
 

@@ -39,6 +39,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Sample, Samples
 from gaia_bench.errors import DataError
+from gaia_bench.tasks.datasets.lib.data_source import downloaded
 from gaia_bench.tasks.datasets.lib.dense_targets import DepthTarget
 from gaia_bench.tasks.datasets.lib.gvb_dense_common import Problems, check_count, check_images, missing_root, read_lines, unknown_split
 from gaia_bench.tasks.datasets.lib.kitti_depth_format import KITTI_MAX_DEPTH_M
@@ -314,6 +315,7 @@ KITTI_SPEC = DatasetSpec(
     test_split="test",
     primary_metric="rmse",
     subdir="kitti",
+    provenance=downloaded(),
 )
 
 NYU_SPEC = DatasetSpec(
@@ -328,6 +330,7 @@ NYU_SPEC = DatasetSpec(
     test_split="test",
     primary_metric="rmse",
     subdir="nyu_depth_v2",
+    provenance=downloaded([(url, None) for url in NYU_URLS.values()]),
 )
 
 

@@ -24,6 +24,7 @@ from typing import Mapping
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Sample, Samples
 from gaia_bench.errors import DataError
+from gaia_bench.tasks.datasets.lib.data_source import downloaded
 from gaia_bench.tasks.datasets.lib.dense_targets import SegmentationTarget
 from gaia_bench.tasks.datasets.lib.gvb_dense_common import (
     Archive,
@@ -204,6 +205,7 @@ VOC_DET = DatasetSpec(
     verify=verify_detection,
     prepare_hint=DET_HINT,
     download=lambda root: download_archives(root, list(VOC_ARCHIVES.values())),
+    provenance=downloaded([(a.url, a.md5) for a in VOC_ARCHIVES.values()]),
     splits={split: sum(n for _, _, n in parts) for split, parts in DET_PARTS.items()},
     num_classes=len(CLASSES),
     train_split="trainval",
@@ -220,6 +222,7 @@ VOC_SEG = DatasetSpec(
     verify=verify_segmentation,
     prepare_hint=SEG_HINT,
     download=lambda root: download_archives(root, [VOC_ARCHIVES["VOC2012 trainval"]]),
+    provenance=downloaded([(VOC_ARCHIVES["VOC2012 trainval"].url, VOC_ARCHIVES["VOC2012 trainval"].md5), (SBD_URL, None)]),
     splits={"trainaug": SEG_SIZES["trainaug"], "val": SEG_SIZES["val"]},
     num_classes=len(SEG_CLASSES),
     train_split="trainaug",

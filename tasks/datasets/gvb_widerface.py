@@ -27,6 +27,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Sample, Samples
 from gaia_bench.errors import DataError
+from gaia_bench.tasks.datasets.lib.data_source import downloaded
 from gaia_bench.tasks.datasets.lib.dense_targets import FaceTarget
 from gaia_bench.tasks.datasets.lib.gvb_dense_common import Problems, check_count, check_images, extra_files, missing_root, unknown_split
 
@@ -232,6 +233,7 @@ WIDERFACE = DatasetSpec(
     test_split="val",
     primary_metric="ap_easy",
     subdir="widerface",
+    provenance=downloaded([(SPLIT_URL, None), (EVAL_URL, None)]),
 )
 
 

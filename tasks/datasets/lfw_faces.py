@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Samples
+from gaia_bench.tasks.datasets.lib.data_source import embedded
 from gaia_bench.tasks.datasets.lib.generated_sets import long_tailed_split, verify_counts, write_images
 from gaia_bench.tasks.datasets.lib.meta_list import read_meta_list
 
@@ -39,6 +40,7 @@ LFW_FACES = DatasetSpec(
     prepare=prepare,
     splits=SPLITS,
     num_classes=2,
+    provenance=embedded(*[("LFW faces and non-faces, skimage.data.lfw_subset", "scikit-image")]),
 )
 
 

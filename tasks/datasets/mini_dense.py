@@ -28,6 +28,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Sample, Samples
 from gaia_bench.errors import DataError
+from gaia_bench.tasks.datasets.lib.data_source import embedded
 from gaia_bench.tasks.datasets.lib.dense_targets import DepthTarget, SegmentationTarget
 from gaia_bench.tasks.datasets.lib.kitti_depth_format import (
     KITTI_MAX_DEPTH_M,
@@ -56,6 +57,7 @@ FRAMES_PER_DRIVE = 40
 DATE = "2011_09_26"
 DET, SEG, DEPTH = "mini-voc-det", "mini-voc-seg", "mini-kitti-depth"
 SEG_CLASSES: tuple[str, ...] = ("background", *CLASSES)
+SCENES = ("generated scenes, shapes cut from skimage.data texture photos", "scikit-image")  # a record's data_source
 
 
 def image_id(index: int) -> str:
@@ -263,6 +265,7 @@ MINI_VOC_DET = DatasetSpec(
     train_split="trainval",
     test_split="test",
     version="1",
+    provenance=embedded(SCENES),
 )
 
 MINI_VOC_SEG = DatasetSpec(
@@ -277,6 +280,7 @@ MINI_VOC_SEG = DatasetSpec(
     train_split="train",
     test_split="val",
     version="1",
+    provenance=embedded(SCENES),
 )
 
 MINI_KITTI_DEPTH = DatasetSpec(
@@ -291,6 +295,7 @@ MINI_KITTI_DEPTH = DatasetSpec(
     train_split="train",
     test_split="test",
     version="1",
+    provenance=embedded(SCENES),
 )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Samples
+from gaia_bench.tasks.datasets.lib.data_source import embedded
 from gaia_bench.tasks.datasets.lib.generated_sets import verify_counts, write_images
 from gaia_bench.tasks.datasets.lib.image_folder import read_image_folder
 
@@ -79,6 +80,7 @@ TEXTURES_LT = DatasetSpec(
     prepare=prepare,
     splits=SPLITS,
     num_classes=len(SOURCES),
+    provenance=embedded(*[("patches of skimage.data photos", "scikit-image")]),
 )
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from gaia_bench import hookimpl
 from gaia_bench.api import DatasetSpec, Sample, Samples
 from gaia_bench.errors import DataError
+from gaia_bench.tasks.datasets.lib.data_source import embedded
 from gaia_bench.tasks.datasets.lib.generated_sets import rank, to_uint8
 from gaia_bench.tasks.datasets.lib.image_folder import read_image_folder
 from gaia_bench.tasks.datasets.lib.manifest import verify_manifest, write_manifest
@@ -209,6 +210,7 @@ MINI_UPSTREAM = DatasetSpec(
     splits={k: v for k, v in COUNTS.items() if k in ("wardrobe", "catalogue", "surfaces")},
     train_split="wardrobe",
     test_split="catalogue",
+    provenance=embedded(*[("Fashion-MNIST training photos, Debian package dataset-fashion-mnist", None), ("patches of skimage.data photos", "scikit-image")]),
 )
 
 

@@ -15,7 +15,8 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import DataRootOption, feature_cache_dir, handle_errors, parse_overrides, parse_shots
+from gaia_bench.cli.common import (DataRootOption, OfflineOption, feature_cache_dir, handle_errors, parse_overrides,
+                                   parse_shots)
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, notice
 from gaia_bench.errors import PluginError, UsageError
@@ -68,6 +69,7 @@ def select_command(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="images per forward pass")] = 64,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the feature cache")] = False,
+    offline: OfflineOption = False,
 ) -> None:
     """Match the dataset's classes to the upstream pool's and count the images selected (what
     `gaia-bench run --adapt tsds` trains on besides the subset)."""
@@ -97,7 +99,8 @@ def select_command(
     shot_specs = parse_shots([shots])
     if len(shot_specs) != 1:
         raise UsageError(f"--shots {shots} names {len(shot_specs)} subsets", "give one, e.g. --shots 10%")
-    init_context = InitContext(upstream=upstream_pool(regs, None, None), data_root=resolve_data_root(data_root))
+    init_context = InitContext(upstream=upstream_pool(regs, None, None), data_root=resolve_data_root(data_root),
+                               offline=offline)
     jobs = plan(regs, models=[model], inits=[init] if init else [], adaptations=[ADAPTATION], datasets=[dataset],
                 shots=shot_specs, seeds=[seed], image_size=image_size, notice=notice, overrides=overrides,
                 init_context=init_context)

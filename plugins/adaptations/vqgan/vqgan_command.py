@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from gaia_bench import hookimpl
-from gaia_bench.cli.common import DataRootOption, handle_errors
+from gaia_bench.cli.common import DataRootOption, OfflineOption, handle_errors
 from gaia_bench.cli.progress import RichProgress
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
@@ -107,6 +107,7 @@ def train(
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     data_root: DataRootOption = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Train the VQ-GAN on the upstream pool once and cache it (a cached one is reused)."""
     summary = _run(train_vqgan, upstream, steps=steps, codebook=codebook, seed=seed, device=device, root=data_root)
@@ -124,6 +125,7 @@ def reconstruct(
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     data_root: DataRootOption = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Encode IMAGES to code indices and decode them: writes a side-by-side PNG grid (the VQ-GAN is
     trained first when it is not cached)."""

@@ -39,9 +39,9 @@ def offline_reason(offline: bool = False) -> str | None:
     """Why downloads are off (``--offline``, or the environment variable that says so), else None."""
     if offline:
         return "--offline"
-    for name in ("GAIA_BENCH_OFFLINE", "HF_HUB_OFFLINE"):
+    for name in ("GAIA_BENCH_OFFLINE", "HF_HUB_OFFLINE"):  # the first is also what --offline sets for child processes
         if os.environ.get(name, "").strip().lower() in TRUE:
-            return f"{name}={os.environ[name]}"
+            return f"{'--offline / ' if name == 'GAIA_BENCH_OFFLINE' else ''}{name}={os.environ[name]}"
     return None
 
 

@@ -25,6 +25,10 @@ FLAG = "†"
 FLAG_NOTE = (f"{FLAG} scratch under a frozen backbone ({', '.join(FROZEN_ADAPTATIONS)}): this measures random "
              "GN+WS features, not training from scratch, which in Rethinking ImageNet Pre-training trains the whole "
              "network with a longer schedule (here: `--adapt finetune`, whose schedule is 3× for scratch)")
+DATA_NOTE = ("data: where the datasets' files came from (each record's data_source): embedded = generated from "
+             "installed packages; downloaded = fetched by `datasets prepare --download` (sources and sha256 in the "
+             "record); local = laid out by hand or another tool; gvb-lists = GV-B's exported lists; "
+             "+bundle = unpacked from a `datasets bundle`; - = not recorded (an older result)")
 KIND_NOTE = ("weights: published = the published weights file (hash in the details); imitation = the init's own method "
              "pretrained on the upstream pool (pool, steps, resolution in the details); random = no pretraining")
 
@@ -86,6 +90,17 @@ def origin_of(weights_id: str, init: str, pretraining: dict | None = None) -> Or
         return Origin("published", "published",
                       f"published {init} weights '{':'.join(parts[1:-1])}' (file sha256 {parts[-1][7:]}…)")
     return Origin("unknown", "?", f"weights {weights_id}")
+
+
+def row_data(row: Row) -> str | None:
+    """The kinds of source a row's records say their data came from (``embedded``, ``downloaded``,
+    ``local``, ``gvb-lists``; ``+bundle`` when unbundled), ``-`` for records that say nothing, None
+    when no record of the row says anything."""
+    kinds = set()
+    for record in (r for cell in row.cells.values() for r in cell.records):
+        source = record.get("data_source") or {}
+        kinds.add(f"{source.get('kind', '?')}{'+bundle' if source.get('bundle') else ''}" if source else "-")
+    return ", ".join(sorted(kinds)) if kinds - {"-"} else None
 
 
 def row_origin(row: Row) -> Origin:

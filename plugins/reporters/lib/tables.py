@@ -329,15 +329,20 @@ def long_tail_grid(board: Leaderboard, interval: str = "ci") -> Grid:
 
 
 def provenance_grid(section: Section, grid_id: str = "provenance") -> Grid:
-    from gaia_bench.plugins.reporters.lib.provenance import FLAG_NOTE, KIND_NOTE, row_origin
+    """Where each row's weights came from and, once records say it, where its data came from."""
+    from gaia_bench.plugins.reporters.lib.provenance import DATA_NOTE, FLAG_NOTE, KIND_NOTE, row_data, row_origin
 
-    columns = _key_columns("model", "init", "adaptation", "weights", "source")
+    data = {row.key: row_data(row) for row in section.table.rows}
+    with_data = any(label is not None for label in data.values())
+    columns = _key_columns("model", "init", "adaptation", "weights", *(["data"] if with_data else []), "source")
     rows, flagged = [], False
     for row in section.table.rows:
         origin = row_origin(row)
         flagged |= bool(origin.flag)
-        rows.append(_text(*row.key, origin.label + (f" {origin.flag}" if origin.flag else ""), origin.detail))
-    return Grid(grid_id, "Where each row's weights came from", columns, rows, [KIND_NOTE, *([FLAG_NOTE] if flagged else [])])
+        rows.append(_text(*row.key, origin.label + (f" {origin.flag}" if origin.flag else ""),
+                          *([data[row.key] or "-"] if with_data else []), origin.detail))
+    notes = [KIND_NOTE, *([DATA_NOTE] if with_data else []), *([FLAG_NOTE] if flagged else [])]
+    return Grid(grid_id, f"Where each row's weights{' and data' if with_data else ''} came from", columns, rows, notes)
 
 
 def speed_grid(speed: SpeedAccuracy, table: MainTable) -> Grid:

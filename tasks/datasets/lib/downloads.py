@@ -8,7 +8,9 @@ Every archive has its sources tried in order until one gives the file with the o
 the user's mirrors first (``$GAIA_BENCH_MIRRORS``: comma-separated folders or base URLs holding the
 files under their official names, e.g. a shared disk on a cluster), then the official URL, then the
 public mirrors the plugin lists. Which source gave each file, with its sha256, is written to the
-dataset folder's ``.gaia-bench-source.json`` (and travels with `gaia-bench datasets bundle`).
+dataset folder's ``.gaia-bench-source.json`` (and travels with `gaia-bench datasets bundle`; each
+result record carries it, see :mod:`.data_source`). With ``--offline`` (``GAIA_BENCH_OFFLINE=1``)
+only ``file://`` sources are read.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ from gaia_bench.errors import DataError
 from gaia_bench.paths import atomic_write
 
 CHUNK = 1 << 20
+MIRRORS_ENV = "GAIA_BENCH_MIRRORS"
+OFFLINE_ENV = "GAIA_BENCH_OFFLINE"  # what --offline sets (gaia_bench/cli/common.py)
+SOURCE_FILE = ".gaia-bench-source.json"
+
+
+def offline() -> bool:
+    """Whether downloads are off: then only ``file://`` sources (the user's mirror folders) are read."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
@@ -56,6 +66,9 @@ def fetch(url: str, dest: Path, md5: str | None = None, on_progress: Callable[[i
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and (md5 is None or file_digest(dest) == md5):
         return dest
+    if offline() and not url.startswith("file:"):
+        raise DataError(f"cannot fetch {url}: downloads are off (--offline / {OFFLINE_ENV}=1)",
+                        f"drop --offline, or put {dest.name} in a folder and set {MIRRORS_ENV}=that folder")
     digest = hashlib.md5()
     with atomic_write(dest) as out:  # an error (network, checksum) leaves no file behind
         try:
@@ -77,10 +90,6 @@ def fetch(url: str, dest: Path, md5: str | None = None, on_progress: Callable[[i
                             "the download is damaged or the file changed upstream: retry, or fetch it by hand and "
                             "check it against the official checksum")
     return dest
-
-
-MIRRORS_ENV = "GAIA_BENCH_MIRRORS"
-SOURCE_FILE = ".gaia-bench-source.json"
 
 
 def sources(url: str, mirrors: Sequence[str] = ()) -> list[str]:

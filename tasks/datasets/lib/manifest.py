@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gaia_bench.jobs import PREPARED_MARKER
+from gaia_bench.jobs import PREPARED_MARKER, UNBUNDLED
 
 MANIFEST = "MANIFEST.sha256"
 
@@ -35,7 +35,7 @@ def verify_manifest(root: Path, fix: str) -> list[str]:
             problems.append(f"missing file {path}: {fix}")
         elif _digest(path) != digest:
             problems.append(f"altered file {path} (checksum differs): {fix}")
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (MANIFEST, PREPARED_MARKER)):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (MANIFEST, PREPARED_MARKER, UNBUNDLED)):
         if path.relative_to(root).as_posix() not in listed and not path.name.endswith(".tmp"):
             problems.append(f"unexpected file {path}: remove it, or {fix}")
     return problems
