@@ -40,7 +40,7 @@ from gaia_bench.api import AdaptationResult, AdaptationSpec
 from gaia_bench.errors import UsageError
 from gaia_bench.plugins.adaptations.lib.dense_probe import DENSE_HYPERPARAMS
 from gaia_bench.plugins.adaptations.lib.detection_head import DETECTION_HYPERPARAMS
-from gaia_bench.plugins.adaptations.lib.logistic import fit_logistic, fit_logistic_batch
+from gaia_bench.plugins.adaptations.lib.logistic import fit_logistic
 from gaia_bench.plugins.adaptations.lib.sgd_probe import SEARCHES, SgdProbes, gvb_search
 from gaia_bench.plugins.adaptations.lib.training import train_task_head
 
@@ -83,16 +83,12 @@ class Probe:
         self.converged = True
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int, warm_from: "Probe | None" = None) -> "Probe":
-        start = (warm_from.weight, warm_from.bias) if warm_from is not None else None
-        self.weight, self.bias, self.converged = fit_logistic(self.standardize_from(x), y, num_classes, self.wd,
-                                                              self.max_iter, start, self.device)
-        return self
-
-    def standardize_from(self, x: np.ndarray) -> np.ndarray:
-        """``x`` standardized by its own mean and spread, which the probe keeps for later inputs."""
         self.mean = x.mean(axis=0)
         self.scale = x.std(axis=0) + 1e-6
-        return self._standardize(x)
+        start = (warm_from.weight, warm_from.bias) if warm_from is not None else None
+        self.weight, self.bias, self.converged = fit_logistic(self._standardize(x), y, num_classes, self.wd,
+                                                              self.max_iter, start, self.device)
+        return self
 
     def _standardize(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale).astype(np.float64)
@@ -104,49 +100,28 @@ class Probe:
         return self.logits(x).argmax(axis=1)
 
 
-def sweep(x: np.ndarray, y: np.ndarray, num_classes: int, decays: list[float], max_iter: int,
-          device: str = "cpu") -> Iterator[Probe]:
-    """One probe per decay, in the order given. On a CPU all are fit at once from zeros
-    (:func:`~gaia_bench.plugins.adaptations.lib.logistic.fit_logistic_batch`: one product per step
-    for every decay); on CUDA one after another, each warm-started from the previous one, and
-    only as far as the caller reads."""
-    if str(device).startswith("cuda"):
-        previous = None
-        for wd in decays:
-            previous = Probe(wd, max_iter, device).fit(x, y, num_classes, warm_from=previous)
-            yield previous
-        return
-    first = Probe(decays[0], max_iter, device)
-    features = first.standardize_from(x)
-    weights, biases, converged = fit_logistic_batch(features, y, num_classes, decays, max_iter)
-    for i, wd in enumerate(decays):
-        probe = Probe(wd, max_iter, device)
-        probe.mean, probe.scale = first.mean, first.scale
-        probe.weight, probe.bias, probe.converged = weights[i], biases[i], bool(converged[i])
-        yield probe
-
-
 def select_weight_decay(x: np.ndarray, y: np.ndarray, num_classes: int, grid: list[float], fit: Sequence[int],
                         val: Sequence[int], max_iter: int, patience: int, fitted: dict | None = None,
                         device: str = "cpu") -> dict:
     """The grid point with the best accuracy on the held-out positions ``val`` after fitting on
     ``fit`` (the runner's hold-out, :mod:`gaia_bench.protocol`; None when it is empty).
 
-    The sweep (:func:`sweep`) is scored from the strongest to the weakest decay and stops once
-    ``patience`` points in a row score below the best so far; ties prefer the stronger decay.
-    ``fitted``, when given, receives the chosen probe, by its decay (its held-out logits calibrate
-    the job). ``device``: CUDA fits with torch there, anything else on the CPU."""
+    The sweep goes from the strongest to the weakest decay and stops once ``patience`` points in a
+    row score below the best so far; ties prefer the stronger decay. ``fitted``, when given,
+    receives the chosen probe, by its decay (its held-out logits calibrate the job). ``device``:
+    CUDA fits with torch there, anything else on the CPU (:class:`Probe`)."""
     fit, val = np.asarray(fit, dtype=int), np.asarray(val, dtype=int)
     if len(val) == 0:
         return {"weight_decay": None, "n_val": 0, "val_top1": None}
     scores: dict[float, float] = {}
+    previous = None
     worse = 0
-    for probe in sweep(x[fit], y[fit], num_classes, sorted(grid, reverse=True), max_iter, device):
-        wd = probe.wd
-        score = float((probe.predict(x[val]) == y[val]).mean() * 100)
+    for wd in sorted(grid, reverse=True):
+        previous = Probe(wd, max_iter, device).fit(x[fit], y[fit], num_classes, warm_from=previous)
+        score = float((previous.predict(x[val]) == y[val]).mean() * 100)
         if fitted is not None and score > max(scores.values(), default=-1.0):  # the best so far (ties: the earlier)
             fitted.clear()
-            fitted[wd] = probe
+            fitted[wd] = previous
         scores[wd] = score
         worse = worse + 1 if scores[wd] < max(scores.values()) else 0
         if worse >= patience:
