@@ -38,23 +38,31 @@ def git_sha() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@functools.lru_cache(maxsize=1)
+def _machine() -> tuple[dict, list[str], dict[str, str]]:
+    """What cannot change within a process (read once: /proc/cpuinfo, torch's build and the package
+    metadata cost a visible share of a cached probe job): CPU, BLAS builds, tracked versions."""
+    import torch
+
+    cpu = dict(re.findall(r"^(model name|flags)\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+               if Path("/proc/cpuinfo").is_file() else ())
+    blas = re.findall(r"Math Kernel Library Version \S+|MKL-DNN v\S+|OpenBLAS\S*|BLAS_INFO=\w+", torch.__config__.show())
+    return cpu, blas, {d: v for d in TRACKED_DISTRIBUTIONS if (v := _version(d)) is not None}
+
+
 def environment(plugin_versions: dict[str, str], device: str) -> dict:
     """The provenance block stored with every result; ``numerics``: the CPU and the flags oneDNN, MKL and
     ATen choose kernels by, ATen's level in use, threads, BLAS and oneDNN builds, deterministic mode."""
     import torch
 
-    cpu = dict(re.findall(r"^(model name|flags)\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
-               if Path("/proc/cpuinfo").is_file() else ())
+    cpu, blas, versions = _machine()
     numerics = {"cpu": cpu.get("model name") or platform.processor(), "cores": os.cpu_count(),
                 "cpu_flags": sorted({f for f in cpu.get("flags", "").split() if f.startswith(("avx", "amx", "fma"))}),
                 "aten_capability": torch.backends.cpu.get_cpu_capability(),
                 "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-                "blas": re.findall(r"Math Kernel Library Version \S+|MKL-DNN v\S+|OpenBLAS\S*|BLAS_INFO=\w+",
-                                   torch.__config__.show()),
-                "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+                "blas": blas, "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
                 "deterministic": torch.are_deterministic_algorithms_enabled(),
                 "gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
                 "variables": {k: v for k, v in sorted(os.environ.items()) if NUMERIC_VARIABLES.match(k)}}
     return {"python": sys.version.split()[0], "platform": platform.platform(), "device": device,
-            "versions": {d: v for d in TRACKED_DISTRIBUTIONS if (v := _version(d)) is not None},
-            "plugins": plugin_versions, "git_sha": git_sha(), "numerics": numerics}
+            "versions": dict(versions), "plugins": plugin_versions, "git_sha": git_sha(), "numerics": numerics}
