@@ -38,6 +38,8 @@ class SessionSettings:
     init_overrides: Mapping[str, Any] = field(default_factory=dict)  # --init-hp
     predictions_dir: str | None = None  # where test predictions are kept (beside the store)
     resamples: int = 1000  # bootstrap resamples of a record's interval (--resamples)
+    channels_last: bool = False  # --channels-last
+    compile: bool = False  # --compile
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def _session(settings: SessionSettings) -> Any:
             plugin_versions=dict(settings.plugin_versions), on_bad_sample=settings.on_bad_sample,
             processes_per_job=settings.processes_per_job, resamples=settings.resamples,
             predictions_dir=Path(settings.predictions_dir) if settings.predictions_dir else None,
-        )
+            channels_last=settings.channels_last, compile=settings.compile)
     return _SESSIONS[key]
 
 
@@ -101,7 +103,7 @@ def replan(config: JobConfig, settings: SessionSettings | None = None, model: st
     jobs = plan(registries, models=[model or config.model], inits=[config.init], adaptations=[config.adaptation],
                 datasets=[config.dataset], shots=[parse_shot(config.shots)], seeds=[config.seed],
                 image_size=config.image_size, overrides=dict(config.hyperparams), init_context=context,
-                init_overrides=dict(settings.init_overrides), split=split)
+                init_overrides=dict(settings.init_overrides), split=split, precision=config.precision)
     if len(jobs) != 1:
         raise GaiaBenchError(f"re-planning the cell gave {len(jobs)} jobs instead of 1",
                              "check that the job's process sees the same plugins as the driver")

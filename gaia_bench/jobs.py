@@ -36,6 +36,7 @@ class JobConfig:
     image_size: int
     protocol: str = PROTOCOL_VERSION
     split: str | None = None  # sha256 of a --split manifest's ids; None: the subset drawn from the seed
+    precision: str | None = None  # --precision bf16 or fp16 (autocast); None: fp32
 
     @property
     def job_id(self) -> str:
@@ -43,11 +44,8 @@ class JobConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def as_dict(self) -> dict:
-        """The fields, ``split`` only when set: the ids of drawn-subset jobs stay what they were."""
-        fields = asdict(self)
-        if fields["split"] is None:
-            del fields["split"]
-        return fields
+        """The fields, ``split`` and ``precision`` only when set: the ids of drawn-subset fp32 jobs stay what they were."""
+        return {k: v for k, v in asdict(self).items() if not (k in ("split", "precision") and v in (None, "fp32"))}
 
 
 @dataclass
@@ -81,7 +79,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
          datasets: Sequence[str], shots: Sequence[ShotSpec], seeds: Sequence[int], image_size: int | None = None,
          skip_unsupported: bool = False, notice: Callable[[str], None] = lambda msg: None,
          overrides: dict[str, Any] | None = None, init_context: InitContext | None = None,
-         init_overrides: dict[str, Any] | None = None, split: SplitManifest | None = None) -> list[Job]:
+         init_overrides: dict[str, Any] | None = None, split: SplitManifest | None = None,
+         precision: str | None = None) -> list[Job]:
     """Resolve every name (failing early, with suggestions) and expand the grid into jobs.
 
     A dataset whose task an adaptation does not support is an error when asked for by name, and
@@ -90,6 +89,7 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
     Each init is told ``init_context`` (pool, data root, progress) with its own pretraining
     hyper-parameters: its defaults with ``init_overrides`` applied (a key no planned init has is an
     error). ``split``: every job trains on this manifest's subset (`gaia-bench run` checks it fits the grid).
+    ``precision``: the jobs' --precision (fp32, the default, stays out of their ids).
     """
     from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
 
@@ -154,7 +154,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
                                        adaptation=adaptation.name, hyperparams=hyperparams, dataset=dataset.name,
                                        dataset_version=dataset.version, task=dataset.task, shots=shot.label,
                                        seed=seed, image_size=image_size or backbone.input_size,
-                                       split=ids_sha256(split.keys()) if split and adaptation.trains else None)
+                                       split=ids_sha256(split.keys()) if split and adaptation.trains else None,
+                                       precision=None if precision in (None, "fp32") else precision)
                     jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries,
                                     split if adaptation.trains else None))
     check_used(list(planned_inits.values()), init_overrides)

@@ -17,6 +17,8 @@ import numpy as np
 
 from gaia_bench.api import DatasetSpec, JobData, Progress, Samples
 from gaia_bench.backbone import Backbone
+from gaia_bench.console import notice
+from gaia_bench.devices import autocast, compiled
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.features import FeatureCache, cache_key, extract_features, files_fingerprint, samples_fingerprint
 from gaia_bench.imagedata import transform_id
@@ -43,6 +45,8 @@ class Session:
     processes_per_job: int = 1  # data-parallel processes of a training job (--gpus-per-job)
     predictions_dir: Path | None = None  # where test predictions are kept (None: not kept)
     resamples: int = RESAMPLES  # bootstrap resamples of a record's interval (0: no interval)
+    channels_last: bool = False  # --channels-last: the backbone's weights and inputs (same numbers, maybe faster)
+    compile: bool = False  # --compile: extraction runs torch.compile's backbone forward
 
     def __post_init__(self) -> None:
         self.progress = self.progress or Progress()
@@ -50,6 +54,7 @@ class Session:
         self._splits: dict[tuple[str, str], Samples] = {}
         self._backbone_key: tuple[str, str] | None = None
         self._backbone: Any = None
+        self._extractor: Any = None  # the backbone as extraction runs it (compiled with --compile)
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
         self._fingerprints: dict[tuple[str, str], dict[str, str]] = {}  # a loaded split's keys/labels and files
 
@@ -107,13 +112,22 @@ class Session:
         return bad
 
     # ------------------------------------------------------------------ models
-    def backbone(self, job: Job) -> Any:
+    def backbone(self, job: Job, extraction: bool = False) -> Any:
+        """The job's backbone, built once per model and weights; ``extraction``: as feature extraction
+        runs it, torch.compile'd with ``compile``."""
+        import torch
+
         key = (job.config.model, job.config.weights_id)
         if self._backbone_key != key:
-            self._backbone = None  # free the previous one first
+            self._backbone = self._extractor = None  # free the previous one first
             self._backbone = job.init.initialize(job.backbone, job.init_context)
-            self._backbone_key = key
-        return self._backbone
+            if self.channels_last:  # a trainable copy inherits the layout
+                self._backbone = self._backbone.to(memory_format=torch.channels_last)
+            self._backbone_key, size = key, job.config.image_size
+            with autocast(self.device, job.config.precision):
+                self._extractor = compiled(self._backbone.eval().to(self.device), torch.zeros(
+                    2, 3, size, size, device=self.device), notice) if self.compile else self._backbone
+        return self._extractor if extraction else self._backbone
 
     def weights_report(self, job: Job) -> dict | None:
         """The loader's report on the job's weights (missing and unexpected keys), when this session
@@ -137,6 +151,7 @@ class Session:
             "backbone": spec.name, "weights": job.config.weights_id, "dataset": job.dataset.name,
             "dataset_version": job.dataset.version, "split": split, **self._fingerprint(job.dataset, split, samples),
             "transform": transform_id(size, spec.mean, spec.std),
+            **({"precision": job.config.precision} if job.config.precision else {}),  # fp32's keys stay as they were
         })
         if key in self._features:
             self._features.move_to_end(key)
@@ -144,12 +159,12 @@ class Session:
         keys = [s.key for s in samples]
         feats = self.feature_cache.load(key, keys) if self.feature_cache else None
         if feats is None:
-            backbone = self.backbone(job)
+            backbone = self.backbone(job, extraction=True)
             advance = self.progress.start(f"features {spec.name} / {job.dataset.name}:{split}", len(samples))
             start = time.perf_counter()
             feats = extract_features(backbone, samples, image_size=size, mean=spec.mean, std=spec.std,
                                      device=self.device, batch_size=self.batch_size, workers=self.workers,
-                                     on_batch=advance)
+                                     on_batch=advance, precision=job.config.precision, channels_last=self.channels_last)
             ctx.stage_seconds["features"] = ctx.stage_seconds.get("features", 0.0) + time.perf_counter() - start
             self.progress.finish()
             if self.feature_cache:
