@@ -24,7 +24,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-
 def autocast(device: str, precision: str | None):
     """Mixed precision (``--precision`` bf16 or fp16) for a forward pass on ``device``; None and fp32: none."""
     import contextlib

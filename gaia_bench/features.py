@@ -80,15 +80,14 @@ class FeatureCache:
 @torch.inference_mode()
 def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_size: int, mean: Sequence[float],
                      std: Sequence[float], device: str, batch_size: int, workers: int,
-                     on_batch: Callable[[int], None] | None = None, overlap: bool = True, precision: str | None = None,
-                     channels_last: bool = False) -> np.ndarray:
+                     on_batch: Callable[[int], None] | None = None, overlap: bool = True,
+                     precision: str | None = None) -> np.ndarray:
     """Pooled features of every sample, in order (an unreadable image stops with its path). Decoded in ``workers``
     processes or, with ``overlap``, a thread a batch ahead of the forward; normalized per batch on the device;
-    the forward under ``precision``'s autocast, its input channels-last when asked; stored as float32."""
+    the forward under ``precision``'s autocast (a channels-last backbone's first layer converts the input)."""
     loader = DataLoader(ImageSamples(samples, eval_pixels(image_size), image_size, torch.uint8), batch_size=batch_size,
                         shuffle=False, num_workers=workers, pin_memory=torch.device(device).type == "cuda")
     backbone.eval().to(device)
-    memory = torch.channels_last if channels_last else torch.contiguous_format
     out = np.zeros((len(samples), backbone.num_features), dtype=np.float32)
     for images, indices, errors in prefetched(loader) if overlap and not workers else loader:
         if bad := [(int(i), e) for i, e in zip(indices, errors) if e]:
@@ -97,7 +96,7 @@ def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_siz
                             "replace or delete the file, re-create the dataset with `gaia-bench datasets prepare`, "
                             "or leave such images out with `gaia-bench run --on-bad-sample skip`")
         with autocast(device, precision):
-            feats = backbone(normalize(images.to(device, non_blocking=True), mean, std).contiguous(memory_format=memory))
+            feats = backbone(normalize(images.to(device, non_blocking=True), mean, std))
         feats = feats.float().cpu().numpy()
         out[indices.numpy()] = feats
         if on_batch:

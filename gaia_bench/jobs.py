@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitContext, InitSpec, Progress, TaskSpec
+from gaia_bench import console
 from gaia_bench.errors import DataError, PluginError, UsageError
+from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
 from gaia_bench.overrides import apply_overrides
 from gaia_bench.shots import ShotSpec
 from gaia_bench.splits import SplitManifest, ids_sha256
@@ -91,8 +95,6 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
     error). ``split``: every job trains on this manifest's subset (`gaia-bench run` checks it fits the grid).
     ``precision``: the jobs' --precision (fp32, the default, stays out of their ids).
     """
-    from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
-
     base_context = init_context or InitContext(upstream=upstream_pool(registries, None, None))
     init_overrides = dict(init_overrides or {})
     planned_inits: dict[str, InitSpec] = {}
@@ -177,9 +179,6 @@ PREPARED_MARKER = ".gaia-bench-prepared"  # written last: a folder without it wa
 def prepare_dataset(dataset: DatasetSpec, path: Path) -> None:
     """Make a plugin-made dataset at ``path`` atomically: in a sibling folder, marked complete, then
     renamed into place, so a killed prepare never leaves a folder that looks prepared."""
-    import os
-    import shutil
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.preparing-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -203,14 +202,10 @@ def prepared_data_dir(root: Path, dataset: DatasetSpec, progress: Progress | Non
         if not dataset.verify(path):
             (path / PREPARED_MARKER).write_text(f"{dataset.name} {dataset.version}\n")
         else:
-            import shutil
-
-            from gaia_bench.console import notice
-
             aside = path.with_name(f"{path.name}.incomplete")
             shutil.rmtree(aside, ignore_errors=True)
             path.rename(aside)
-            notice(f"{path} was not completely prepared: moved to {aside}, preparing it again")
+            console.notice(f"{path} was not completely prepared: moved to {aside}, preparing it again")
     if not path.exists():
         if dataset.prepare is None:
             raise DataError(f"dataset '{dataset.name}' is not under {path}",

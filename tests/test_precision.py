@@ -47,6 +47,9 @@ def test_fp32_keeps_the_job_id_and_bf16_gets_its_own():
     assert default.job_id == job("fp32").job_id == DEFAULT_ID and "precision" not in default.config.as_dict()
     bf16 = job("bf16").config.as_dict()
     assert job("bf16").job_id != DEFAULT_ID and bf16.pop("precision") == "bf16" and bf16 == default.config.as_dict()
+    from gaia_bench.runner import replan
+
+    assert replan(job("bf16").config).job_id == job("bf16").job_id  # a cell run elsewhere plans the same id
 
 
 def test_a_bf16_cell_records_its_precision_and_caches_features_of_its_own(tmp_path):

@@ -249,7 +249,7 @@ def run(
         notice(f"--gpus-per-job {processes}: not data-parallel, one process per job: {', '.join(single)}")
 
     from gaia_bench.api import ExecutionOptions
-    from gaia_bench.cells import Cell, SessionSettings, failure_record
+    from gaia_bench.runner import Cell, SessionSettings, failure_record
     from gaia_bench.cli.progress import GridMonitor
     from gaia_bench.predictions import predictions_dir
 

@@ -120,8 +120,7 @@ def pool_features(ctx, pool: Pool) -> np.ndarray:
         advance = ctx.progress.start(f"features {spec.name} / {pool.spec.name}", len(keys))
         feats = extract_features(ctx.build_backbone(), pool.samples, image_size=size, mean=spec.mean, std=spec.std,
                                  device=ctx.device, batch_size=int(ctx.batch_size),
-                                 workers=int(ctx.workers), on_batch=advance, precision=ctx.config.precision,
-                                 channels_last=bool(getattr(ctx.session, "channels_last", False)))
+                                 workers=int(ctx.workers), on_batch=advance, precision=ctx.config.precision)
         ctx.progress.finish()
         if cache:
             cache.save(key, feats, keys, {"backbone": spec.name, "dataset": pool.spec.name, "split": "labelled sources"})
