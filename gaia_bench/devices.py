@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from gaia_bench.errors import UsageError
 
 
@@ -26,23 +28,8 @@ def resolve_device(device: str) -> str:
 
 def autocast(device: str, precision: str | None):
     """Mixed precision (``--precision`` bf16 or fp16) for a forward pass on ``device``; None and fp32: none."""
-    import contextlib
-
     import torch
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision or "fp32")
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
 
-
-def compiled(module, example, notice) -> object:
-    """``torch.compile(module)``, run once on ``example`` (compilation is lazy: a missing or failing
-    compiler shows only there); on failure ``notice`` says why and the eager module is returned."""
-    import torch
-
-    try:
-        with torch.inference_mode():
-            (fast := torch.compile(module))(example)
-        return fast
-    except Exception as exc:  # noqa: BLE001 - any compiler failure: said, then eager
-        notice(f"--compile failed here, running without it: {type(exc).__name__}: {str(exc).strip()[:200]}")
-        return module

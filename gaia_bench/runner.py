@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from gaia_bench.api import DatasetSpec, InitContext, JobData, Progress, Samples
 from gaia_bench.backbone import Backbone
 from gaia_bench.console import notice
-from gaia_bench.devices import autocast, compiled, resolve_device
+from gaia_bench.devices import autocast, resolve_device
 from gaia_bench.errors import GaiaBenchError
 from gaia_bench.features import FeatureCache, cache_key, extract_features, files_fingerprint, samples_fingerprint
 from gaia_bench.imagedata import read_errors, transform_id, where
@@ -38,6 +38,18 @@ from gaia_bench.provenance import environment
 from gaia_bench.shots import parse_shot
 from gaia_bench.splits import SplitManifest, split_entry
 from gaia_bench.store import SCHEMA_VERSION, write_result_file
+
+
+def compiled(module: Any, example: torch.Tensor) -> Any:
+    """``torch.compile(module)``, run once on ``example`` (compilation is lazy: a missing or failing
+    compiler shows only there); on failure a notice says why and the eager module is returned."""
+    try:
+        with torch.inference_mode():
+            (fast := torch.compile(module))(example)
+        return fast
+    except Exception as exc:  # noqa: BLE001 - any compiler failure: said, then eager
+        notice(f"--compile failed here, running without it: {type(exc).__name__}: {str(exc).strip()[:200]}")
+        return module
 
 
 @dataclass(kw_only=True, eq=False)
@@ -55,7 +67,7 @@ class Session:
     processes_per_job: int = 1  # data-parallel processes of a training job (--gpus-per-job)
     predictions_dir: Path | None = None  # where test predictions are kept (None: not kept)
     resamples: int = RESAMPLES  # bootstrap resamples of a record's interval (0: no interval)
-    channels_last: bool = False  # --channels-last: the backbone's weights and inputs (same numbers, maybe faster)
+    channels_last: bool = False  # --channels-last: the backbone's weights so (its convolutions follow)
     compile: bool = False  # --compile: extraction runs torch.compile's backbone forward
 
     def __post_init__(self) -> None:
@@ -115,17 +127,19 @@ class Session:
     # ------------------------------------------------------------------ models
     def backbone(self, job: Job, extraction: bool = False) -> Any:
         """The job's backbone, built once per model and weights; ``extraction``: as feature extraction
-        runs it, torch.compile'd with ``compile``."""
+        runs it, torch.compile'd (on first use) with ``compile``."""
         key = (job.config.model, job.config.weights_id)
         if self._backbone_key != key:
             self._backbone = self._extractor = None  # free the previous one first
             self._backbone = job.init.initialize(job.backbone, job.init_context)
             if self.channels_last:  # a trainable copy inherits the layout
                 self._backbone = self._backbone.to(memory_format=torch.channels_last)
-            self._backbone_key, size = key, job.config.image_size
+            self._backbone_key = key
+        if extraction and self._extractor is None:
+            size = job.config.image_size
             with autocast(self.device, job.config.precision):
                 self._extractor = compiled(self._backbone.eval().to(self.device), torch.zeros(
-                    2, 3, size, size, device=self.device), notice) if self.compile else self._backbone
+                    2, 3, size, size, device=self.device)) if self.compile else self._backbone
         return self._extractor if extraction else self._backbone
 
     def weights_report(self, job: Job) -> dict | None:

@@ -175,9 +175,9 @@ def run(
     precision: Annotated[str, typer.Option("--precision", help="fp32, bf16 or fp16: autocast of the backbone's "
                                            "forward passes (features, training); not fp32: part of the cell, "
                                            "its own job id. fp16 is for GPUs; bf16 runs on CPUs too")] = "fp32",
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels-last memory layout of the "
-                                                "backbone and its inputs (faster convolutions on GPUs; the "
-                                                "same cell)")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="the backbone's weights in channels-last "
+                                                "memory layout, so its convolutions run channels-last (faster "
+                                                "on recent GPUs; the same cell)")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone's forward for feature "
                                            "extraction (the same cell; said and run without it where "
                                            "compiling fails)")] = False,
