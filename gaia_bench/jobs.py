@@ -111,6 +111,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
         raise UsageError(f"--seed {negative} is negative", "seeds are integers >= 0")
     if image_size is not None and not 8 <= image_size <= 4096:
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
+    if precision not in (None, "fp32", "bf16", "fp16"):
+        raise UsageError(f"--precision {precision} is not a choice", "use fp32, bf16 or fp16")
     shots_of = {a.name: [s for s in shots if s.fraction != 0] if a.trains else [ShotSpec(0.0)] for a in adaptation_specs}
     if idle := next((name for name, chosen in shots_of.items() if not chosen), None):
         raise UsageError(f"--shots 0% gives adaptation '{idle}' no training image",

@@ -17,6 +17,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from gaia_bench.cli import app
+from gaia_bench.errors import UsageError
 from gaia_bench.features import FeatureCache
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
@@ -50,6 +51,8 @@ def test_fp32_keeps_the_job_id_and_bf16_gets_its_own():
     from gaia_bench.runner import replan
 
     assert replan(job("bf16").config).job_id == job("bf16").job_id  # a cell run elsewhere plans the same id
+    with pytest.raises(UsageError, match="use fp32, bf16 or fp16"):
+        job("bf8")  # planned through the API: never a silent fp32 under another id
 
 
 def test_a_bf16_cell_records_its_precision_and_caches_features_of_its_own(tmp_path):
@@ -58,6 +61,9 @@ def test_a_bf16_cell_records_its_precision_and_caches_features_of_its_own(tmp_pa
     assert fp32["status"] == bf16["status"] == "done", (fp32.get("error"), bf16.get("error"))
     assert "precision" not in fp32["config"] and bf16["config"]["precision"] == "bf16"
     assert bf16["job_id"] != fp32["job_id"] == DEFAULT_ID
+    from gaia_bench.plugins.reporters.lib.leaderboard import row_key
+
+    assert row_key(bf16) == ("test_resnet", "random", "linear-probe [bf16]") != row_key(fp32)  # its own row
     assert len(list((tmp_path / "features").glob("*.npz"))) == 4  # train and test, once per precision
 
 

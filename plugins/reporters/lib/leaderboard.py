@@ -259,11 +259,12 @@ RowKey = tuple[str, str, str]  # (model, init, adaptation)
 
 
 def row_key(record: dict) -> RowKey:
-    """(model, init, adaptation); the adaptation carries the record's setting label, if any."""
+    """(model, init, adaptation); the adaptation carries the record's setting label and a precision
+    other than fp32 (``finetune [bf16]``: another cell, never averaged with the fp32 one), if any."""
     cfg = record["config"]
     adaptation = str(cfg.get("adaptation"))
-    if record.get("setting"):
-        adaptation = f"{adaptation} [{record['setting']}]"
+    if labels := [str(label) for label in (record.get("setting"), cfg.get("precision")) if label]:
+        adaptation = f"{adaptation} [{', '.join(labels)}]"
     return (str(cfg.get("model")), str(cfg.get("init")), adaptation)
 
 
