@@ -11,15 +11,20 @@
    backbone) over the training split vs the backbone's bare forward on ready-made tensors of the
    same shape and batch size. Best of 5, the two alternating, after a warm-up.
 
+``--precision bf16`` (or fp16 on a GPU) runs both under autocast, as `gaia-bench run --precision`
+does; ``--device cuda`` measures on a GPU (synchronized); ``--json FILE`` also writes the numbers
+(what ``benchmarks/gpu.sh`` tabulates).
+
 Run it on an otherwise idle machine: on 2 cores any other load changes the numbers a lot.
 Usage: python benchmarks/linear_probe.py [--model test_resnet] [--dataset digits-lt]
        [--shots 1%,10%,100%] [--batch-size 64] [--image-size N] [--cifar10-images 1200]
-       [--parts grid,extraction]
+       [--parts grid,extraction] [--precision fp32|bf16|fp16] [--device cpu|cuda] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import shutil
@@ -32,7 +37,8 @@ import numpy as np
 import torch
 
 from gaia_bench.api import InitContext
-from gaia_bench.cli.common import parse_shots
+from gaia_bench.cli.common import check_precision, parse_shots
+from gaia_bench.devices import autocast
 from gaia_bench.features import FeatureCache, extract_features
 from gaia_bench.jobs import plan
 from gaia_bench.manager import get_registries
@@ -63,24 +69,28 @@ def write_cifar10(root: Path, n_train: int, n_test: int) -> None:
     (root / "test_batch").write_bytes(pickle.dumps(batch(n_test), protocol=2))
 
 
-def session(data_root: Path, cache: FeatureCache | None, batch_size: int) -> Session:
-    return Session(data_root=data_root, device="cpu", batch_size=batch_size, workers=0, feature_cache=cache,
+RESULTS: dict[str, float] = {}  # what --json writes
+
+
+def session(data_root: Path, cache: FeatureCache | None, batch_size: int, device: str = "cpu") -> Session:
+    return Session(data_root=data_root, device=device, batch_size=batch_size, workers=0, feature_cache=cache,
                    plugin_versions={})
 
 
 def grid(args: argparse.Namespace) -> list:
     return plan(get_registries(), models=[args.model], inits=["random"], adaptations=["linear-probe"],
-                datasets=[args.dataset], shots=parse_shots([args.shots]), seeds=SEEDS, image_size=args.image_size)
+                datasets=[args.dataset], shots=parse_shots([args.shots]), seeds=SEEDS, image_size=args.image_size,
+                precision=args.precision)
 
 
 def time_grid(args: argparse.Namespace, data_root: Path, cached: bool) -> tuple[float, list[dict]]:
     jobs = grid(args)
     start = time.perf_counter()
     if cached:
-        shared = session(data_root, FeatureCache(data_root / "feature-cache"), args.batch_size)
+        shared = session(data_root, FeatureCache(data_root / "feature-cache"), args.batch_size, args.device)
         records = [run_job(job, shared) for job in jobs]
     else:
-        records = [run_job(job, session(data_root, None, args.batch_size)) for job in jobs]
+        records = [run_job(job, session(data_root, None, args.batch_size, args.device)) for job in jobs]
     elapsed = time.perf_counter() - start
     failed = [r for r in records if r["status"] != "done"]
     if failed:
@@ -104,7 +114,11 @@ def main() -> None:
     parser.add_argument("--cifar10-images", type=int, default=0, help="write a CIFAR-10 of N training images (official "
                         "layout, N/5 test images) and run on it")
     parser.add_argument("--parts", default="grid,extraction", help="which measurements to run (comma-separated)")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast, as `gaia-bench run`)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", default=None, help="also write the measurements to this JSON file")
     args = parser.parse_args()
+    check_precision(args.precision, args.device)
     torch.set_num_threads(os.cpu_count() or 1)
     data_root = Path(tempfile.mkdtemp(prefix="gaia-bench-bench-"))
     if args.cifar10_images:
@@ -115,6 +129,9 @@ def main() -> None:
         measure(args, data_root)
     finally:
         shutil.rmtree(data_root, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "precision": args.precision,
+                                               "device": args.device, **RESULTS}, indent=1))
 
 
 def measure(args: argparse.Namespace, data_root: Path) -> None:
@@ -122,10 +139,10 @@ def measure(args: argparse.Namespace, data_root: Path) -> None:
     spec = regs.backbones.get(args.model)
     size = args.image_size or spec.input_size
     dataset = regs.datasets.get(args.dataset)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; model {args.model} at {size}px; "
-          f"dataset {args.dataset}; batch {args.batch_size}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}; model {args.model} at "
+          f"{size}px, {args.precision}; dataset {args.dataset}; batch {args.batch_size}")
 
-    warm = session(data_root, None, args.batch_size)
+    warm = session(data_root, None, args.batch_size, args.device)
     train = warm.load_split(dataset, dataset.train_split)  # prepares the data outside the timings
 
     if "grid" in args.parts.split(","):
@@ -148,21 +165,30 @@ def measure_grid(args: argparse.Namespace, data_root: Path) -> None:
               f"rest {sum(r['timings']['total_s'] for r in records) - sum(parts.values()):6.2f} s")
     probe_s = sum(r["timings"].get("probe_fit", 0.0) for r in cached)
     print(f"   {'probe fits / cached wall time':34s} {100 * probe_s / cached_s:8.1f} %")
+    RESULTS.update(grid_jobs=len(cached), grid_cached_s=cached_s, grid_uncached_s=uncached_s)
 
 
 def measure_extraction(args: argparse.Namespace, regs, spec, size: int, train) -> None:
-    backbone = regs.inits.get("random").initialize(spec, InitContext()).eval()
+    device = args.device
+    backbone = regs.inits.get("random").initialize(spec, InitContext()).eval().to(device)
     n = len(train)
-    batches = [torch.randn(min(args.batch_size, n - i), 3, size, size) for i in range(0, n, args.batch_size)]
+    batches = [torch.randn(min(args.batch_size, n - i), 3, size, size, device=device)
+               for i in range(0, n, args.batch_size)]
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     def bare() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, args.precision):
             for batch in batches:
-                backbone(batch)
+                backbone(batch).float().cpu()  # the features leave the device, as extraction's do
+        sync()
 
     def extract() -> None:
-        extract_features(backbone, train.samples, image_size=size, mean=spec.mean, std=spec.std, device="cpu",
-                         batch_size=args.batch_size, workers=0)
+        extract_features(backbone, train.samples, image_size=size, mean=spec.mean, std=spec.std, device=device,
+                         batch_size=args.batch_size, workers=0, precision=args.precision)
+        sync()
 
     extract(), bare()  # warm-up; then alternate, so a change of the machine's load hits both alike
     extract_s, bare_s = (min(t) for t in zip(*[(_timed(extract), _timed(bare)) for _ in range(ROUNDS)]))
@@ -170,6 +196,7 @@ def measure_extraction(args: argparse.Namespace, regs, spec, size: int, train) -
     print(f"   {'bare forward on ready tensors':34s} {n / bare_s:8.1f} images/s")
     print(f"   {'extract_features (decode+transform)':34s} {n / extract_s:8.1f} images/s")
     print(f"   {'ratio extraction / bare':34s} {bare_s / extract_s:8.2f}")
+    RESULTS.update(images=n, bare_ips=n / bare_s, extract_ips=n / extract_s)
 
 
 if __name__ == "__main__":

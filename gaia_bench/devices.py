@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from gaia_bench.errors import UsageError
 
 
@@ -22,3 +24,12 @@ def resolve_device(device: str) -> str:
     if kind == "mps" and not torch.backends.mps.is_available():
         raise UsageError("--device mps but MPS is not available here", "use --device cpu (or auto)")
     return device
+
+
+def autocast(device: str, precision: str | None):
+    """Mixed precision (``--precision`` bf16 or fp16) for a forward pass on ``device``; None and fp32: none."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision or "fp32")
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
+

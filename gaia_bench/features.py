@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from gaia_bench.api import Sample
 from gaia_bench.backbone import Backbone
+from gaia_bench.devices import autocast
 from gaia_bench.errors import DataError, GaiaBenchError
 from gaia_bench.imagedata import ImageSamples, eval_pixels, normalize, prefetched, where
 from gaia_bench.paths import atomic_write
@@ -79,9 +80,11 @@ class FeatureCache:
 @torch.inference_mode()
 def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_size: int, mean: Sequence[float],
                      std: Sequence[float], device: str, batch_size: int, workers: int,
-                     on_batch: Callable[[int], None] | None = None, overlap: bool = True) -> np.ndarray:
+                     on_batch: Callable[[int], None] | None = None, overlap: bool = True,
+                     precision: str | None = None) -> np.ndarray:
     """Pooled features of every sample, in order (an unreadable image stops with its path). Decoded in ``workers``
-    processes or, with ``overlap``, a thread a batch ahead of the forward; normalized per batch on the device."""
+    processes or, with ``overlap``, a thread a batch ahead of the forward; normalized per batch on the device;
+    the forward under ``precision``'s autocast (a channels-last backbone's first layer converts the input)."""
     loader = DataLoader(ImageSamples(samples, eval_pixels(image_size), image_size, torch.uint8), batch_size=batch_size,
                         shuffle=False, num_workers=workers, pin_memory=torch.device(device).type == "cuda")
     backbone.eval().to(device)
@@ -92,7 +95,9 @@ def extract_features(backbone: Backbone, samples: Sequence[Sample], *, image_siz
             raise DataError(f"cannot read image {where(samples[i])}: {err}",
                             "replace or delete the file, re-create the dataset with `gaia-bench datasets prepare`, "
                             "or leave such images out with `gaia-bench run --on-bad-sample skip`")
-        feats = backbone(normalize(images.to(device, non_blocking=True), mean, std)).float().cpu().numpy()
+        with autocast(device, precision):
+            feats = backbone(normalize(images.to(device, non_blocking=True), mean, std))
+        feats = feats.float().cpu().numpy()
         out[indices.numpy()] = feats
         if on_batch:
             on_batch(len(indices))

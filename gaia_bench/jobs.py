@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitContext, InitSpec, Progress, TaskSpec
+from gaia_bench import console
 from gaia_bench.errors import DataError, PluginError, UsageError
+from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
 from gaia_bench.overrides import apply_overrides
 from gaia_bench.shots import ShotSpec
 from gaia_bench.splits import SplitManifest, ids_sha256
@@ -38,6 +40,7 @@ class JobConfig:
     image_size: int
     protocol: str = PROTOCOL_VERSION
     split: str | None = None  # sha256 of a --split manifest's ids; None: the subset drawn from the seed
+    precision: str | None = None  # --precision bf16 or fp16 (autocast); None: fp32
 
     @property
     def job_id(self) -> str:
@@ -45,11 +48,8 @@ class JobConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def as_dict(self) -> dict:
-        """The fields, ``split`` only when set: the ids of drawn-subset jobs stay what they were."""
-        fields = asdict(self)
-        if fields["split"] is None:
-            del fields["split"]
-        return fields
+        """The fields, ``split`` and ``precision`` only when set: the ids of drawn-subset fp32 jobs stay what they were."""
+        return {k: v for k, v in asdict(self).items() if not (k in ("split", "precision") and v in (None, "fp32"))}
 
 
 @dataclass
@@ -83,7 +83,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
          datasets: Sequence[str], shots: Sequence[ShotSpec], seeds: Sequence[int], image_size: int | None = None,
          skip_unsupported: bool = False, notice: Callable[[str], None] = lambda msg: None,
          overrides: dict[str, Any] | None = None, init_context: InitContext | None = None,
-         init_overrides: dict[str, Any] | None = None, split: SplitManifest | None = None) -> list[Job]:
+         init_overrides: dict[str, Any] | None = None, split: SplitManifest | None = None,
+         precision: str | None = None) -> list[Job]:
     """Resolve every name (failing early, with suggestions) and expand the grid into jobs.
 
     A dataset whose task an adaptation does not support is an error when asked for by name, and
@@ -92,9 +93,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
     Each init is told ``init_context`` (pool, data root, progress) with its own pretraining
     hyper-parameters: its defaults with ``init_overrides`` applied (a key no planned init has is an
     error). ``split``: every job trains on this manifest's subset (`gaia-bench run` checks it fits the grid).
+    ``precision``: the jobs' --precision (fp32, the default, stays out of their ids).
     """
-    from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
-
     base_context = init_context or InitContext(upstream=upstream_pool(registries, None, None))
     init_overrides = dict(init_overrides or {})
     planned_inits: dict[str, InitSpec] = {}
@@ -111,6 +111,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
         raise UsageError(f"--seed {negative} is negative", "seeds are integers >= 0")
     if image_size is not None and not 8 <= image_size <= 4096:
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
+    if precision not in (None, "fp32", "bf16", "fp16"):
+        raise UsageError(f"--precision {precision} is not a choice", "use fp32, bf16 or fp16")
     shots_of = {a.name: [s for s in shots if s.fraction != 0] if a.trains else [ShotSpec(0.0)] for a in adaptation_specs}
     if idle := next((name for name, chosen in shots_of.items() if not chosen), None):
         raise UsageError(f"--shots 0% gives adaptation '{idle}' no training image",
@@ -156,7 +158,8 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
                                        adaptation=adaptation.name, hyperparams=hyperparams, dataset=dataset.name,
                                        dataset_version=dataset.version, task=dataset.task, shots=shot.label,
                                        seed=seed, image_size=image_size or backbone.input_size,
-                                       split=ids_sha256(split.keys()) if split and adaptation.trains else None)
+                                       split=ids_sha256(split.keys()) if split and adaptation.trains else None,
+                                       precision=None if precision in (None, "fp32") else precision)
                     jobs.append(Job(config, shot, backbone, init, adaptation, dataset, task, context, registries,
                                     split if adaptation.trains else None))
     check_used(list(planned_inits.values()), init_overrides)
@@ -202,12 +205,10 @@ def prepared_data_dir(root: Path, dataset: DatasetSpec, progress: Progress | Non
         if not dataset.verify(path):
             (path / PREPARED_MARKER).write_text(f"{dataset.name} {dataset.version}\n")
         else:
-            from gaia_bench.console import notice
-
             aside = path.with_name(f"{path.name}.incomplete")
             shutil.rmtree(aside, ignore_errors=True)
             path.rename(aside)
-            notice(f"{path} was not completely prepared: moved to {aside}, preparing it again")
+            console.notice(f"{path} was not completely prepared: moved to {aside}, preparing it again")
     if not path.exists():
         if dataset.prepare is None:
             raise DataError(f"dataset '{dataset.name}' is not under {path}",

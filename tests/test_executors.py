@@ -270,7 +270,7 @@ def test_a_sequential_executor_runs_jobs_here_and_refuses_max_parallel(register_
 def test_a_cell_replanned_elsewhere_must_keep_its_job_id():
     from dataclasses import replace
 
-    from gaia_bench.cells import Cell, SessionSettings, replan, run_cell
+    from gaia_bench.runner import Cell, SessionSettings, replan, run_cell
     from gaia_bench.errors import GaiaBenchError
     from gaia_bench.jobs import plan
     from gaia_bench.manager import get_registries

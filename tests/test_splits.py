@@ -180,7 +180,7 @@ def test_job_ids_without_split_are_unchanged():
 
 
 def test_a_cell_run_in_another_process_carries_its_manifest(spy, tmp_path):
-    from gaia_bench.cells import Cell, SessionSettings
+    from gaia_bench.runner import Cell, SessionSettings
     from gaia_bench.paths import data_root
     from gaia_bench.cli.splits import read_manifest
 

@@ -164,3 +164,16 @@ def parse_overrides(items: Sequence[str], option: str = "--hp", example: str = "
         except json.JSONDecodeError:
             out[key.strip()] = raw
     return out
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")  # --precision: autocast's dtype (gaia_bench.devices.autocast)
+
+
+def check_precision(precision: str, device: str) -> str:
+    """``--precision`` checked against the device. fp16 on a CPU is refused: CPUs compute it no faster than
+    fp32 and it needs loss scaling, while bf16 keeps fp32's range and is what CPUs accelerate."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown --precision '{precision}'", "use fp32, bf16 or fp16")
+    if precision == "fp16" and device.partition(":")[0] == "cpu":
+        raise UsageError("--precision fp16 is for GPUs, not --device cpu", "use --precision bf16 on a CPU")
+    return precision

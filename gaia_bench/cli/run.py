@@ -105,7 +105,7 @@ def _check_device_syntax(device: str) -> str:
 
 
 def _grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp, upstream=None, init_hp=(),
-                  split=None) -> str:
+                  split=None, precision="fp32") -> str:
     import shlex
 
     parts = ["gaia-bench", "run"]
@@ -113,7 +113,8 @@ def _grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, h
                          ("--suite", [suite] if suite else []), ("--shots", shots), ("--seed", seed),
                          ("--image-size", [image_size] if image_size else []), ("--hp", hp),
                          ("--upstream", [upstream] if upstream else []), ("--init-hp", init_hp),
-                         ("--split", [split] if split else [])):
+                         ("--split", [split] if split else []),
+                         ("--precision", [precision] if precision != "fp32" else [])):
         for value in values:
             parts += [flag, str(value)]
     return shlex.join(parts)
@@ -174,6 +175,15 @@ def run(
                                                "instead of drawing one; the held-out part is still drawn from "
                                                "--seed")] = None,
     offline: OfflineOption = False,
+    precision: Annotated[str, typer.Option("--precision", help="fp32, bf16 or fp16: autocast of the backbone's "
+                                           "forward passes (features, training); not fp32: part of the cell, "
+                                           "its own job id. fp16 is for GPUs; bf16 runs on CPUs too")] = "fp32",
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="the backbone's weights in channels-last "
+                                                "memory layout, so its convolutions run channels-last (faster "
+                                                "on recent GPUs; the same cell)")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone's forward for feature "
+                                           "extraction (the same cell; said and run without it where "
+                                           "compiling fails)")] = False,
 ) -> None:
     """Run model × init × adaptation × dataset × shots × seed and store one result per job.
 
@@ -185,6 +195,7 @@ def run(
     from gaia_bench.paths import data_root as resolve_data_root
     from gaia_bench.manager import get_host
     from gaia_bench.cli.splits import check_split, read_manifest
+    from gaia_bench.cli.common import check_precision
 
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size} is out of range", "use 1 or more")
@@ -215,6 +226,7 @@ def run(
     resolved_device = _check_device_syntax(device) if executor_spec.remote else resolve_device(device)
     if not executor_spec.remote:
         _check_processes(resolved_device, processes)
+    check_precision(precision, resolved_device)  # "auto" (resolved where each job runs) passes here
     datasets, from_suite = dataset_names_for(regs, dataset, suite)
     if from_suite:
         datasets = _present(regs, datasets, resolve_data_root(data_root), suite or "mini")
@@ -228,7 +240,7 @@ def run(
     with Live(progress.progress, console=err_console, transient=True):  # planning may download published weights
         jobs = plan(regs, models=model, inits=init, adaptations=adapt, datasets=datasets, shots=shot_specs,
                     seeds=seed, image_size=image_size, skip_unsupported=from_suite, notice=notice,
-                    overrides=parse_overrides(hp), init_overrides=init_overrides, split=manifest,
+                    overrides=parse_overrides(hp), init_overrides=init_overrides, split=manifest, precision=precision,
                     init_context=InitContext(upstream=pool, data_root=resolve_data_root(data_root), progress=progress,
                                              offline=offline))
     if not jobs:
@@ -240,7 +252,7 @@ def run(
         notice(f"--gpus-per-job {processes}: not data-parallel, one process per job: {', '.join(single)}")
 
     from gaia_bench.api import ExecutionOptions
-    from gaia_bench.cells import Cell, SessionSettings, failure_record
+    from gaia_bench.runner import Cell, SessionSettings, failure_record
     from gaia_bench.cli.progress import GridMonitor
     from gaia_bench.predictions import predictions_dir
 
@@ -253,7 +265,7 @@ def run(
         job_ids = [j.job_id for j in jobs]
         configs = [j.config for j in jobs]
         results.record_grid(_grid_command(model, init, adapt, dataset, suite, shots, seed, image_size, hp, upstream, init_hp,
-                                          split and os.path.abspath(split)),
+                                          split and os.path.abspath(split), precision),
                             [(i, x.model, x.init, x.adaptation, x.dataset, x.task, x.shots, x.seed)
                              for i, x in zip(job_ids, configs)])
         stored = {} if force else results.statuses(job_ids)
@@ -274,7 +286,8 @@ def run(
                                    plugin_versions=plugin_versions, on_bad_sample=on_bad_sample,
                                    processes_per_job=processes, upstream=pool.name if pool else None,
                                    init_overrides=init_overrides, resamples=resamples,
-                                   predictions_dir=str(predictions_dir(results.path)))
+                                   predictions_dir=str(predictions_dir(results.path)),
+                                   channels_last=channels_last, compile=compile_)
         failed = 0
         interrupted = False
         monitor = GridMonitor(((j.job_id, j.config.dataset) for j in todo), progress,
@@ -293,10 +306,12 @@ def run(
                                       feature_cache=None if no_cache else FeatureCache(feature_cache_dir()),
                                       plugin_versions=plugin_versions, progress=progress,
                                       on_bad_sample=on_bad_sample, processes_per_job=processes,
-                                      predictions_dir=predictions_dir(results.path), resamples=resamples))
+                                      predictions_dir=predictions_dir(results.path), resamples=resamples,
+                                      channels_last=channels_last, compile=compile_))
             c = job.config
             monitor.set(job.job_id, "running")
-            progress.job_started(f"{c.model} / {c.init} / {c.adaptation} / {c.dataset} / {c.shots} / seed {c.seed}")
+            progress.job_started(f"{c.model} / {c.init} / {c.adaptation} / {c.dataset} / {c.shots} / seed {c.seed}"
+                                 + (f" / {c.precision}" if c.precision else ""))
             return run_job(job, shared[0])
 
         options = ExecutionOptions(

@@ -61,6 +61,8 @@ def results_table(records: list[dict], width: int) -> Table:
     from rich.markup import escape
     from rich.table import Table
 
+    # the precision only where a cell ran in other than fp32 (its config has it then)
+    axes = (*_KEYS, "precision") if any(r["config"].get("precision") for r in records) else _KEYS
     rows = []
     for record in records:
         row = summary_row(record)
@@ -70,11 +72,12 @@ def results_table(records: list[dict], width: int) -> Table:
                      "value": f"{record['primary_value']:.2f}" if done else "failed",
                      "±": "" if half is None else f"±{half:.2f}",
                      "n_train": "-" if row["n_train"] is None else str(row["n_train"]),
-                     "wall s": "-" if row["wall_s"] is None else f"{row['wall_s']:.1f}"})
-    constant = [k for k in _KEYS if len({r[k] for r in rows}) == 1]
-    if len(constant) == len(_KEYS):  # one row, or one cell's repeats: keep the dataset as the row's name
+                     "wall s": "-" if row["wall_s"] is None else f"{row['wall_s']:.1f}",
+                     "precision": record["config"].get("precision") or "fp32"})
+    constant = [k for k in axes if len({r[k] for r in rows}) == 1]
+    if len(constant) == len(axes):  # one row, or one cell's repeats: keep the dataset as the row's name
         constant.remove("dataset")
-    keys = [k for k in _KEYS if k not in constant]
+    keys = [k for k in axes if k not in constant]
     with_interval = [{**r, "value": r["value"] + r["±"]} for r in rows]
 
     def natural(shown: list[str], table_rows: list[dict], pad: int) -> int:

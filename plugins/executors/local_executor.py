@@ -4,7 +4,7 @@ With ``--max-parallel 1`` (the default) one after another in this process, shari
 data, the backbone and the feature cache: the fastest for small cells. With ``--max-parallel N``
 (N > 1) in a pool of N worker processes, each started fresh (``spawn``: safe with CUDA and with
 the driver's threads); a worker re-plans each cell it gets from its config (see
-:mod:`gaia_bench.cells`) and keeps its loaded data for the next cell. A worker that dies (killed,
+:class:`gaia_bench.runner.Cell`) and keeps its loaded data for the next cell. A worker that dies (killed,
 out of memory) breaks the pool: the cells that were running then are rerun one at a time in a
 new pool, so only the one that kills its worker again is recorded as failed.
 """

@@ -4,7 +4,7 @@ On a Slurm cluster (``srun`` on PATH) the cells are submitted as job arrays (``a
 each, one array after the other) whose parallelism is ``--max-parallel``; elsewhere submitit's local executor runs each cell as a subprocess of this
 machine, ``--max-parallel`` at a time, and the run says so. Each job rebuilds the plugins and the
 session from the cell's description, re-plans its one job (checking the job id) and writes its
-record as a result file (see :mod:`gaia_bench.cells` and :mod:`gaia_bench.store`); the driver polls
+record as a result file (see :class:`gaia_bench.runner.Cell` and :mod:`gaia_bench.store`); the driver polls
 the jobs' states for the live table and stores each record as its job finishes.
 
 A job that dies without a result (killed, preempted, out of memory, node failure) is resubmitted up

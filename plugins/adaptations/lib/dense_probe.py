@@ -94,15 +94,17 @@ def decode_all(samples: Sequence, size: tuple[int, int], batch: int = 64):
 
 
 def compute_pyramids(backbone, samples, size, mean, std, device: str, batch_size: int, levels: int,
-                     advance=lambda n: None) -> list:
-    """The last ``levels`` pyramid maps of every sample, concatenated per level (kept on ``device``)."""
+                     advance=lambda n: None, precision: str | None = None) -> list:
+    """The last ``levels`` pyramid maps of every sample, concatenated per level (kept on ``device``, float32;
+    computed under ``precision``'s autocast)."""
     import torch
 
+    from gaia_bench.devices import autocast
     from gaia_bench.imagedata import normalize
 
     backbone.eval()
     chunks: list[list] = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, precision):
         for pixels in pixel_batches(samples, size, batch_size):
             chunks.append([f.float() for f in backbone.pyramid(normalize(pixels.to(device), mean, std))[-levels:]])
             advance(len(pixels))
@@ -231,19 +233,20 @@ def early_stopping_details(result, n_fit: int, n_val: int, metric: str) -> dict[
 
 # ----------------------------------------------------------------------------- the job
 def predict_dense(head, backbone, samples: Sequence, size, spec, levels: int, batch: int, device: str,
-                  advance=lambda n: None, pixels=None) -> tuple[list, float]:
+                  advance=lambda n: None, pixels=None, precision: str | None = None) -> tuple[list, float]:
     """The head's prediction for every sample (in order), and the seconds spent in the model
-    (backbone + head, with the head's per-image scoring) as opposed to reading images. ``pixels``:
-    the samples' :func:`decode_all`, when kept (a held-out set scored at every check)."""
+    (backbone + head, with the head's per-image scoring, under ``precision``'s autocast) as opposed to
+    reading images. ``pixels``: the samples' :func:`decode_all`, when kept (a held-out set scored at every check)."""
     import torch
 
+    from gaia_bench.devices import autocast
     from gaia_bench.imagedata import normalize
 
     backbone.eval()
     predictions: list = []
     model_seconds = 0.0
     batches = pixel_batches(samples, size, batch) if pixels is None else pixels.split(batch)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, precision):
         for s, x in zip(range(0, len(samples), batch), batches):
             chunk = samples[s:s + batch]
             tick = time.perf_counter()
@@ -265,6 +268,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     case trains on the whole subset from cached pyramids."""
     import torch
 
+    from gaia_bench.devices import autocast
     from gaia_bench.imagedata import normalize
     from gaia_bench.plugins.adaptations.lib.reproducible import reproducible
     from gaia_bench.plugins.adaptations.lib.schedules import scaled_schedule
@@ -277,7 +281,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     if task.make_head is None:
         raise UsageError(f"task {task.name!r} has no head to train", "give its TaskSpec a make_head")
     spec = job.backbone
-    device = ctx.device
+    device, precision = ctx.device, ctx.config.precision
     seed = int(ctx.config.seed)
     batch = int(hp["dense_batch"])
     lr, wd = float(hp["dense_lr"]), float(hp["dense_weight_decay"])
@@ -314,7 +318,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         feats = None
     else:
         feats = compute_pyramids(backbone, fit_samples, size, spec.mean, spec.std, device, ctx.batch_size,
-                                 levels, advance)
+                                 levels, advance, precision)
     ctx.progress.finish()
     channels = (list(backbone.pyramid_channels[-levels:]) if backbone.pyramid_channels
                 else [f.shape[1] for f in feats])
@@ -341,7 +345,7 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         head.module.eval()
         backbone.eval()
         total, count, tick = 0.0, 0, time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, precision):
             for s in range(0, len(fit_samples), batch):
                 positions = list(range(s, min(s + batch, len(fit_samples))))
                 total += float(head.loss(pyramid_of(positions), [targets[i] for i in positions])) * len(positions)
@@ -350,7 +354,8 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         return total / max(count, 1)
 
     def predict_held_out(samples: Sequence) -> list:
-        predictions, seconds = predict_dense(head, backbone, samples, size, spec, levels, batch, device, pixels=val_pixels)
+        predictions, seconds = predict_dense(head, backbone, samples, size, spec, levels, batch, device, pixels=val_pixels,
+                                            precision=precision)
         model_seconds[0] += seconds
         return predictions
 
@@ -361,7 +366,8 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
     model = pyramid_model(head, backbone, levels, train_bn if train_backbone else None)
     recipe = Recipe(iterations=n_iters, lr=lr, backbone_lr_scale=float(hp["backbone_lr_scale"]), optimizer="adam",
                     weight_decay=wd, decay="constant", eval_every=int(hp["dense_eval_every"]),
-                    patience=int(hp["patience"]), higher_is_better=task.metric(primary).higher_is_better, seed=seed)
+                    patience=int(hp["patience"]), higher_is_better=task.metric(primary).higher_is_better, seed=seed,
+                    precision=precision)
     val_pixels = decode_all(val_samples, size)  # decoded once, scored at every check
     held_out = TaskHeldOut(val_samples, data.train.classes, task, dataset, primary, predict_held_out)
     with reproducible(device) as numerics:  # training and testing alike
@@ -380,7 +386,8 @@ def run_dense(ctx, iterations: int | None = None, train_backbone: bool = False) 
         start = time.perf_counter()
         advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
         predictions, eval_model_seconds = predict_dense(head, backbone, list(test.samples), size, spec, levels,
-                                                        max(1, ctx.batch_size), device, advance)
+                                                        max(1, ctx.batch_size), device, advance,
+                                                        precision=precision)
         ctx.progress.finish()
         eval_seconds = time.perf_counter() - start
 

@@ -72,9 +72,10 @@ class PyramidSource:
     from memory when the pyramids were cached, else computed now; or the images themselves, for a
     backbone that trains. Images are decoded once when :meth:`keep_pixels` kept them (uint8)."""
 
-    def __init__(self, backbone, samples, size, mean, std, device: str, levels: int) -> None:
+    def __init__(self, backbone, samples, size, mean, std, device: str, levels: int, precision: str | None = None) -> None:
         self.backbone, self.samples, self.size = backbone, samples, size
         self.mean, self.std, self.device, self.levels = mean, std, device, levels
+        self.precision = precision  # the job's --precision: autocast of the backbone's and the head's forwards
         self.cache: dict[bool, list] | None = None
         self.pixels = None  # [N, 3, H, W] uint8 once kept
 
@@ -97,7 +98,9 @@ class PyramidSource:
     def forward(self, images) -> list:
         import torch
 
-        with torch.no_grad():
+        from gaia_bench.devices import autocast
+
+        with torch.no_grad(), autocast(self.device, self.precision):
             return [f.float() for f in self.backbone.pyramid(images)[-self.levels:]]
 
     def compute(self, positions: Sequence[int], flip: Sequence[bool]) -> list:
@@ -140,10 +143,12 @@ def predict(head, source: PyramidSource, batch: int, advance=lambda n: None) -> 
     model (backbone + head) as opposed to reading images (decoded one batch ahead, in a thread)."""
     import torch
 
+    from gaia_bench.devices import autocast
+
     out, model_seconds = [], 0.0
     n = len(source.samples)
     pixels = iter(source.pixels.split(batch) if source.pixels is not None else pixel_batches(source.samples, source.size, batch))
-    with torch.no_grad():
+    with torch.no_grad(), autocast(source.device, source.precision):
         for s in range(0, n, batch):
             positions = list(range(s, min(s + batch, n)))
             x = next(pixels) if source.cache is None else None
@@ -195,7 +200,8 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
     backbone.to(device)
     backbone.eval()
     fit_samples = [subset[i] for i in fit]
-    source = PyramidSource(backbone, fit_samples, size, spec.mean, spec.std, device, levels)
+    source = PyramidSource(backbone, fit_samples, size, spec.mean, spec.std, device, levels,
+                           ctx.config.precision)
     cache_mb = 2 * len(fit_samples) * pyramid_bytes(backbone, size, levels) / 2**20
     cached = not train_backbone and cache_mb <= CACHE_MB
     if len(fit_samples) * 3 * size[0] * size[1] / 2**20 <= CACHE_MB:
@@ -215,7 +221,7 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
                     optimizer="sgd", momentum=MOMENTUM, weight_decay=float(hp["det_weight_decay"]), warmup=warmup,
                     warmup_start=0.1, decay="steps", milestones=(2 * n_iters / 3, 8 * n_iters / 9),
                     clip_norm=CLIP_NORM, eval_every=int(hp["det_eval_every"]), patience=int(hp["patience"]),
-                    higher_is_better=task.metric(primary).higher_is_better, seed=seed)
+                    higher_is_better=task.metric(primary).higher_is_better, seed=seed, precision=ctx.config.precision)
     with reproducible(device) as numerics:  # training and testing alike
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -229,7 +235,8 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
                 inputs = source.images(positions, mirrored) if train_backbone else source(positions, mirrored)
                 return inputs, [targets[m][p] for p, m in zip(positions, mirrored)]
 
-            val_source = PyramidSource(backbone, [subset[i] for i in val], size, spec.mean, spec.std, device, levels)
+            val_source = PyramidSource(backbone, [subset[i] for i in val], size, spec.mean, spec.std, device, levels,
+                                       ctx.config.precision)
             val_source.keep_pixels()  # scored at every check
             held_out_seconds = [0.0]  # in the model during the checks
 
@@ -248,7 +255,8 @@ def run_detection(ctx, train_backbone: bool = False, iterations: int | None = No
         start = time.perf_counter()
         backbone.eval()
         del source
-        test_source = PyramidSource(backbone, test.samples, size, spec.mean, spec.std, device, levels)
+        test_source = PyramidSource(backbone, test.samples, size, spec.mean, spec.std, device, levels,
+                                    ctx.config.precision)
         advance = ctx.progress.start(f"evaluate {dataset.name}:{dataset.test_split}", len(test))
         predictions, eval_model_seconds = predict(head, test_source, max(1, ctx.batch_size), advance)
         ctx.progress.finish()

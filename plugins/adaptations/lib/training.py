@@ -81,6 +81,7 @@ class Recipe:
     stop_floor: int = 0  # never stop early before this many steps
     higher_is_better: bool = True  # of the held-out score
     seed: int = 0  # the job seed: seeds each data-parallel rank's global RNG
+    precision: str | None = None  # the job's --precision: autocast of every forward (None: fp32)
 
 
 @dataclass
@@ -209,6 +210,13 @@ def _to_device(value: Any, device: str) -> Any:
     return value
 
 
+def grad_scaler(device: str, precision: str | None) -> Any:
+    """fp16 on CUDA scales the loss (its gradients would underflow fp16's range); bf16 needs no scaling."""
+    import torch
+
+    return torch.amp.GradScaler("cuda") if precision == "fp16" and torch.device(device).type == "cuda" else None
+
+
 def _optimizer(model: Any, recipe: Recipe):
     import torch
 
@@ -253,10 +261,13 @@ def _loop(model: Any, recipe: Recipe, batches: BatchSource, held_out: HeldOut | 
     (None when there was none; always None on ranks other than 0)."""
     import torch
 
+    from gaia_bench.devices import autocast
+
     world, index = (rank.world_size, rank.rank) if rank is not None else (1, 0)
     net = rank.wrap(model) if rank is not None else model
     keeps_state = rank is None or rank.is_main
     optimizer = _optimizer(model, recipe)
+    scaler = grad_scaler(device, recipe.precision)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     clipped = [p for group in optimizer.param_groups for p in group["params"]]
     main = batches.batches(recipe.iterations, index, world)
@@ -273,7 +284,7 @@ def _loop(model: Any, recipe: Recipe, batches: BatchSource, held_out: HeldOut | 
     def check() -> None:
         nonlocal stale
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, recipe.precision):
             if rank is None:
                 totals = held_out.statistics(model, slice(0, n_held))
             else:
@@ -300,16 +311,22 @@ def _loop(model: Any, recipe: Recipe, batches: BatchSource, held_out: HeldOut | 
                 group["lr"] = base * factor
             tick = time.perf_counter()
             inputs = _to_device(batch.inputs, device)
-            out = net(inputs) if extra_batch is None else net(inputs, _to_device(extra_batch.inputs, device))
+            with autocast(device, recipe.precision):
+                out = net(inputs) if extra_batch is None else net(inputs, _to_device(extra_batch.inputs, device))
             loss, parts = out if isinstance(out, tuple) else (out, {})
             optimizer.zero_grad(set_to_none=True)
-            if world > 1:  # DDP averages over the ranks: weight by the shard's share of the global batch
-                (loss * (batch.size * world / batches.batch_size)).backward()
-            else:
-                loss.backward()
+            # DDP averages over the ranks: weight by the shard's share of the global batch
+            weighted = loss * (batch.size * world / batches.batch_size) if world > 1 else loss
+            (scaler.scale(weighted) if scaler else weighted).backward()
+            if scaler and recipe.clip_norm is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients
             if recipe.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(clipped, recipe.clip_norm)
-            optimizer.step()
+            if scaler:
+                scaler.step(optimizer)  # skips a step whose gradients overflowed
+                scaler.update()
+            else:
+                optimizer.step()
             model_seconds += time.perf_counter() - tick
             step += 1
             last_loss, last_size = float(loss.detach()), batch.size
@@ -392,9 +409,12 @@ def augmenting_transform(size: int, mean: Sequence[float], std: Sequence[float],
 
 
 def predict_logits(net: Any, samples: Sequence[Sample], transform: Any, size: int, device: str, batch_size: int,
-                   workers: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """The logits ``net`` (images -> logits, put in eval mode) gives every sample, in order (float32)."""
+                   workers: int, on_batch: Callable[[int], None] | None = None, precision: str | None = None) -> np.ndarray:
+    """The logits ``net`` (images -> logits, put in eval mode) gives every sample, in order (float32; the
+    forward under ``precision``'s autocast)."""
     import torch
+
+    from gaia_bench.devices import autocast
     from torch.utils.data import DataLoader
 
     from gaia_bench.imagedata import ImageSamples
@@ -406,7 +426,9 @@ def predict_logits(net: Any, samples: Sequence[Sample], transform: Any, size: in
     with torch.no_grad():
         for images, indices, errors in loader:
             check_errors(samples, indices, errors)
-            logits = net(images.to(device)).float().cpu().numpy()
+            with autocast(device, precision):
+                logits = net(images.to(device))
+            logits = logits.float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(samples), logits.shape[1]), dtype=np.float32)
             out[indices.numpy()] = logits
@@ -426,7 +448,8 @@ def test_and_held_out_logits(ctx, net: Any, test: Sequence[Sample], held_out: Se
     transform = eval_transform(size, spec.mean, spec.std)
     advance = ctx.progress.start(f"evaluate {label}", len(test) + len(held_out))
     logits, val_logits = (predict_logits(net, samples, transform, size, ctx.device, int(ctx.batch_size),
-                                         int(ctx.workers), on_batch=advance) if len(samples) else None
+                                         int(ctx.workers), on_batch=advance, precision=ctx.config.precision)
+                          if len(samples) else None
                           for samples in (test, held_out))
     ctx.progress.finish()
     return logits, val_logits
@@ -618,7 +641,8 @@ def fixed_schedule(iters: Any) -> tuple[int, dict]:
                    "min_iters": iters, "scratch_factor": 1, "iterations": iters}
 
 
-def finetune_recipe(hp: Mapping[str, Any], n_fit: int, init_name: str, seed: int) -> tuple[Recipe, dict, int]:
+def finetune_recipe(hp: Mapping[str, Any], n_fit: int, init_name: str, seed: int,
+                    precision: str | None = None) -> tuple[Recipe, dict, int]:
     """``finetune``'s classification recipe for ``n_fit`` training images: the schedule of
     :func:`gaia_bench.plugins.adaptations.lib.schedules.scaled_schedule` (3x for an un-pretrained init), AdamW with
     the backbone at ``backbone_lr_scale`` x ``lr``, warm-up over 5% then cosine, a held-out check
@@ -638,7 +662,8 @@ def finetune_recipe(hp: Mapping[str, Any], n_fit: int, init_name: str, seed: int
                     warmup=max(1, round(WARMUP_SHARE * iterations)), decay="cosine",
                     eval_every=max(1, round(float(hp["eval_every_epochs"]) * steps_per_epoch)),
                     patience=int(hp["patience"]),
-                    stop_floor=min(iterations, schedule["min_iters"] * schedule["scratch_factor"]), seed=seed)
+                    stop_floor=min(iterations, schedule["min_iters"] * schedule["scratch_factor"]), seed=seed,
+                    precision=precision)
     return recipe, schedule, steps_per_epoch
 
 
@@ -655,7 +680,8 @@ def train_classifier(ctx: Any, hp: Mapping[str, Any], model: Any, fit_part: tupl
     val_samples, y_val = val_part
     spec = ctx.job.backbone
     size, seed = int(ctx.config.image_size), int(ctx.config.seed)
-    recipe, schedule, steps_per_epoch = finetune_recipe(hp, len(fit_samples), ctx.config.init, seed)
+    recipe, schedule, steps_per_epoch = finetune_recipe(hp, len(fit_samples), ctx.config.init, seed,
+                                                        ctx.config.precision)
     crop, hflip, smoothing = float(hp["crop_scale_min"]), bool(hp["hflip"]), float(hp["label_smoothing"])
     stream = ImageStream(list(fit_samples), np.asarray(y_fit), augmenting_transform(size, spec.mean, spec.std, crop, hflip),
                          size, int(hp["batch"]), seed, int(ctx.workers))

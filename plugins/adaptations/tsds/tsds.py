@@ -112,14 +112,15 @@ def pool_features(ctx, pool: Pool) -> np.ndarray:
     keys = [s.key for s in pool.samples]
     key = cache_key({"backbone": spec.name, "weights": ctx.config.weights_id, "dataset": pool.spec.name,
                      "dataset_version": pool.spec.version, "split": "+".join(pool.spec.splits),
-                     "samples": samples_fingerprint(pool.samples), "transform": transform_id(size, spec.mean, spec.std)})
+                     "samples": samples_fingerprint(pool.samples), "transform": transform_id(size, spec.mean, spec.std),
+                     **({"precision": ctx.config.precision} if ctx.config.precision else {})})
     cache = ctx.session.feature_cache
     feats = cache.load(key, keys) if cache else None
     if feats is None:
         advance = ctx.progress.start(f"features {spec.name} / {pool.spec.name}", len(keys))
         feats = extract_features(ctx.build_backbone(), pool.samples, image_size=size, mean=spec.mean, std=spec.std,
                                  device=ctx.device, batch_size=int(ctx.batch_size),
-                                 workers=int(ctx.workers), on_batch=advance)
+                                 workers=int(ctx.workers), on_batch=advance, precision=ctx.config.precision)
         ctx.progress.finish()
         if cache:
             cache.save(key, feats, keys, {"backbone": spec.name, "dataset": pool.spec.name, "split": "labelled sources"})

@@ -132,6 +132,7 @@ def _train_head(ctx, hp: dict[str, Any], split, backbone, head, stages: StageDir
 
     from gaia_bench.api import Sample
     from gaia_bench.imagedata import ImageSamples, eval_transform
+    from gaia_bench.devices import autocast
     from gaia_bench.plugins.adaptations.lib.training import check_errors
 
     spec, size, device = ctx.job.backbone, int(ctx.config.image_size), ctx.device
@@ -142,10 +143,10 @@ def _train_head(ctx, hp: dict[str, Any], split, backbone, head, stages: StageDir
     iters = int(hp["head_iters"])
     advance = ctx.progress.start(f"mf stage 3/4 head {spec.name} / {ctx.job.dataset.name}", iters)
     features = torch.zeros(len(rerep), backbone.num_features)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, ctx.config.precision):  # the head below trains in fp32
         for images, indices, errors in loader:
             check_errors(rerep, indices, errors)
-            features[indices] = backbone(images.to(device)).cpu()
+            features[indices] = backbone(images.to(device)).float().cpu()
     targets = torch.as_tensor(np.asarray(split.y_fit), dtype=torch.long)
     optimizer = torch.optim.AdamW(head.parameters(), lr=float(hp["head_lr"]), weight_decay=float(hp["weight_decay"]))
     criterion = nn.CrossEntropyLoss(label_smoothing=float(hp["label_smoothing"]))

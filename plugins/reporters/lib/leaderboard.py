@@ -259,11 +259,12 @@ RowKey = tuple[str, str, str]  # (model, init, adaptation)
 
 
 def row_key(record: dict) -> RowKey:
-    """(model, init, adaptation); the adaptation carries the record's setting label, if any."""
+    """(model, init, adaptation); the adaptation carries the record's setting label and a precision
+    other than fp32 (``finetune [bf16]``: another cell, never averaged with the fp32 one), if any."""
     cfg = record["config"]
     adaptation = str(cfg.get("adaptation"))
-    if record.get("setting"):
-        adaptation = f"{adaptation} [{record['setting']}]"
+    if labels := [str(label) for label in (record.get("setting"), cfg.get("precision")) if label]:
+        adaptation = f"{adaptation} [{', '.join(labels)}]"
     return (str(cfg.get("model")), str(cfg.get("init")), adaptation)
 
 
@@ -492,8 +493,11 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool =
 
 
 def pick_profile(profiles: Sequence[dict], model: str, input_size: int | None = None) -> dict | None:
-    """The latest profile of ``model``, preferring those measured at the results' input size."""
+    """The latest profile of ``model``, preferring those measured at the results' input size, and in
+    float32 and the default layout (a `profile --precision`/`--channels-last` sweep is another mode)."""
     mine = [p for p in profiles if p.get("model") == model]
+    if any(p.get("precision", "float32") == "float32" and not p.get("channels_last") for p in mine):
+        mine = [p for p in mine if p.get("precision", "float32") == "float32" and not p.get("channels_last")]
     if input_size is not None and any(p.get("input_size") == input_size for p in mine):
         mine = [p for p in mine if p.get("input_size") == input_size]
     return max(mine, key=lambda p: p.get("measured_at", ""), default=None)

@@ -127,9 +127,9 @@ def evaluate_test(ctx, model: nn.Module, label: str, split: Split) -> tuple[dict
     advance = ctx.progress.start(f"evaluate {label} {spec.name} / {dataset.name}:{dataset.test_split}",
                                  len(test) + len(split.val))
     logits = predict_logits(model, test.samples, transform, size, ctx.device, int(ctx.batch_size), int(ctx.workers),
-                            on_batch=advance)
+                            on_batch=advance, precision=ctx.config.precision)
     val_logits = predict_logits(model, split.val, transform, size, ctx.device, int(ctx.batch_size), int(ctx.workers),
-                                on_batch=advance) if len(split.val) else None
+                                on_batch=advance, precision=ctx.config.precision) if len(split.val) else None
     ctx.progress.finish()
     predictions = list(logits)
     calibration, details = calibration_report(logits, np.asarray(test.labels()), val_logits, split.y_val,
