@@ -40,8 +40,7 @@ def git_sha() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def _machine() -> tuple[dict, list[str], dict[str, str]]:
-    """What cannot change within a process (read once: /proc/cpuinfo, torch's build and the package
-    metadata cost a visible share of a cached probe job): CPU, BLAS builds, tracked versions."""
+    """CPU, BLAS builds and versions, read once per process (a visible share of a cached probe job)."""
     import torch
 
     cpu = dict(re.findall(r"^(model name|flags)\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)

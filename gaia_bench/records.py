@@ -47,9 +47,10 @@ Verdict = Literal["new", "old", "same", "conflict"]
 
 def prefer(old: dict | None, new: dict) -> Verdict:
     """Which of two records of one job id wins: a finished result beats a failed attempt, either way
-    round (``"new"`` or ``"old"``); otherwise they are the ``"same"`` (status and the metrics both have
-    equal; the one with more metrics, e.g. a rerun that added calibration, wins) or a ``"conflict"``. What a conflict means is the caller's: merging result files keeps the later
-    attempt, an import and the leaderboard keep the record they had and report both."""
+    round (``"new"`` or ``"old"``); otherwise they are the ``"same"`` (status and the metrics both
+    have equal; the one with more, e.g. a rerun that added calibration, wins) or a ``"conflict"``,
+    which the caller settles: merging result files keeps the later attempt, an import and the
+    leaderboard keep the record they had and report both."""
     if old is None:
         return "new"
     old_done, new_done = old.get("status") == "done", new.get("status") == "done"

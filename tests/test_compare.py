@@ -157,6 +157,17 @@ def test_sides_select_by_hyper_parameter_and_one_sided_ones_select_one_side():
         parse_side(["hp.=1"], "--a")
 
 
+def test_precision_is_a_side_and_fp32_cells_without_the_field_are_fp32():
+    fp32 = [record("gaia", "cls", 70.0 + s, seed=s) for s in (0, 1)]  # fp32 configs carry no precision
+    bf16 = [{**r, "job_id": r["job_id"] + "b", "config": {**r["config"], "precision": "bf16"}, "primary_value": 60.0}
+            for r in fp32]
+    pairing = pair_records(fp32 + bf16, sides("precision=bf16", "precision=fp32"), {})
+    assert [(p.a["primary_value"], p.b["primary_value"]) for p in pairing.groups[0].pairs] == [(60.0, 70.0), (60.0, 71.0)]
+    inits = pair_records(fp32 + bf16 + [record("imagenet", "cls", 1.0)], sides("init=gaia", "init=imagenet"), {})
+    assert [p.a["primary_value"] for g in inits.groups for p in g.pairs] == [70.0]  # bf16 is another cell
+    assert len(inits.only_a) == 3 and "precision" in inits.paired_on
+
+
 # ---------------------------------------------------------------- the deciding test
 
 

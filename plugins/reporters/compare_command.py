@@ -18,7 +18,7 @@ from gaia_bench.errors import DataError, UsageError
 PLUGIN_ORDER = 640
 
 FORMATS = ("table", "markdown", "csv", "json")
-SIDE_HELP = "FIELD=VALUE filters of side {} (repeat or comma-separate; fields: model, init, adaptation, dataset, task, shots, seed, hp.NAME)"
+SIDE_HELP = "FIELD=VALUE filters of side {} (repeat or comma-separate; fields: model, init, adaptation, dataset, task, shots, seed, precision, hp.NAME)"
 Multi = lambda flag, what: Annotated[list[str] | None, typer.Option(flag, help=f"only this {what}, both sides (repeat or comma-separate; * wildcards)")]  # noqa: E731
 
 

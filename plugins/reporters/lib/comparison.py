@@ -49,7 +49,7 @@ from gaia_bench.plugins.reporters.lib.statistics import (
 )
 from gaia_bench.plugins.reporters.lib.tables import fmt_number
 
-PAIR_FIELDS = ("model", "init", "adaptation", "dataset", "task", "shots", "seed")  # the store's filters but status
+PAIR_FIELDS = ("model", "init", "adaptation", "dataset", "task", "shots", "seed", "precision")
 SAME_TEST_FIELDS = ("dataset_version", "protocol")  # two records with different values saw different items
 ALIASES = {"adapt": "adaptation"}  # the name of `run`'s option
 HP_PREFIX = "hp."  # hp.NAME selects by a resolved hyper-parameter (e.g. tsds hp.mode=random)
@@ -134,7 +134,7 @@ def field_value(record: Mapping[str, Any], name: str) -> Any:
     config = record.get("config") or {}
     if name.startswith(HP_PREFIX):
         return (config.get("hyperparams") or {}).get(name[len(HP_PREFIX):])
-    return config.get(name)
+    return (config.get(name) or "fp32") if name == "precision" else config.get(name)  # fp32 cells have none
 
 
 def matches(record: Mapping[str, Any], filters: Mapping[str, str | Sequence[str]]) -> bool:
@@ -354,7 +354,8 @@ class Report:
 
     def constant_fields(self) -> dict[str, Any]:
         shown = set(self.columns) | {"task", *SAME_TEST_FIELDS}
-        return {n: self.rows[0].key[n] for n in self.rows[0].key if n not in shown} if self.rows else {}
+        return {n: v for n, v in (self.rows[0].key.items() if self.rows else ())
+                if n not in shown and (n, v) != ("precision", "fp32")}  # the default goes without saying
 
 
 def fmt_p(p: float) -> str:
