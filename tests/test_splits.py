@@ -175,6 +175,7 @@ def test_job_ids_without_split_are_unchanged():
                   datasets=["digits-lt"], shots=parse_shots(["10%"]), seeds=[0])
     fields = asdict(job.config)
     assert fields.pop("split") is None and "split" not in job.config.as_dict()
+    assert fields.pop("precision") is None and "precision" not in job.config.as_dict()  # fp32: as before --precision
     blob = json.dumps(fields, sort_keys=True, default=str)  # the id as it was computed before --split existed
     assert job.job_id == hashlib.sha256(blob.encode()).hexdigest()[:20]
 
