@@ -1,5 +1,9 @@
 """Running one job: resolve data and features, call the adaptation, build the stored record; and
-running one as a *cell*, in another process (:class:`Cell`)."""
+running one as a *cell* in another process (a pool worker, a submitit job here or on a Slurm node),
+which cannot share the driver's session: a :class:`Cell` carries the job's JobConfig and the run's
+:class:`SessionSettings` and rebuilds there the registries, the job re-planned from the config (its
+id must equal the driver's, or the cell fails saying why) and a session; the record is written as a
+per-job result file (:mod:`gaia_bench.store`) and returned."""
 
 from __future__ import annotations
 
@@ -326,13 +330,6 @@ def run_job(job: Job, session: Session) -> dict:
 
 
 # --------------------------------------------------------------------------- cells
-# A job (a grid *cell*) run in another process (a pool worker, a submitit job here or on a Slurm node)
-# cannot share the driver's session: a :class:`Cell` carries the job's JobConfig and the run's
-# :class:`SessionSettings`, and rebuilds there the registries (the same plugins), the job re-planned
-# from the config (its id must equal the driver's, or the cell fails saying why) and a session. The
-# record is written as a per-job result file (:mod:`gaia_bench.store`) and returned.
-
-
 @dataclass(frozen=True)
 class SessionSettings:
     """What a process needs to build a :class:`Session` like the driver's."""
@@ -380,14 +377,12 @@ def _session(settings: SessionSettings) -> Any:
     key = repr(settings)  # the settings hold dicts: not hashable themselves
     if key not in _SESSIONS:
         _SESSIONS.clear()  # free the previous one's data and backbone
+        same = ("batch_size", "workers", "on_bad_sample", "processes_per_job", "resamples", "channels_last", "compile")
         _SESSIONS[key] = Session(
             data_root=Path(settings.data_root), device=resolve_device(settings.device),
-            batch_size=settings.batch_size, workers=settings.workers,
             feature_cache=FeatureCache(Path(settings.feature_cache)) if settings.feature_cache else None,
-            plugin_versions=dict(settings.plugin_versions), on_bad_sample=settings.on_bad_sample,
-            processes_per_job=settings.processes_per_job, resamples=settings.resamples,
             predictions_dir=Path(settings.predictions_dir) if settings.predictions_dir else None,
-            channels_last=settings.channels_last, compile=settings.compile)
+            plugin_versions=dict(settings.plugin_versions), **{name: getattr(settings, name) for name in same})
     return _SESSIONS[key]
 
 
