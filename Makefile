@@ -84,7 +84,7 @@ leaderboard-inits: $(STAMP)
 	$(VENV)/bin/gaia-bench leaderboard --suite mini --shots 10% --baseline random --store $(INITS_STORE) --out leaderboards/mini-inits
 
 # The seed methods against their controls (leaderboards/mini-methods/, issue 21 §3): the real ImageNet
-# EfficientNet-Lite0 init and the pool-pretrained gaia init, 10% shots, 3 seeds, 32 px (the pool's
+# EfficientNet-Lite0 init and the pool-pretrained gaia init, 10% shots, 5 seeds, 32 px (the pool's
 # resolution; a CPU budget), on digits-lt (the pool holds nothing like it) and fashion-mnist-lt (the
 # pool holds its classes under other names).
 # Every arm trains for the same METHODS_ITERS steps (--hp iters: no floor, no early stop before the
@@ -93,7 +93,7 @@ leaderboard-inits: $(STAMP)
 # `compare` verdicts of each pair (scripts/method_verdicts.sh).
 METHODS_STORE ?= build/leaderboard-methods.db
 METHODS_ITERS ?= 60
-METHODS_ARGS ?= --model tf_efficientnet_lite0 --init imagenet,gaia --shots 10% --seed 0,1,2 --image-size 32 --dataset digits-lt,fashion-mnist-lt --store $(METHODS_STORE)
+METHODS_ARGS ?= --model tf_efficientnet_lite0 --init imagenet,gaia --shots 10% --seed 0,1,2,3,4 --image-size 32 --dataset digits-lt,fashion-mnist-lt --store $(METHODS_STORE)
 leaderboard-methods: $(STAMP)
 	mkdir -p build
 	$(VENV)/bin/gaia-bench run $(METHODS_ARGS) --adapt finetune,tsds --hp iters=$(METHODS_ITERS)
