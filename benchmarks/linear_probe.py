@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits-lt")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--shots", default=None, help=f"default {SHOTS}; {CIFAR_SHOTS} with --cifar10-images")
+    parser.add_argument("--shots", default=None, help=f"default {SHOTS}; {CIFAR_SHOTS} with --cifar10-images".replace("%", "%%"))
     parser.add_argument("--cifar10-images", type=int, default=0, help="write a CIFAR-10 of N training images (official "
                         "layout, N/5 test images) and run on it")
     parser.add_argument("--parts", default="grid,extraction", help="which measurements to run (comma-separated)")
