@@ -15,7 +15,6 @@ and two jobs' intervals are paired by construction.
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import io
 import os
