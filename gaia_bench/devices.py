@@ -6,6 +6,8 @@ import contextlib
 
 from gaia_bench.errors import UsageError
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # --precision: what autocast knows
+
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``; any other value checked against this machine."""

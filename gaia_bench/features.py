@@ -25,8 +25,10 @@ from gaia_bench.paths import atomic_write
 FEATURE_FORMAT = 1  # bump when the extraction changes what it stores
 
 
-def cache_key(parts: dict) -> str:
-    return hashlib.sha256(json.dumps({**parts, "format": FEATURE_FORMAT}, sort_keys=True).encode()).hexdigest()[:32]
+def cache_key(parts: dict, precision: str | None = None) -> str:
+    """The cache file's key; a ``precision`` other than fp32 joins it (fp32 keys stay as they were)."""
+    extra = {"precision": precision} if precision not in (None, "fp32") else {}
+    return hashlib.sha256(json.dumps({**parts, **extra, "format": FEATURE_FORMAT}, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def samples_fingerprint(samples: Sequence[Sample]) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from gaia_bench.api import AdaptationSpec, BackboneSpec, DatasetSpec, InitContext, InitSpec, Progress, TaskSpec
 from gaia_bench import console
+from gaia_bench.devices import PRECISIONS
 from gaia_bench.errors import DataError, PluginError, UsageError
 from gaia_bench.init_context import check_used, init_hyperparams, upstream_pool
 from gaia_bench.overrides import apply_overrides
@@ -111,7 +112,7 @@ def plan(registries: Any, *, models: Sequence[str], inits: Sequence[str], adapta
         raise UsageError(f"--seed {negative} is negative", "seeds are integers >= 0")
     if image_size is not None and not 8 <= image_size <= 4096:
         raise UsageError(f"--image-size {image_size} is out of range", "use a size in pixels between 8 and 4096")
-    if precision not in (None, "fp32", "bf16", "fp16"):
+    if precision not in (None, *PRECISIONS):
         raise UsageError(f"--precision {precision} is not a choice", "use fp32, bf16 or fp16")
     shots_of = {a.name: [s for s in shots if s.fraction != 0] if a.trains else [ShotSpec(0.0)] for a in adaptation_specs}
     if idle := next((name for name, chosen in shots_of.items() if not chosen), None):

@@ -17,7 +17,9 @@ TRACKED_DISTRIBUTIONS = ("gaia-bench", "torch", "torchvision", "timm", "numpy", 
 NUMERIC_VARIABLES = re.compile(r"ATEN_CPU_CAPABILITY|ONEDNN_|DNNL_|MKL_|OMP_NUM_THREADS|CUBLAS_WORKSPACE")
 
 
-def _version(dist: str) -> str | None:
+@functools.lru_cache(maxsize=None)
+def distribution_version(dist: str) -> str | None:
+    """An installed distribution's version (None when absent), looked up once per process."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -39,14 +41,14 @@ def git_sha() -> str | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _machine() -> tuple[dict, list[str], dict[str, str]]:
-    """CPU, BLAS builds and versions, read once per process (a visible share of a cached probe job)."""
+def _machine() -> tuple[dict, list[str]]:
+    """The CPU and BLAS builds, read once per process (a visible share of a cached probe job)."""
     import torch
 
     cpu = dict(re.findall(r"^(model name|flags)\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
                if Path("/proc/cpuinfo").is_file() else ())
     blas = re.findall(r"Math Kernel Library Version \S+|MKL-DNN v\S+|OpenBLAS\S*|BLAS_INFO=\w+", torch.__config__.show())
-    return cpu, blas, {d: v for d in TRACKED_DISTRIBUTIONS if (v := _version(d)) is not None}
+    return cpu, blas
 
 
 def environment(plugin_versions: dict[str, str], device: str) -> dict:
@@ -54,7 +56,7 @@ def environment(plugin_versions: dict[str, str], device: str) -> dict:
     ATen choose kernels by, ATen's level in use, threads, BLAS and oneDNN builds, deterministic mode."""
     import torch
 
-    cpu, blas, versions = _machine()
+    cpu, blas = _machine()
     numerics = {"cpu": cpu.get("model name") or platform.processor(), "cores": os.cpu_count(),
                 "cpu_flags": sorted({f for f in cpu.get("flags", "").split() if f.startswith(("avx", "amx", "fma"))}),
                 "aten_capability": torch.backends.cpu.get_cpu_capability(),
@@ -64,4 +66,5 @@ def environment(plugin_versions: dict[str, str], device: str) -> dict:
                 "gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
                 "variables": {k: v for k, v in sorted(os.environ.items()) if NUMERIC_VARIABLES.match(k)}}
     return {"python": sys.version.split()[0], "platform": platform.platform(), "device": device,
-            "versions": dict(versions), "plugins": plugin_versions, "git_sha": git_sha(), "numerics": numerics}
+            "versions": {d: v for d in TRACKED_DISTRIBUTIONS if (v := distribution_version(d)) is not None},
+            "plugins": plugin_versions, "git_sha": git_sha(), "numerics": numerics}

@@ -168,8 +168,7 @@ class Session:
             "backbone": spec.name, "weights": job.config.weights_id, "dataset": job.dataset.name,
             "dataset_version": job.dataset.version, "split": split, **self._fingerprint(job.dataset, split, samples),
             "transform": transform_id(size, spec.mean, spec.std),
-            **({"precision": job.config.precision} if job.config.precision else {}),  # fp32's keys stay as they were
-        })
+        }, job.config.precision)
         if key in self._features:
             self._features.move_to_end(key)
             return self._features[key]

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from gaia_bench.console import console, err_console
+from gaia_bench.devices import PRECISIONS
 from gaia_bench.errors import GaiaBenchError, UnknownNameError, UsageError
 from gaia_bench.paths import cache_home
 from gaia_bench.shots import SHOTS_HELP, ShotSpec, parse_shot
@@ -164,9 +165,6 @@ def parse_overrides(items: Sequence[str], option: str = "--hp", example: str = "
         except json.JSONDecodeError:
             out[key.strip()] = raw
     return out
-
-
-PRECISIONS = ("fp32", "bf16", "fp16")  # --precision: autocast's dtype (gaia_bench.devices.autocast)
 
 
 def check_precision(precision: str, device: str) -> str:

@@ -13,14 +13,15 @@ from gaia_bench import hookimpl
 from gaia_bench.cli.common import StoreOption, check_precision, default_store, handle_errors, split_values
 from gaia_bench.console import console, notice
 from gaia_bench.errors import UsageError
+from gaia_bench.plugins.reporters.lib.profiles import DTYPES, FLOP_CONVENTION, PRECISION, profile_backbone, save_profile
 
 PLUGIN_ORDER = 630
-SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # stored precision -> what --precision says
+SHORT = {stored: flag for flag, stored in DTYPES.items()}  # stored precision -> what --precision says
 
 
 def _mode(profile: dict) -> str:
     """The precision, ``+cl`` when channels-last: how the forwards ran."""
-    precision = SHORT.get(profile.get("precision", "float32"), profile.get("precision"))
+    precision = SHORT.get(profile.get("precision", PRECISION), profile.get("precision"))
     return f"{precision}{'+cl' if profile.get('channels_last') else ''}"
 
 
@@ -71,7 +72,6 @@ def profile(
     this device for every batch size and precision asked, store them beside the results, and print them."""
     from gaia_bench.devices import resolve_device
     from gaia_bench.manager import get_registries
-    from gaia_bench.plugins.reporters.lib.profiles import FLOP_CONVENTION, profile_backbone, save_profile
 
     for name, value, low in (("--repeats", repeats, 1), ("--warmup", warmup, 0)):
         if value < low:

@@ -413,10 +413,9 @@ def predict_logits(net: Any, samples: Sequence[Sample], transform: Any, size: in
     """The logits ``net`` (images -> logits, put in eval mode) gives every sample, in order (float32; the
     forward under ``precision``'s autocast)."""
     import torch
-
-    from gaia_bench.devices import autocast
     from torch.utils.data import DataLoader
 
+    from gaia_bench.devices import autocast
     from gaia_bench.imagedata import ImageSamples
 
     loader = DataLoader(ImageSamples(samples, transform, size), batch_size=batch_size, shuffle=False,

@@ -112,8 +112,8 @@ def pool_features(ctx, pool: Pool) -> np.ndarray:
     keys = [s.key for s in pool.samples]
     key = cache_key({"backbone": spec.name, "weights": ctx.config.weights_id, "dataset": pool.spec.name,
                      "dataset_version": pool.spec.version, "split": "+".join(pool.spec.splits),
-                     "samples": samples_fingerprint(pool.samples), "transform": transform_id(size, spec.mean, spec.std),
-                     **({"precision": ctx.config.precision} if ctx.config.precision else {})})
+                     "samples": samples_fingerprint(pool.samples), "transform": transform_id(size, spec.mean, spec.std)},
+                    ctx.config.precision)
     cache = ctx.session.feature_cache
     feats = cache.load(key, keys) if cache else None
     if feats is None:

@@ -131,8 +131,8 @@ def _train_head(ctx, hp: dict[str, Any], split, backbone, head, stages: StageDir
     from torch import nn
 
     from gaia_bench.api import Sample
-    from gaia_bench.imagedata import ImageSamples, eval_transform
     from gaia_bench.devices import autocast
+    from gaia_bench.imagedata import ImageSamples, eval_transform
     from gaia_bench.plugins.adaptations.lib.training import check_errors
 
     spec, size, device = ctx.job.backbone, int(ctx.config.image_size), ctx.device

@@ -495,9 +495,11 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool =
 def pick_profile(profiles: Sequence[dict], model: str, input_size: int | None = None) -> dict | None:
     """The latest profile of ``model``, preferring those measured at the results' input size, and in
     float32 and the default layout (a `profile --precision`/`--channels-last` sweep is another mode)."""
+    from gaia_bench.plugins.reporters.lib.profiles import PRECISION
+
     mine = [p for p in profiles if p.get("model") == model]
-    if any(p.get("precision", "float32") == "float32" and not p.get("channels_last") for p in mine):
-        mine = [p for p in mine if p.get("precision", "float32") == "float32" and not p.get("channels_last")]
+    if plain := [p for p in mine if p.get("precision", PRECISION) == PRECISION and not p.get("channels_last")]:
+        mine = plain
     if input_size is not None and any(p.get("input_size") == input_size for p in mine):
         mine = [p for p in mine if p.get("input_size") == input_size]
     return max(mine, key=lambda p: p.get("measured_at", ""), default=None)

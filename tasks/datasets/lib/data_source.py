@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 from gaia_bench.jobs import UNBUNDLED
+from gaia_bench.provenance import distribution_version
 from gaia_bench.tasks.datasets.lib.downloads import SOURCE_FILE
 from gaia_bench.tasks.datasets.lib.manifest import MANIFEST
 
@@ -55,14 +55,6 @@ def _small(path: Path, how: str) -> object | None:
     try:
         return _read(str(path), stamp, how)
     except (OSError, ValueError):  # unreadable or not JSON: say nothing rather than fail the job
-        return None
-
-
-@functools.lru_cache(maxsize=None)
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
         return None
 
 
@@ -103,8 +95,8 @@ def embedded(*origins: tuple[str, str | None]) -> Provenance:
 
     def provenance(root: Path) -> dict:
         return _with_bundle(root, {
-            "kind": "embedded", "package": "gaia-bench", "version": _version("gaia-bench"),
-            "from": [f"{what} ({dist} {_version(dist)})" if dist else what for what, dist in origins],
+            "kind": "embedded", "package": "gaia-bench", "version": distribution_version("gaia-bench"),
+            "from": [f"{what} ({dist} {distribution_version(dist)})" if dist else what for what, dist in origins],
             "manifest_sha256": _small(root / MANIFEST, "sha256")})  # of the list of every file's sha256
 
     return provenance
